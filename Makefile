@@ -1,0 +1,45 @@
+# Every target bootstraps .venv itself, so a fresh clone needs nothing but Python 3.11.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PACKAGES := exposure keyserver verification crypto
+PROTO_DIR := exposure/export/proto
+# The schema is read from ../shared (never copied here); only the generated code is committed.
+PROTO_SRC := ../shared/interop/proto
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint typecheck check proto clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install the project with its dev tools
+
+run: $(STAMP) ## start the service on the embedded SQLite default (127.0.0.1:8080, state in ./var)
+	$(BIN)/exposure serve
+
+test: $(STAMP) ## run the whole test suite (PostgreSQL tests need EXPOSURE_TEST_DATABASE_URL)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) ## mypy --strict on the four packages
+	$(BIN)/mypy $(PACKAGES)
+
+check: lint typecheck test ## everything CI runs
+
+proto: $(STAMP) ## regenerate the protobuf modules from the vendored .proto files
+	$(BIN)/python -m grpc_tools.protoc -I$(PROTO_SRC) --python_out=$(PROTO_DIR) \
+		--mypy_out=$(PROTO_DIR) $(PROTO_SRC)/export.proto
+
+clean: ## remove the virtual environment and local state
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

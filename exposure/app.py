@@ -1,0 +1,102 @@
+"""The HTTP application factory.
+
+``create_app(settings)`` builds one FastAPI app from injected settings. In the embedded
+shape it serves every service from one process while each keeps its own database; the
+services mount their routers here as they are built.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from exposure.db import create_database_engine
+from exposure.settings import ExposureSettings, Service
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Databases:
+    """One engine per service; services that share a URL share the engine."""
+
+    engines: Mapping[Service, Engine]
+
+    @classmethod
+    def from_settings(cls, settings: ExposureSettings) -> Databases:
+        by_url: dict[str, Engine] = {}
+        engines: dict[Service, Engine] = {}
+        for service in Service:
+            url = settings.database_url_for(service)
+            if url not in by_url:
+                by_url[url] = create_database_engine(
+                    url,
+                    sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                    pool_size=settings.database_pool_size,
+                )
+            engines[service] = by_url[url]
+        return cls(engines=engines)
+
+    def distinct_engines(self) -> list[Engine]:
+        unique: dict[int, Engine] = {id(engine): engine for engine in self.engines.values()}
+        return list(unique.values())
+
+    def dispose(self) -> None:
+        for engine in self.distinct_engines():
+            engine.dispose()
+
+
+def database_answers(engine: Engine) -> bool:
+    """Whether a trivial query succeeds; the reason is logged, never returned."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        _logger.warning("health check: database %s does not answer", engine.url.get_backend_name())
+        return False
+    return True
+
+
+def create_app(settings: ExposureSettings, databases: Databases | None = None) -> FastAPI:
+    """Build the application; it owns (and disposes) the engines unless they are given."""
+    owns_databases = databases is None
+    active = databases if databases is not None else Databases.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_databases:
+            active.dispose()
+
+    app = FastAPI(
+        title="exposure",
+        summary="Privacy-preserving exposure-notification backend",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.databases = active
+
+    @app.get("/health", tags=["operations"])
+    def health() -> JSONResponse:
+        """200 ``{"status": "ok"}`` when every database answers, 503 otherwise."""
+        healthy = all(database_answers(engine) for engine in active.distinct_engines())
+        if healthy:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+
+    @app.get("/metrics", tags=["operations"])
+    def metrics() -> Response:
+        """Prometheus metrics of this process."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,31 @@
+"""The ``exposure`` command line: serve, migrate, inspect exports, benchmark.
+
+Sub-commands live in one module each and are mounted here; settings are built inside each
+command (never at import), so ``exposure --help`` works with any environment.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from exposure.cli.bench import bench_app
+from exposure.cli.db import db_app
+from exposure.cli.export import export_app
+from exposure.cli.serve import serve
+
+app = typer.Typer(
+    name="exposure",
+    help="Privacy-preserving exposure-notification backend.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(serve)
+app.add_typer(db_app, name="db")
+app.add_typer(export_app, name="export")
+app.add_typer(bench_app, name="bench")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

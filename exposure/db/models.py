@@ -1,0 +1,12 @@
+"""Every table the migrations manage, gathered on one metadata object.
+
+Alembic's environment and the schema tests import this module; a module that defines
+tables must be imported here, or its tables are invisible to both.
+"""
+
+from __future__ import annotations
+
+from exposure.db import lease as _lease  # noqa: F401 - registers the leases table
+from exposure.db.base import Base
+
+metadata = Base.metadata

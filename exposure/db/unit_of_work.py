@@ -1,0 +1,29 @@
+"""The unit of work: the edge (a request handler or the job runner) owns the transaction.
+
+Service and store code receive a :class:`~sqlalchemy.orm.Session` and never call
+``commit()``; the ``with unit_of_work(...)`` block commits when it ends normally and rolls
+back when an exception leaves it, so two writes that must be atomic always are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TypeAlias
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+SessionFactory: TypeAlias = sessionmaker[Session]
+
+
+def make_session_factory(engine: Engine) -> SessionFactory:
+    """Sessions bound to ``engine`` that keep loaded objects usable after commit."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def unit_of_work(session_factory: SessionFactory) -> Iterator[Session]:
+    """Open a session in a transaction; commit on success, roll back on any exception."""
+    with session_factory() as session, session.begin():
+        yield session

@@ -1,0 +1,73 @@
+"""The architecture's import rules, checked on the source: a violation fails the suite.
+
+- ``crypto`` imports no HTTP, database or project code.
+- ``exposure`` does not import the services, except the CLI and the app factory, which
+  compose them.
+- ``keyserver`` and ``verification`` never import each other.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "crypto": (
+        "exposure",
+        "keyserver",
+        "verification",
+        "fastapi",
+        "starlette",
+        "sqlalchemy",
+        "alembic",
+        "httpx",
+        "uvicorn",
+    ),
+    "exposure": ("keyserver", "verification"),
+    "keyserver": ("verification",),
+    "verification": ("keyserver",),
+}
+
+#: Modules allowed to compose the services.
+COMPOSERS = ("exposure/cli/", "exposure/app.py")
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    modules: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules.add(node.module)
+    return modules
+
+
+def _sources(package: str) -> list[Path]:
+    return sorted(
+        path for path in (ROOT / package).rglob("*.py") if not path.name.endswith("_pb2.py")
+    )
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_imports_respect_the_architecture(package: str) -> None:
+    violations = []
+    for path in _sources(package):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith(COMPOSERS):
+            continue
+        for module in _imported_modules(path):
+            top = module.split(".")[0]
+            if top in FORBIDDEN[package]:
+                violations.append(f"{relative} imports {module}")
+
+    assert violations == []
+
+
+def test_the_checker_sees_imports() -> None:
+    # Guard against a checker that silently finds nothing.
+    assert "sqlalchemy" in _imported_modules(ROOT / "exposure" / "db" / "lease.py")
