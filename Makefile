@@ -38,7 +38,8 @@ typecheck: $(STAMP) ## mypy --strict on the four packages
 check: lint typecheck test ## everything CI runs
 
 proto: $(STAMP) ## regenerate the protobuf modules from the vendored .proto files
-	$(BIN)/python -m grpc_tools.protoc -I$(PROTO_SRC) --python_out=$(PROTO_DIR) \
+	$(BIN)/python -m grpc_tools.protoc -I$(PROTO_SRC) --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
+		--python_out=$(PROTO_DIR) \
 		--mypy_out=$(PROTO_DIR) $(PROTO_SRC)/export.proto
 
 clean: ## remove the virtual environment and local state

@@ -52,3 +52,15 @@ class BrokenChain(CryptoError):  # noqa: N818
     """A hash chain link does not follow from its predecessor."""
 
     message = "hash chain is broken"
+
+
+class BrokenChainAt(BrokenChain):
+    """A :class:`BrokenChain` that tells where: ``index`` is the first link that fails.
+
+    The position is not secret (an auditor needs it to find the damage); the message stays
+    the fixed one of :class:`BrokenChain`.
+    """
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index

@@ -1,0 +1,232 @@
+"""ES256 JSON Web Tokens (verification tokens and certificates) and their public JWKs.
+
+The verification server signs a token after a code is claimed and a certificate after the
+phone sends its TEK HMAC; the key server verifies certificates with the public keys the
+verification server publishes as a bare JSON array of JWKs. Verification is pinned to ES256
+on P-256 (RFC 7518, signature ``R || S``): ``alg: none``, any HMAC algorithm (including the
+classic confusion attack, HS256 keyed with the public key's PEM), RSA and other curves are
+refused before any claim is read. The time claims are checked against the ``now`` the
+caller passes, never the wall clock.
+
+Example::
+
+    token = sign_jwt(private_key, {"iss": "vs", "aud": "ks", "exp": exp, "iat": iat}, kid="v1")
+    claims = verify_jwt(
+        token, public_keys={"v1": public_key}, audience="ks", issuer="vs", now=now
+    )
+
+Every verification failure raises the same :class:`~crypto.errors.InvalidToken`; a key that
+cannot be used raises :class:`~crypto.errors.InvalidKey`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from crypto.encoding import b64url_decode, b64url_encode
+from crypto.errors import InvalidKey, InvalidToken
+
+__all__ = [
+    "ALGORITHM",
+    "jwk_from_public_key",
+    "public_key_from_jwk",
+    "public_keys_from_jwk_set",
+    "sign_jwt",
+    "verify_jwt",
+]
+
+#: The only JWS algorithm this module signs or accepts.
+ALGORITHM = "ES256"
+_CURVE_NAME = "P-256"
+_COORDINATE_LENGTH = 32
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _is_p256(key: object) -> bool:
+    # Typed callers pass EC keys, but configuration can hand over anything (an RSA key).
+    return isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and (
+        isinstance(key.curve, ec.SECP256R1)
+    )
+
+
+def sign_jwt(private_key: ec.EllipticCurvePrivateKey, claims: Mapping[str, Any], kid: str) -> str:
+    """Sign ``claims`` as a compact ES256 JWT with header ``{alg: ES256, kid, typ: JWT}``.
+
+    ``datetime`` values of ``exp``, ``nbf`` and ``iat`` are written as Unix seconds. Raises
+    :class:`InvalidKey` if ``private_key`` is not a P-256 key and :class:`ValueError` if
+    ``kid`` is empty.
+    """
+    if not _is_p256(private_key):
+        raise InvalidKey
+    if not kid:
+        raise ValueError("kid must not be empty")
+    return jwt.encode(
+        dict(claims), private_key, algorithm=ALGORITHM, headers={"kid": kid, "typ": "JWT"}
+    )
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    # RFC 7519 NumericDate: a JSON number. bool is an int in Python; NaN and infinities pass
+    # json.loads but compare false with everything, which would disable the check.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken
+    if not math.isfinite(value):
+        raise InvalidToken
+    return float(value)
+
+
+def _check_times(claims: Mapping[str, Any], now: datetime, leeway: timedelta) -> None:
+    current = (now - _EPOCH) / timedelta(seconds=1)
+    margin = leeway.total_seconds()
+    expires = _numeric_date(claims, "exp")
+    not_before = _numeric_date(claims, "nbf")
+    issued = _numeric_date(claims, "iat")
+    # RFC 7519 4.1.4: valid only *before* exp. 4.1.5: valid from nbf on.
+    if expires is not None and current >= expires + margin:
+        raise InvalidToken
+    if not_before is not None and current + margin < not_before:
+        raise InvalidToken
+    if issued is not None and current + margin < issued:
+        raise InvalidToken
+
+
+def verify_jwt(
+    token: str,
+    *,
+    public_keys: Mapping[str, ec.EllipticCurvePublicKey],
+    audience: str,
+    issuer: str,
+    now: datetime,
+    leeway: timedelta = timedelta(0),
+    required_claims: Collection[str] = ("exp",),
+) -> dict[str, Any]:
+    """Verify an ES256 JWT and return its claims.
+
+    Checks, all of which must pass: the header's ``alg`` is ES256 and its ``kid`` is a key
+    of ``public_keys``; the signature verifies with that key; ``aud`` is the single string
+    ``audience`` and ``iss`` equals ``issuer``; every name in ``required_claims`` is present
+    (by default ``exp``: a token that never expires is refused); ``now`` is before ``exp``,
+    not before ``nbf`` and not before ``iat``, each loosened by ``leeway``.
+
+    Raises :class:`InvalidToken` for any failure, and :class:`ValueError` for a naive
+    ``now`` or a negative ``leeway`` (mistakes of the caller, not of the token).
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be an aware datetime")
+    if leeway < timedelta(0):
+        raise ValueError("leeway must not be negative")
+    try:
+        header = jwt.get_unverified_header(token)
+    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        raise InvalidToken from exc
+    kid = header.get("kid")
+    if header.get("alg") != ALGORITHM or not isinstance(kid, str):
+        raise InvalidToken
+    public_key = public_keys.get(kid)
+    if public_key is None or not _is_p256(public_key):
+        raise InvalidToken
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            public_key,
+            algorithms=[ALGORITHM],
+            audience=audience,
+            issuer=issuer,
+            options={
+                # The time claims are checked below against ``now``, not the wall clock.
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "strict_aud": True,
+                "require": ["aud", "iss", *required_claims],
+            },
+        )
+    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        raise InvalidToken from exc
+    _check_times(claims, now, leeway)
+    return claims
+
+
+def jwk_from_public_key(key: ec.EllipticCurvePublicKey, kid: str) -> dict[str, str]:
+    """Return the public JWK (RFC 7517/7518) of a P-256 key, for publishing in a key set.
+
+    Raises :class:`InvalidKey` if ``key`` is not a P-256 public key and :class:`ValueError`
+    if ``kid`` is empty.
+    """
+    if not _is_p256(key):
+        raise InvalidKey
+    if not kid:
+        raise ValueError("kid must not be empty")
+    numbers = key.public_numbers()
+    return {
+        "kty": "EC",
+        "crv": _CURVE_NAME,
+        "x": b64url_encode(numbers.x.to_bytes(_COORDINATE_LENGTH, "big")),
+        "y": b64url_encode(numbers.y.to_bytes(_COORDINATE_LENGTH, "big")),
+        "kid": kid,
+        "alg": ALGORITHM,
+        "use": "sig",
+    }
+
+
+def _coordinate(jwk: Mapping[str, object], name: str) -> int:
+    text = jwk.get(name)
+    if not isinstance(text, str):
+        raise InvalidKey
+    try:
+        raw = b64url_decode(text)
+    except ValueError as exc:
+        raise InvalidKey from exc
+    if len(raw) != _COORDINATE_LENGTH:
+        raise InvalidKey
+    return int.from_bytes(raw, "big")
+
+
+def public_key_from_jwk(jwk: Mapping[str, object]) -> ec.EllipticCurvePublicKey:
+    """Load a P-256 public key from a JWK.
+
+    Accepted: ``kty`` EC, ``crv`` P-256, ``x`` and ``y`` as 32-byte unpadded base64url
+    coordinates of a point on the curve; ``alg`` and ``use``, when present, ES256 and sig.
+    Raises :class:`InvalidKey` for anything else, including a JWK that carries a private
+    part (``d``), which a published key set must never contain.
+    """
+    if not isinstance(jwk, Mapping):
+        raise InvalidKey
+    if jwk.get("kty") != "EC" or jwk.get("crv") != _CURVE_NAME or "d" in jwk:
+        raise InvalidKey
+    if jwk.get("alg", ALGORITHM) != ALGORITHM or jwk.get("use", "sig") != "sig":
+        raise InvalidKey
+    x = _coordinate(jwk, "x")
+    y = _coordinate(jwk, "y")
+    try:
+        return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
+    except ValueError as exc:  # not a point on P-256
+        raise InvalidKey from exc
+
+
+def public_keys_from_jwk_set(jwks: object) -> dict[str, ec.EllipticCurvePublicKey]:
+    """Load a bare JSON array of JWKs (the verification server's format) into ``{kid: key}``.
+
+    Raises :class:`InvalidKey` if ``jwks`` is not a list, a JWK is invalid, a ``kid`` is
+    missing or empty, or two JWKs share a ``kid``.
+    """
+    if not isinstance(jwks, list):
+        raise InvalidKey
+    keys: dict[str, ec.EllipticCurvePublicKey] = {}
+    for jwk in jwks:
+        if not isinstance(jwk, Mapping):
+            raise InvalidKey
+        kid = jwk.get("kid")
+        if not isinstance(kid, str) or not kid or kid in keys:
+            raise InvalidKey
+        keys[kid] = public_key_from_jwk(jwk)
+    return keys
