@@ -21,6 +21,7 @@ cannot be used raises :class:`~crypto.errors.InvalidKey`.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
@@ -28,9 +29,11 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from crypto.encoding import b64url_decode, b64url_encode
 from crypto.errors import InvalidKey, InvalidToken
+from crypto.signing import Signer
 
 __all__ = [
     "ALGORITHM",
@@ -38,6 +41,7 @@ __all__ = [
     "public_key_from_jwk",
     "public_keys_from_jwk_set",
     "sign_jwt",
+    "sign_jwt_with_signer",
     "verify_jwt",
 ]
 
@@ -230,3 +234,20 @@ def public_keys_from_jwk_set(jwks: object) -> dict[str, ec.EllipticCurvePublicKe
             raise InvalidKey
         keys[kid] = public_key_from_jwk(jwk)
     return keys
+
+
+def sign_jwt_with_signer(signer: Signer, claims: Mapping[str, Any], kid: str) -> str:
+    """Sign ``claims`` as a compact ES256 JWT through a :class:`~crypto.signing.Signer`.
+
+    The signer never hands out its private key (a KMS or HSM may hold it); it returns a DER
+    ECDSA signature, which JWS wants as the fixed-width ``R || S`` of RFC 7518 §3.4. The
+    result verifies with :func:`verify_jwt` like a token from :func:`sign_jwt`.
+    """
+    header = {"alg": ALGORITHM, "kid": kid, "typ": "JWT"}
+    signing_input = ".".join(
+        b64url_encode(json.dumps(part, separators=(",", ":")).encode())
+        for part in (header, dict(claims))
+    )
+    r, s = decode_dss_signature(signer.sign(signing_input.encode("ascii")))
+    raw = r.to_bytes(_COORDINATE_LENGTH, "big") + s.to_bytes(_COORDINATE_LENGTH, "big")
+    return f"{signing_input}.{b64url_encode(raw)}"

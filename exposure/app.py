@@ -8,9 +8,10 @@ services mount their routers here as they are built.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -18,8 +19,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from exposure.db import create_database_engine
+from exposure.db import create_database_engine, make_session_factory
+from exposure.http.chaff import ChaffMiddleware
 from exposure.settings import ExposureSettings, Service
+from verification.api import CHAFF_PATHS as VERIFICATION_CHAFF_PATHS
+from verification.api import create_router as create_verification_router
+from verification.context import VerificationContext
+from verification.settings import VerificationSettings
 
 _logger = logging.getLogger(__name__)
 
@@ -65,10 +71,26 @@ def database_answers(engine: Engine) -> bool:
     return True
 
 
-def create_app(settings: ExposureSettings, databases: Databases | None = None) -> FastAPI:
-    """Build the application; it owns (and disposes) the engines unless they are given."""
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    settings: ExposureSettings,
+    databases: Databases | None = None,
+    *,
+    verification_settings: VerificationSettings | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """Build the application; it owns (and disposes) the engines unless they are given.
+
+    ``clock`` is the time every service sees; tests pass a controllable one.
+    """
     owns_databases = databases is None
     active = databases if databases is not None else Databases.from_settings(settings)
+    verification_context = VerificationContext.from_settings(
+        verification_settings or VerificationSettings(), settings.data_dir
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -85,6 +107,14 @@ def create_app(settings: ExposureSettings, databases: Databases | None = None) -
     )
     app.state.settings = settings
     app.state.databases = active
+    app.include_router(
+        create_verification_router(
+            verification_context,
+            make_session_factory(active.engines[Service.VERIFICATION]),
+            clock,
+        )
+    )
+    app.add_middleware(ChaffMiddleware, paths=VERIFICATION_CHAFF_PATHS)
 
     @app.get("/health", tags=["operations"])
     def health() -> JSONResponse:

@@ -78,6 +78,10 @@ class ExposureSettings(BaseSettings):
     port: Annotated[int, Field(ge=1, le=65_535)] = Field(
         default=8080, description="Port `exposure serve` listens on."
     )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL clients use to reach this server (default http://host:port).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     sqlite_busy_timeout_ms: Annotated[
         int, Field(ge=SQLITE_BUSY_TIMEOUT_FLOOR_MS, le=SQLITE_BUSY_TIMEOUT_CEILING_MS)
@@ -101,6 +105,13 @@ class ExposureSettings(BaseSettings):
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise ValueError(f"data_dir {self.data_dir} exists and is not a directory")
         return self
+
+    @property
+    def base_url(self) -> str:
+        """Where clients reach the server; printed by bootstrap and used in links."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
 
     def database_url_for(self, service: Service) -> str:
         """The database URL ``service`` uses: its own, the shared one, or its SQLite file."""

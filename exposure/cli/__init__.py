@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from exposure.cli.admin import admin_app
 from exposure.cli.bench import bench_app
 from exposure.cli.db import db_app
 from exposure.cli.export import export_app
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.command("serve")(serve)
 app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
 app.add_typer(export_app, name="export")
 app.add_typer(bench_app, name="bench")
 

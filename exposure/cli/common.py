@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from exposure.settings import ExposureSettings
 
+AnySettings = TypeVar("AnySettings", bound=BaseSettings)
+
 
 def load_settings(**overrides: Any) -> ExposureSettings:
-    """Build settings from the environment (plus CLI overrides) or exit 2 with the reason."""
+    """Build the shared settings from the environment (plus CLI overrides), or exit 2."""
+    return build_settings(ExposureSettings, **overrides)
+
+
+def build_settings(settings_class: type[AnySettings], **overrides: Any) -> AnySettings:
+    """Build any settings class from the environment, or exit 2 naming each bad value."""
     try:
-        return ExposureSettings(**overrides)
+        return settings_class(**overrides)
     except ValidationError as error:
         for problem in error.errors():
             location = ".".join(str(part) for part in problem["loc"]) or "settings"

@@ -24,7 +24,7 @@ MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent / "migrations"
 #: The Alembic targets each service's database is upgraded to.
 SERVICE_TARGETS: dict[Service, tuple[str, ...]] = {
     Service.KEYSERVER: ("core@head",),
-    Service.VERIFICATION: ("core@head",),
+    Service.VERIFICATION: ("core@head", "verification@head"),
 }
 
 

@@ -6,6 +6,7 @@ tables must be imported here, or its tables are invisible to both.
 
 from __future__ import annotations
 
+from exposure import ratelimit as _ratelimit  # noqa: F401 - registers rate_limit_windows
 from exposure.db import lease as _lease  # noqa: F401 - registers the leases table
 from exposure.db.base import Base
 

@@ -2,70 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-
 import httpx
-import pytest
 
-EXPOSURE = Path(sys.executable).parent / "exposure"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass
-class RunningServer:
-    base_url: str
-    process: subprocess.Popen[str]
-    data_dir: Path
-
-    def stop(self) -> str:
-        self.process.terminate()
-        output, _ = self.process.communicate(timeout=20)
-        return output
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RunningServer]:
-    port = _free_port()
-    environment = {
-        key: value for key, value in os.environ.items() if not key.startswith("EXPOSURE_")
-    }
-    environment["EXPOSURE_DATA_DIR"] = str(tmp_path / "var")
-    process = subprocess.Popen(
-        [str(EXPOSURE), "serve", "--port", str(port)],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    running = RunningServer(f"http://127.0.0.1:{port}", process, tmp_path / "var")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited early:\n{process.communicate()[0]}")
-        try:
-            httpx.get(f"{running.base_url}/health", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        running.stop()
-        pytest.fail("server did not answer within 30 s")
-    yield running
-    if process.poll() is None:
-        running.stop()
+from tests.e2e.conftest import RunningServer
 
 
 def test_serve_answers_health_and_metrics_on_embedded_sqlite(server: RunningServer) -> None:

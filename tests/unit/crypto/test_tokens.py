@@ -489,3 +489,46 @@ def test_invalid_key_sets_are_refused(jwks: object) -> None:
 
 def test_empty_key_set_is_empty() -> None:
     assert public_keys_from_jwk_set([]) == {}
+
+
+class TestSignWithSigner:
+    """Tokens signed through the Signer protocol (KMS-ready) verify like PyJWT's own."""
+
+    def test_signer_token_verifies(self) -> None:
+        from crypto.signing import FileSigner
+        from crypto.tokens import sign_jwt_with_signer
+
+        signer = FileSigner.generate()
+        now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+        claims = {
+            "iss": "vs",
+            "aud": "ks",
+            "iat": int(now.timestamp()),
+            "exp": int(now.timestamp()) + 900,
+            "reportType": "confirmed",
+        }
+
+        token = sign_jwt_with_signer(signer, claims, kid="r1v1")
+
+        verified = verify_jwt(
+            token, public_keys={"r1v1": signer.public_key()}, audience="ks", issuer="vs", now=now
+        )
+        assert verified["reportType"] == "confirmed"
+        assert jwt.get_unverified_header(token) == {"alg": "ES256", "kid": "r1v1", "typ": "JWT"}
+
+    def test_signer_token_fails_under_another_key(self) -> None:
+        from crypto.signing import FileSigner
+        from crypto.tokens import sign_jwt_with_signer
+
+        now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+        claims = {"iss": "vs", "aud": "ks", "exp": int(now.timestamp()) + 60}
+        token = sign_jwt_with_signer(FileSigner.generate(), claims, kid="k")
+
+        with pytest.raises(InvalidToken):
+            verify_jwt(
+                token,
+                public_keys={"k": FileSigner.generate().public_key()},
+                audience="ks",
+                issuer="vs",
+                now=now,
+            )

@@ -1,0 +1,159 @@
+"""The verification API, wire-compatible with Google's verification server.
+
+Paths, JSON field names, error codes and HTTP statuses follow the reference server, so GAEN
+apps and lab systems built for it work unchanged. Where we differ it is documented in
+docs/api.md: we never accept phone numbers (no SMS leaves this service), and ``/api/issue``
+also returns the long code, since without SMS the lab is the only way it reaches a person.
+
+Every request and response may carry ``padding``: random base64 that exists only to hide
+the size of the real content from a network observer. Servers ignore the request padding
+and fill the response padding with 1-2 KB.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+#: Requests larger than this are refused before they are parsed.
+MAX_REQUEST_BYTES = 64_000
+#: ``/api/batch-issue`` takes at most this many codes per request.
+MAX_BATCH_SIZE = 10
+#: Dates (symptom onset, test) may lie at most this many days before today (UTC).
+MAX_DATE_AGE_DAYS = 28
+
+
+class TestType(StrEnum):
+    """The diagnosis a code certifies; the order of the first three is the accept hierarchy."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    CONFIRMED = "confirmed"
+    LIKELY = "likely"
+    NEGATIVE = "negative"
+    USER_REPORT = "user-report"
+
+
+#: ``accept: ["likely"]`` means confirmed and likely; ``["negative"]`` means all three.
+ACCEPT_HIERARCHY: tuple[TestType, ...] = (TestType.CONFIRMED, TestType.LIKELY, TestType.NEGATIVE)
+
+
+class ErrorCode(StrEnum):
+    """Stable ``errorCode`` values; clients branch on these, never on the message."""
+
+    UNPARSABLE_REQUEST = "unparsable_request"
+    INTERNAL = "internal_server_error"
+    UNAUTHORIZED = "unauthorized"
+    CODE_INVALID = "code_invalid"
+    CODE_EXPIRED = "code_expired"
+    CODE_NOT_FOUND = "code_not_found"
+    CODE_ALREADY_CLAIMED = "code_already_claimed"
+    INVALID_TEST_TYPE = "invalid_test_type"
+    UNSUPPORTED_TEST_TYPE = "unsupported_test_type"
+    MISSING_DATE = "missing_date"
+    INVALID_DATE = "invalid_date"
+    UUID_ALREADY_EXISTS = "uuid_already_exists"
+    TOKEN_INVALID = "token_invalid"  # noqa: S105 - an error code, not a secret
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105
+    HMAC_INVALID = "hmac_invalid"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    RATE_LIMITED = "rate_limited"
+    MAINTENANCE_MODE = "maintenance_mode"
+    NOT_FOUND = "not_found"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    padding: StrictStr = Field(default="", description="Ignored; hides the request size.")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    padding: str = Field(default="", description="Random base64, 1-2 KB; ignore it.")
+
+
+class ErrorResponse(_Response):
+    """The body of every error: a message for people, a code for programs."""
+
+    error: str
+    errorCode: ErrorCode  # noqa: N815 - the wire name
+    error_code: ErrorCode  # legacy duplicate of errorCode kept by the reference server
+
+
+class IssueCodeRequest(_Request):
+    """``POST /api/issue``: ask for a new code (admin API key)."""
+
+    testType: StrictStr = ""  # noqa: N815
+    symptomDate: StrictStr = Field(default="", description="YYYY-MM-DD")  # noqa: N815
+    testDate: StrictStr = Field(default="", description="YYYY-MM-DD")  # noqa: N815
+    tzOffset: StrictFloat | StrictInt = Field(  # noqa: N815
+        default=0, description="Minutes east of UTC of the person's time zone."
+    )
+    uuid: StrictStr = Field(default="", description="Optional idempotency handle.")
+    externalIssuerID: Annotated[StrictStr, Field(max_length=255)] = ""  # noqa: N815
+
+
+class IssueCodeResponse(_Response):
+    uuid: str = ""
+    code: str = ""
+    longCode: str = ""  # noqa: N815
+    expiresAt: str = ""  # noqa: N815
+    expiresAtTimestamp: int = 0  # noqa: N815
+    longExpiresAt: str = ""  # noqa: N815
+    longExpiresAtTimestamp: int = 0  # noqa: N815
+    error: str = ""
+    errorCode: str = ""  # noqa: N815
+
+
+class BatchIssueCodeRequest(_Request):
+    """``POST /api/batch-issue``: up to ten issue requests, each answered at its index."""
+
+    codes: list[IssueCodeRequest]
+
+
+class BatchIssueCodeResponse(_Response):
+    codes: list[IssueCodeResponse] = Field(default_factory=list)
+    error: str = ""
+    errorCode: str = ""  # noqa: N815
+
+
+class CodeStatusRequest(_Request):
+    """``POST /api/checkcodestatus`` and ``POST /api/expirecode``."""
+
+    uuid: StrictStr
+
+
+class CodeStatusResponse(_Response):
+    claimed: bool = False
+    expiresAtTimestamp: int = 0  # noqa: N815
+    longExpiresAtTimestamp: int = 0  # noqa: N815
+
+
+class VerifyCodeRequest(_Request):
+    """``POST /api/verify``: trade a code for a verification token (device API key)."""
+
+    code: StrictStr
+    accept: list[StrictStr] = Field(default_factory=list)
+    nonce: StrictStr = ""
+
+
+class VerifyCodeResponse(_Response):
+    testtype: str
+    symptomDate: str = ""  # noqa: N815
+    testDate: str = ""  # noqa: N815
+    token: str
+
+
+class CertificateRequest(_Request):
+    """``POST /api/certificate``: trade a token and the TEK HMAC for a certificate."""
+
+    token: StrictStr
+    ekeyhmac: StrictStr
+
+
+class CertificateResponse(_Response):
+    certificate: str

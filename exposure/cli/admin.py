@@ -1,0 +1,216 @@
+"""``exposure admin ...``: realms, API keys, signing keys, and the embedded bootstrap."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from exposure.cli.common import build_settings, load_settings
+from exposure.db import SessionFactory, create_database_engine, make_session_factory, unit_of_work
+from exposure.db.migrate import upgrade_service
+from exposure.settings import ExposureSettings, Service
+from verification.context import VerificationContext
+from verification.errors import VerificationError
+from verification.service import realms, signing_keys
+from verification.settings import VerificationSettings
+
+admin_app = typer.Typer(
+    help="Administration: realms, API keys, signing keys.", no_args_is_help=True
+)
+realm_app = typer.Typer(
+    help="Verification realms (one per health authority).", no_args_is_help=True
+)
+apikey_app = typer.Typer(help="Verification API keys.", no_args_is_help=True)
+signing_key_app = typer.Typer(help="Certificate signing keys.", no_args_is_help=True)
+admin_app.add_typer(realm_app, name="realm")
+admin_app.add_typer(apikey_app, name="apikey")
+admin_app.add_typer(signing_key_app, name="signing-key")
+
+ACTOR = "cli"
+DEFAULT_REALM = "default"
+
+
+class KeyType(StrEnum):
+    admin = "admin"
+    device = "device"
+
+
+@dataclass(frozen=True)
+class VerificationRuntime:
+    settings: ExposureSettings
+    sessions: SessionFactory
+    context: VerificationContext
+
+
+@contextmanager
+def verification_runtime() -> Iterator[VerificationRuntime]:
+    """The verification database (migrated) and context, from the environment."""
+    settings = load_settings()
+    verification_settings = build_settings(VerificationSettings)
+    engine = create_database_engine(
+        settings.database_url_for(Service.VERIFICATION),
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        pool_size=settings.database_pool_size,
+    )
+    try:
+        upgrade_service(engine, Service.VERIFICATION)
+        context = VerificationContext.from_settings(verification_settings, settings.data_dir)
+        yield VerificationRuntime(settings, make_session_factory(engine), context)
+    except VerificationError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(code=1) from None
+    finally:
+        engine.dispose()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _emit(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    for key, value in data.items():
+        typer.echo(f"{key}: {value}")
+
+
+@realm_app.command("create")
+def create_realm(
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    issuer: Annotated[str | None, typer.Option(help="Certificate iss claim.")] = None,
+    audience: Annotated[str, typer.Option(help="Certificate aud claim.")] = realms.DEFAULT_AUDIENCE,
+    allow_user_report: Annotated[bool, typer.Option(help="Allow user-report codes.")] = False,
+) -> None:
+    """Create a realm; prints its id and its first admin and device API keys (shown once)."""
+    with verification_runtime() as runtime, unit_of_work(runtime.sessions) as session:
+        created = realms.create_realm(
+            session,
+            runtime.context,
+            name=name,
+            now=_now(),
+            actor=ACTOR,
+            certificate_issuer=issuer,
+            certificate_audience=audience,
+            allow_user_report=allow_user_report,
+        )
+        data = _realm_summary(runtime.settings, created.realm.id, created.realm.name)
+        data["admin_api_key"] = created.admin_key.plaintext
+        data["device_api_key"] = created.device_key.plaintext
+    _emit(data, as_json)
+
+
+@apikey_app.command("create")
+def create_api_key(
+    realm: Annotated[str, typer.Option(help="Realm name or id.")],
+    key_type: Annotated[KeyType, typer.Option("--type", help="admin (labs) or device (apps).")],
+    name: Annotated[str, typer.Option(help="A label for people.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create an API key; it is printed once and stored only as a keyed hash."""
+    with verification_runtime() as runtime, unit_of_work(runtime.sessions) as session:
+        found = realms.find_realm(session, realm)
+        created = realms.create_api_key(
+            session,
+            runtime.context,
+            realm=found,
+            kind=realms.ApiKeyKind(key_type.value),
+            name=name or key_type.value,
+            now=_now(),
+            actor=ACTOR,
+        )
+        data = {"realm_id": found.id, "type": key_type.value, "api_key": created.plaintext}
+    _emit(data, as_json)
+
+
+@signing_key_app.command("rotate")
+def rotate_signing_key(
+    realm: Annotated[str, typer.Option(help="Realm name or id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Add a certificate key that signs after the activation delay; retire the old ones."""
+    with verification_runtime() as runtime, unit_of_work(runtime.sessions) as session:
+        found = realms.find_realm(session, realm)
+        key = signing_keys.rotate_certificate_key(
+            session, runtime.context, found, now=_now(), actor=ACTOR
+        )
+        data = {"realm_id": found.id, "kid": key.kid, "active_at": key.active_at.isoformat()}
+    _emit(data, as_json)
+
+
+def _realm_summary(settings: ExposureSettings, realm_id: int, name: str) -> dict[str, Any]:
+    return {
+        "realm": name,
+        "realm_id": realm_id,
+        "jwks_url": f"{settings.base_url}/jwks/{realm_id}",
+        "verification_url": settings.base_url,
+    }
+
+
+def _write_private_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(data, handle)
+
+
+@admin_app.command("bootstrap")
+def bootstrap(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Set up the embedded default once (realm ``default`` with an admin and a device key).
+
+    Running it again prints the same keys: they are kept, readable by the owner only, in
+    ``$EXPOSURE_DATA_DIR/secrets/bootstrap.json`` because a key cannot be shown twice
+    otherwise. Production deployments create realms and keys explicitly instead.
+    """
+    with verification_runtime() as runtime:
+        saved_path = runtime.settings.data_dir / "secrets" / "bootstrap.json"
+        saved: dict[str, Any] = json.loads(saved_path.read_text()) if saved_path.exists() else {}
+        with unit_of_work(runtime.sessions) as session:
+            realm = _find_optional(session, DEFAULT_REALM)
+            if realm is None:
+                created = realms.create_realm(
+                    session, runtime.context, name=DEFAULT_REALM, now=_now(), actor=ACTOR
+                )
+                realm = created.realm
+                saved = {
+                    "realm_id": realm.id,
+                    "admin_api_key": created.admin_key.plaintext,
+                    "device_api_key": created.device_key.plaintext,
+                }
+            elif saved.get("realm_id") != realm.id:
+                saved = {"realm_id": realm.id}
+                for kind in realms.ApiKeyKind:
+                    new_key = realms.create_api_key(
+                        session,
+                        runtime.context,
+                        realm=realm,
+                        kind=kind,
+                        name=f"bootstrap {kind.value}",
+                        now=_now(),
+                        actor=ACTOR,
+                    )
+                    saved[f"{kind.value}_api_key"] = new_key.plaintext
+            _write_private_json(saved_path, saved)
+            data = _realm_summary(runtime.settings, realm.id, realm.name)
+            data["admin_api_key"] = saved["admin_api_key"]
+            data["device_api_key"] = saved["device_api_key"]
+    _emit(data, as_json)
+
+
+def _find_optional(session: Any, name: str) -> Any:
+    try:
+        return realms.find_realm(session, name)
+    except VerificationError:
+        return None

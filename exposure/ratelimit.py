@@ -1,0 +1,268 @@
+"""Fixed-window rate limits kept in the service's own database.
+
+One mechanism serves three needs: per-(realm, client) request limits, per-realm daily
+quotas of issued codes, and lockouts after repeated failed code lookups. Google's
+verification server keeps these in Redis; keeping them in the database every replica
+already shares means no extra moving part, and every replica sees the same counts.
+
+Each subject is a *bucket*, named only by :func:`bucket_key`: an HMAC of its parts under a
+server secret. Raw client addresses, API keys or codes therefore never reach storage (as
+in Google's ``HMAC(RATE_LIMIT_HMAC_KEY, "<realmID>:<clientIP>")``), and a leaked table says
+nothing about who was limited. Buckets count hits per window of fixed length aligned on
+the Unix epoch (a one-day window runs from UTC midnight to UTC midnight), one row per
+bucket and window.
+
+Store-layer rules hold: the caller owns the transaction and the clock (``now``). Counting
+is a single ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` that both databases apply
+atomically against the latest committed row, so concurrent replicas never lose a hit.
+Denied hits are counted too: hammering a closed limit keeps it closed instead of getting
+through as soon as earlier hits age out.
+
+Example::
+
+    bucket = bucket_key(secret, "verify", realm_id, client_address)
+    decision = hit(session, bucket=bucket, limit=120, window=timedelta(minutes=1), now=now)
+    headers = rate_limit_headers(decision)
+    if not decision.allowed:
+        ...  # 429 with these headers
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+from sqlalchemy import CheckConstraint, Integer, String, case, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from exposure.db.base import Base, UTCDateTime
+
+__all__ = [
+    "BUCKET_PART_SEPARATOR",
+    "MAX_COUNT",
+    "MINIMUM_SECRET_BYTES",
+    "RateDecision",
+    "RateLimitWindow",
+    "bucket_key",
+    "hit",
+    "peek",
+    "purge_expired_windows",
+    "rate_limit_headers",
+    "window_start",
+]
+
+#: Joins the parts of a bucket name before hashing (ASCII unit separator); a part that
+#: contains it is refused, so ("a\x1fb",) and ("a", "b") can never share a bucket.
+BUCKET_PART_SEPARATOR = "\x1f"
+#: An HMAC key shorter than this is a placeholder, not a secret.
+MINIMUM_SECRET_BYTES = 16
+#: Counters saturate here instead of overflowing PostgreSQL's 32-bit ``integer``, which
+#: would turn a hammered bucket into a stream of database errors.
+MAX_COUNT = 2**31 - 1
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+_MICROSECOND = timedelta(microseconds=1)
+# Hex HMAC-SHA256 or -SHA512: anything else (an address, a key) is not a bucket name.
+_BUCKET = re.compile(r"[0-9a-f]{64}|[0-9a-f]{128}")
+
+
+class RateLimitWindow(Base):
+    """How many hits one bucket took in one window; rows past their window are purged."""
+
+    __tablename__ = "rate_limit_windows"
+    __table_args__ = (CheckConstraint("count >= 0", name="count_not_negative"),)
+
+    bucket: Mapped[str] = mapped_column(
+        String(128),
+        primary_key=True,
+        comment=(
+            "Hex HMAC-SHA256 of the limited subject's parts (realm, client, purpose) under a "
+            "server secret; never a raw IP address, API key or code."
+        ),
+    )
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True, index=True)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """The outcome of a hit (or a peek), with what the rate-limit headers report.
+
+    ``remaining`` is never negative; ``reset_at`` is when the current window ends;
+    ``retry_after_seconds`` is 0 when allowed, otherwise the whole seconds (rounded up,
+    at least 1) until ``reset_at``.
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_at: datetime
+    retry_after_seconds: int
+
+
+def bucket_key(secret: bytes, *parts: str) -> str:
+    """Name a bucket: hex HMAC-SHA256 under ``secret`` of ``parts`` joined by U+001F.
+
+    Include a purpose among the parts (``"verify"``, ``"quota"``, ``"lockout"``) so that
+    different limits on the same subject never share a counter. Rotating ``secret`` starts
+    every bucket afresh, which at worst grants one extra window of hits.
+
+    Raises :class:`ValueError` if ``secret`` is shorter than :data:`MINIMUM_SECRET_BYTES`,
+    if no part is given, or if a part contains the separator.
+    """
+    if len(secret) < MINIMUM_SECRET_BYTES:
+        raise ValueError(f"bucket secret must be at least {MINIMUM_SECRET_BYTES} bytes")
+    if not parts:
+        raise ValueError("a bucket needs at least one part")
+    if any(BUCKET_PART_SEPARATOR in part for part in parts):
+        raise ValueError("bucket parts must not contain the U+001F separator")
+    message = BUCKET_PART_SEPARATOR.join(parts).encode("utf-8")
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def window_start(now: datetime, window: timedelta) -> datetime:
+    """The start of the window that contains ``now``: ``now`` floored to a multiple of
+    ``window`` since the Unix epoch, in exact integer microseconds.
+
+    Raises :class:`ValueError` for a naive ``now`` or a window that is not a positive
+    whole number of seconds.
+    """
+    _check_time(now, window)
+    elapsed = (now - _EPOCH) // _MICROSECOND
+    length = window // _MICROSECOND
+    return _EPOCH + (elapsed - elapsed % length) * _MICROSECOND
+
+
+def hit(
+    session: Session,
+    *,
+    bucket: str,
+    limit: int,
+    window: timedelta,
+    now: datetime,
+    cost: int = 1,
+) -> RateDecision:
+    """Count ``cost`` hits on ``bucket`` in the window containing ``now`` and decide.
+
+    Allowed while the window's count, this hit included, is at most ``limit``. Denied hits
+    still count. The increment is one atomic upsert, so concurrent callers never lose one;
+    it becomes durable when the caller's transaction commits, and a caller that rolls back
+    also takes its hit back (for rate limits, commit even when the request then fails).
+
+    Raises :class:`ValueError` for a bucket not named by :func:`bucket_key`, a negative
+    ``limit``, a ``cost`` below 1, a naive ``now`` or an invalid ``window``.
+    """
+    _check_bucket(bucket, limit)
+    if cost < 1:
+        raise ValueError("a hit must cost at least 1")
+    start = window_start(now, window)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    values = insert(RateLimitWindow).values(bucket=bucket, window_start=start, count=cost)
+    statement = values.on_conflict_do_update(
+        index_elements=[RateLimitWindow.bucket, RateLimitWindow.window_start],
+        set_={
+            "count": case(
+                (RateLimitWindow.count > MAX_COUNT - cost, MAX_COUNT),
+                else_=RateLimitWindow.count + cost,
+            )
+        },
+    ).returning(RateLimitWindow.count)
+    count = session.execute(statement).scalar_one()
+    return _decide(count, limit=limit, start=start, window=window, now=now, allowed=count <= limit)
+
+
+def peek(
+    session: Session,
+    *,
+    bucket: str,
+    limit: int,
+    window: timedelta,
+    now: datetime,
+    cost: int = 1,
+) -> RateDecision:
+    """What :func:`hit` would decide for ``cost`` more hits at ``now``, counting nothing.
+
+    For checks such as "is this client locked out": ``allowed`` says whether ``cost`` more
+    hits would fit, ``remaining`` how many single hits still fit. Raises like :func:`hit`.
+    """
+    _check_bucket(bucket, limit)
+    if cost < 1:
+        raise ValueError("a hit must cost at least 1")
+    start = window_start(now, window)
+    count = session.execute(
+        select(RateLimitWindow.count).where(
+            RateLimitWindow.bucket == bucket, RateLimitWindow.window_start == start
+        )
+    ).scalar_one_or_none()
+    used = count or 0
+    return _decide(
+        used, limit=limit, start=start, window=window, now=now, allowed=used + cost <= limit
+    )
+
+
+def purge_expired_windows(session: Session, *, before: datetime) -> int:
+    """Delete every window that started before ``before``; return how many rows went.
+
+    Rows do not record their window's length, so the caller passes ``now`` minus the
+    longest window in use (a day, for quotas): every window still running survives, and
+    counts are kept no longer than they can matter. One bulk ``DELETE``, like every
+    retention purge.
+    """
+    if before.utcoffset() is None:
+        raise ValueError("before must be an aware datetime, not a naive one")
+    result = session.execute(delete(RateLimitWindow).where(RateLimitWindow.window_start < before))
+    return int(getattr(result, "rowcount", 0))
+
+
+def rate_limit_headers(decision: RateDecision) -> dict[str, str]:
+    """The headers Google's verification server sends with every rate-limited response.
+
+    ``X-RateLimit-Reset`` is the window's end as an HTTP date (RFC 1123 layout with
+    ``GMT``, which HTTP requires; Go's ``time.RFC1123`` writes ``UTC`` there, and parsers
+    accept both). A denied decision adds ``Retry-After`` in seconds.
+    """
+    headers = {
+        "X-RateLimit-Limit": str(decision.limit),
+        "X-RateLimit-Remaining": str(decision.remaining),
+        "X-RateLimit-Reset": format_datetime(decision.reset_at.astimezone(UTC), usegmt=True),
+    }
+    if not decision.allowed:
+        headers["Retry-After"] = str(decision.retry_after_seconds)
+    return headers
+
+
+def _decide(
+    count: int, *, limit: int, start: datetime, window: timedelta, now: datetime, allowed: bool
+) -> RateDecision:
+    reset_at = start + window
+    retry_after = 0
+    if not allowed:
+        left = (reset_at - now) // _MICROSECOND
+        retry_after = max(1, -(-left // 1_000_000))
+    return RateDecision(
+        allowed=allowed,
+        limit=limit,
+        remaining=max(0, limit - count),
+        reset_at=reset_at,
+        retry_after_seconds=retry_after,
+    )
+
+
+def _check_bucket(bucket: str, limit: int) -> None:
+    if not _BUCKET.fullmatch(bucket):
+        raise ValueError("bucket must be a hex HMAC from bucket_key()")
+    if limit < 0:
+        raise ValueError("limit must not be negative")
+
+
+def _check_time(now: datetime, window: timedelta) -> None:
+    if now.utcoffset() is None:
+        raise ValueError("now must be an aware datetime, not a naive one")
+    if window < _SECOND or window % _SECOND:
+        raise ValueError("window must be a positive whole number of seconds")

@@ -1,0 +1,80 @@
+"""Realms and API keys: keys shown once, stored hashed, checked by kind, audited."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tests.unit.verification.conftest import Clock
+from verification import store
+from verification.context import VerificationContext
+from verification.errors import RealmNotFound, Unauthorized
+from verification.models import ApiKey
+from verification.service import realms
+from verification.service.realms import ApiKeyKind, NewRealm, RealmExists
+
+
+def test_new_realm_has_defaults_and_two_keys(realm: NewRealm) -> None:
+    assert realm.realm.short_code_length == 8
+    assert realm.realm.short_code_minutes == 15
+    assert realm.realm.long_code_length == 16
+    assert realm.realm.long_code_minutes == 24 * 60
+    assert realm.realm.certificate_audience == "exposure-notifications-server"
+    assert realm.realm.certificate_lifetime_seconds == 900
+    assert realm.admin_key.plaintext != realm.device_key.plaintext
+
+
+def test_api_keys_are_stored_only_as_hashes(db_session: Session, realm: NewRealm) -> None:
+    rows = db_session.execute(select(ApiKey)).scalars().all()
+
+    for row in rows:
+        stored = bytes(row.key_hmac)
+        assert realm.admin_key.plaintext.encode() not in stored
+        assert len(stored) == 64
+        assert len(row.preview) == 6
+    assert {row.preview for row in rows} == {
+        realm.admin_key.plaintext[:6],
+        realm.device_key.plaintext[:6],
+    }
+
+
+def test_authenticate_checks_kind(
+    db_session: Session, context: VerificationContext, realm: NewRealm
+) -> None:
+    record, found = realms.authenticate(
+        db_session, context, api_key=realm.admin_key.plaintext, kind=ApiKeyKind.ADMIN
+    )
+    assert found.id == realm.realm.id
+    assert record.kind == "admin"
+
+    with pytest.raises(Unauthorized):
+        realms.authenticate(
+            db_session, context, api_key=realm.admin_key.plaintext, kind=ApiKeyKind.DEVICE
+        )
+    for wrong in ("", "x" * 300, realm.admin_key.plaintext + "x"):
+        with pytest.raises(Unauthorized):
+            realms.authenticate(db_session, context, api_key=wrong, kind=ApiKeyKind.ADMIN)
+
+
+def test_duplicate_realm_is_refused(
+    db_session: Session, context: VerificationContext, realm: NewRealm, clock: Clock
+) -> None:
+    with pytest.raises(RealmExists):
+        realms.create_realm(db_session, context, name=realm.realm.name, now=clock(), actor="test")
+
+
+def test_find_realm_by_id_or_name(db_session: Session, realm: NewRealm) -> None:
+    assert realms.find_realm(db_session, str(realm.realm.id)).name == "lab"
+    assert realms.find_realm(db_session, "lab").id == realm.realm.id
+    with pytest.raises(RealmNotFound):
+        realms.find_realm(db_session, "nope")
+
+
+def test_realm_and_key_creation_is_audited(db_session: Session, realm: NewRealm) -> None:
+    actions = [entry.action for entry in store.audit_entries(db_session, realm_id=realm.realm.id)]
+
+    assert actions == ["created realm", "created admin API key", "created device API key"]
+    for entry in store.audit_entries(db_session):
+        assert realm.admin_key.plaintext not in entry.diff
+        assert realm.device_key.plaintext not in entry.diff

@@ -1,0 +1,81 @@
+"""Where the verification service keeps private keys and secrets.
+
+Signing keys live behind :class:`KeyStore`, which hands out :class:`crypto.signing.Signer`
+objects and never private key bytes, so a KMS can replace the file store. Secrets for the
+keyed hashes come from settings or, in the embedded shape, from a file generated once.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from pathlib import Path
+from typing import Protocol
+
+from crypto.randomness import random_bytes
+from crypto.signing import FileSigner, Signer
+from verification.settings import MINIMUM_SECRET_BYTES, decode_secret_keys
+
+_REFERENCE = re.compile(r"^[a-z0-9-]{1,100}\.pem$")
+
+
+class KeyStore(Protocol):
+    """Creates ECDSA P-256 keys and gives out signers for them by reference."""
+
+    def create(self, name: str) -> str:
+        """Create a key called ``name``; return the reference to store in the database."""
+        ...
+
+    def signer(self, reference: str) -> Signer:
+        """The signer of a key created earlier."""
+        ...
+
+
+class FileKeyStore:
+    """PEM files in one directory, readable by the owner only."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._signers: dict[str, Signer] = {}
+
+    def create(self, name: str) -> str:
+        reference = f"{name}.pem"
+        if not _REFERENCE.match(reference):
+            raise ValueError(f"unusable key name {name!r}")
+        self._directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        signer = FileSigner.generate()
+        # O_EXCL: never overwrite a key that may still sign or verify something.
+        descriptor = os.open(
+            self._directory / reference, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+        )
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(signer.private_key_pem())
+        self._signers[reference] = signer
+        return reference
+
+    def signer(self, reference: str) -> Signer:
+        if not _REFERENCE.match(reference):
+            raise ValueError("malformed key reference")
+        cached = self._signers.get(reference)
+        if cached is None:
+            cached = FileSigner.from_file(self._directory / reference)
+            self._signers[reference] = cached
+        return cached
+
+
+def load_or_create_secret_keys(configured: str | None, secrets_file: Path) -> list[bytes]:
+    """The keyed-hash secrets, newest first: from settings, else from a file made once."""
+    if configured is not None:
+        return decode_secret_keys(configured)
+    if not secrets_file.exists():
+        secrets_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fresh = base64.b64encode(random_bytes(MINIMUM_SECRET_BYTES)).decode()
+        try:
+            descriptor = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it first; read theirs
+        else:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(fresh + "\n")
+    return decode_secret_keys(secrets_file.read_text().replace("\n", ","))

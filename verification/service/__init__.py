@@ -1,0 +1,1 @@
+"""The verification service's use cases, one module each; no HTTP, no commits."""

@@ -1,0 +1,121 @@
+"""Trading a verification token and the TEK HMAC for a certificate the key server trusts.
+
+The certificate binds the diagnosis (report type, symptom onset) to one exact set of keys
+through ``tekmac``. The token is claimed only after the certificate is signed, in the same
+transaction, so a failure anywhere leaves the token usable for a retry.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import date, datetime
+
+from sqlalchemy.orm import Session
+
+from crypto.errors import InvalidToken
+from crypto.tokens import sign_jwt_with_signer, verify_jwt
+from verification import store
+from verification.context import VerificationContext
+from verification.errors import HmacInvalid, TokenExpired, TokenInvalid
+from verification.models import Realm
+from verification.service.codes import utc_midnight
+from verification.service.signing_keys import certificate_signer, token_public_keys
+
+TEK_HMAC_LENGTH = 32
+INTERVAL_SECONDS = 600
+
+
+def _decode_tekmac(ekeyhmac: str) -> None:
+    try:
+        raw = base64.b64decode(ekeyhmac, validate=True)
+    except (binascii.Error, ValueError):
+        raise HmacInvalid("ekeyhmac must be standard base64") from None
+    if len(raw) != TEK_HMAC_LENGTH:
+        raise HmacInvalid(f"ekeyhmac must decode to {TEK_HMAC_LENGTH} bytes")
+
+
+def _parse_subject(subject: object) -> tuple[str, date | None, date | None]:
+    if not isinstance(subject, str) or subject.count(".") != 2:
+        raise TokenInvalid("the token is invalid")
+    test_type, symptom, tested = subject.split(".")
+    try:
+        return (
+            test_type,
+            date.fromisoformat(symptom) if symptom else None,
+            date.fromisoformat(tested) if tested else None,
+        )
+    except ValueError:
+        raise TokenInvalid("the token is invalid") from None
+
+
+def _verified_claims(
+    session: Session, context: VerificationContext, token: str, now: datetime
+) -> dict[str, object]:
+    settings = context.settings
+    keys = token_public_keys(session, now)
+    issuer = settings.token_issuer
+    try:
+        return verify_jwt(token, public_keys=keys, audience=issuer, issuer=issuer, now=now)
+    except InvalidToken:
+        pass
+    # Tell "expired" from "forged" the only safe way: a token that verifies as of one
+    # lifetime ago is genuine, so it failed on time alone.
+    try:
+        verify_jwt(
+            token,
+            public_keys=keys,
+            audience=issuer,
+            issuer=issuer,
+            now=now - settings.token_lifetime,
+        )
+    except InvalidToken:
+        raise TokenInvalid("the token is invalid") from None
+    raise TokenExpired("the token has expired or was already used")
+
+
+def issue_certificate(
+    session: Session,
+    context: VerificationContext,
+    *,
+    realm: Realm,
+    token: str,
+    ekeyhmac: str,
+    now: datetime,
+) -> str:
+    """Sign a certificate for ``ekeyhmac`` and consume ``token``; raise on any failure."""
+    _decode_tekmac(ekeyhmac)
+    claims = _verified_claims(session, context, token, now)
+    test_type, symptom, tested = _parse_subject(claims.get("sub"))
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        raise TokenInvalid("the token is invalid")
+    key = certificate_signer(session, context, realm, now)
+    skew = context.settings.allowed_clock_skew
+    issued = int((now - skew).timestamp())
+    certificate_claims: dict[str, object] = {
+        "reportType": test_type,
+        "tekmac": ekeyhmac,
+        "iss": realm.certificate_issuer,
+        "aud": realm.certificate_audience,
+        "iat": issued,
+        "nbf": issued,
+        "exp": int(now.timestamp()) + realm.certificate_lifetime_seconds,
+    }
+    if symptom is not None:
+        certificate_claims["symptomOnsetInterval"] = int(
+            utc_midnight(symptom).timestamp() // INTERVAL_SECONDS
+        )
+    certificate = sign_jwt_with_signer(key.signer, certificate_claims, kid=key.kid)
+    claimed = store.claim_token(
+        session,
+        realm_id=realm.id,
+        token_hmacs=context.hasher.candidates(jti),
+        test_type=test_type,
+        symptom_date=symptom,
+        test_date=tested,
+        now=now,
+    )
+    if not claimed:
+        raise TokenExpired("the token has expired or was already used")
+    return certificate

@@ -1,0 +1,312 @@
+"""Issuing codes (labs) and trading them for verification tokens (phones).
+
+Codes are stored only as keyed HMACs under the current secret and looked up under every
+live one. A lookup runs the same query and the same hashing whether or not the code exists,
+and unknown, wrong and already-used codes get one answer (``code_invalid``), so the API
+cannot be used to learn which codes exist.
+"""
+
+from __future__ import annotations
+
+import uuid as uuid_module
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from crypto.codes import generate_alphanumeric_code, generate_numeric_code
+from crypto.encoding import b64url_encode
+from crypto.randomness import random_bytes
+from crypto.tokens import sign_jwt_with_signer
+from exposure.api.verification import ACCEPT_HIERARCHY, MAX_DATE_AGE_DAYS, TestType
+from exposure.ratelimit import bucket_key, hit
+from verification import store
+from verification.context import VerificationContext
+from verification.errors import (
+    CodeAlreadyClaimed,
+    CodeExpired,
+    CodeInvalid,
+    CodeNotFound,
+    InvalidDate,
+    InvalidTestType,
+    MissingDate,
+    QuotaExceeded,
+    UnparsableRequest,
+    UnsupportedTestType,
+    UuidAlreadyExists,
+)
+from verification.models import ApiKey, Realm, VerificationCode, VerificationToken
+from verification.service import audit
+from verification.service.signing_keys import token_signer
+
+#: Attempts to find an unused code before giving up (a collision is ~1e-5 likely per try
+#: with 1,000 live 8-digit codes; six in a row is not going to happen by chance).
+COLLISION_RETRIES = 6
+JTI_BYTES = 96
+QUOTA_WINDOW = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    test_type: str
+    symptom_date: str
+    test_date: str
+    tz_offset_minutes: float
+    uuid: str
+    external_issuer_id: str
+
+
+@dataclass(frozen=True)
+class IssuedCode:
+    uuid: str
+    code: str
+    long_code: str
+    expires_at: datetime
+    long_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class CodeStatus:
+    claimed: bool
+    expires_at: datetime
+    long_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class VerifiedCode:
+    token: str
+    test_type: str
+    symptom_date: date | None
+    test_date: date | None
+
+
+def _truncate_to_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _parse_date(text: str, *, field: str, now: datetime, tz_offset_minutes: float) -> date | None:
+    if text == "":
+        return None
+    try:
+        parsed = date.fromisoformat(text)
+    except ValueError:
+        raise InvalidDate(f"{field} must be a date as YYYY-MM-DD") from None
+    if len(text) != len("YYYY-MM-DD"):
+        raise InvalidDate(f"{field} must be a date as YYYY-MM-DD")
+    # "Today" is the person's local day; the window reaches 28 days back from it.
+    today = (now + timedelta(minutes=tz_offset_minutes)).date()
+    if not today - timedelta(days=MAX_DATE_AGE_DAYS) <= parsed <= today:
+        raise InvalidDate(f"{field} must be within the last {MAX_DATE_AGE_DAYS} days")
+    return parsed
+
+
+def _allowed_types(realm: Realm) -> set[str]:
+    return set(realm.allowed_test_types.split(","))
+
+
+def _validate_issue(
+    realm: Realm, request: IssueRequest, now: datetime
+) -> tuple[date | None, date | None]:
+    known = {member.value for member in TestType}
+    if request.test_type not in known:
+        raise InvalidTestType(f"unknown testType {request.test_type!r}")
+    if request.test_type not in _allowed_types(realm):
+        raise UnsupportedTestType(f"this realm does not issue {request.test_type} codes")
+    if not -14 * 60 <= request.tz_offset_minutes <= 14 * 60:
+        raise UnparsableRequest("tzOffset must be between -840 and 840 minutes")
+    symptom = _parse_date(
+        request.symptom_date,
+        field="symptomDate",
+        now=now,
+        tz_offset_minutes=request.tz_offset_minutes,
+    )
+    tested = _parse_date(
+        request.test_date, field="testDate", now=now, tz_offset_minutes=request.tz_offset_minutes
+    )
+    if realm.require_date and symptom is None and tested is None:
+        raise MissingDate("this realm requires a symptomDate or testDate")
+    return symptom, tested
+
+
+def _normalize_uuid(text: str) -> str:
+    if text == "":
+        return str(uuid_module.uuid4())
+    try:
+        return str(uuid_module.UUID(text))
+    except ValueError:
+        raise UnparsableRequest("uuid must be a UUID") from None
+
+
+def issue_code(
+    session: Session,
+    context: VerificationContext,
+    *,
+    realm: Realm,
+    api_key: ApiKey,
+    request: IssueRequest,
+    now: datetime,
+) -> IssuedCode:
+    """Issue a short and a long code for one positive (or negative) result."""
+    symptom, tested = _validate_issue(realm, request, now)
+    code_uuid = _normalize_uuid(request.uuid)
+    # The idempotency handle is checked before the quota is spent, as the reference does.
+    if store.code_by_uuid(session, realm.id, code_uuid) is not None:
+        raise UuidAlreadyExists("a code with this uuid was already issued")
+    quota = hit(
+        session,
+        bucket=bucket_key(context.bucket_secret, "issue-quota", str(realm.id)),
+        limit=realm.daily_issue_limit,
+        window=QUOTA_WINDOW,
+        now=now,
+    )
+    if not quota.allowed:
+        raise QuotaExceeded("this realm has issued its daily quota of codes")
+    expires_at = now + timedelta(minutes=realm.short_code_minutes)
+    long_expires_at = now + timedelta(minutes=realm.long_code_minutes)
+    if request.test_type == TestType.USER_REPORT:
+        long_expires_at = expires_at  # self-reports get no long-lived link code
+    for _ in range(COLLISION_RETRIES):
+        short_code = generate_numeric_code(realm.short_code_length)
+        long_code = generate_alphanumeric_code(realm.long_code_length)
+        record = VerificationCode(
+            realm_id=realm.id,
+            uuid=code_uuid,
+            code_hmac=context.hasher.digest(short_code),
+            long_code_hmac=context.hasher.digest(long_code),
+            test_type=request.test_type,
+            symptom_date=symptom,
+            test_date=tested,
+            expires_at=expires_at,
+            long_expires_at=long_expires_at,
+            claimed=False,
+            issued_by_api_key_id=api_key.id,
+            external_issuer_id=request.external_issuer_id,
+            created_at=_truncate_to_hour(now),
+        )
+        if store.try_add_code(session, record):
+            return IssuedCode(code_uuid, short_code, long_code, expires_at, long_expires_at)
+        if store.code_by_uuid(session, realm.id, code_uuid) is not None:
+            raise UuidAlreadyExists("a code with this uuid was already issued")
+    raise RuntimeError("could not find an unused code; the code space is exhausted")
+
+
+def code_status(session: Session, *, realm: Realm, uuid: str) -> CodeStatus:
+    record = store.code_by_uuid(session, realm.id, uuid)
+    if record is None:
+        raise CodeNotFound("no code with this uuid in this realm")
+    return CodeStatus(record.claimed, record.expires_at, record.long_expires_at)
+
+
+def expire_code(
+    session: Session, *, realm: Realm, uuid: str, now: datetime, actor: str
+) -> CodeStatus:
+    """Make a code unusable now; refused once claimed, a no-op once expired."""
+    record = store.code_by_uuid(session, realm.id, uuid, for_update=True)
+    if record is None:
+        raise CodeNotFound("no code with this uuid in this realm")
+    if record.claimed:
+        raise CodeAlreadyClaimed("the code was already used")
+    if record.long_expires_at > now or record.expires_at > now:
+        before = (
+            f"expires_at={record.expires_at.isoformat()} long={record.long_expires_at.isoformat()}"
+        )
+        record.expires_at = min(record.expires_at, now)
+        record.long_expires_at = min(record.long_expires_at, now)
+        audit.record(
+            session,
+            realm_id=realm.id,
+            actor=actor,
+            action="expired verification code",
+            target=f"verification_code:{record.id}",
+            diff=f"{before} -> {now.isoformat()}",
+            now=now,
+        )
+    return CodeStatus(record.claimed, record.expires_at, record.long_expires_at)
+
+
+def accepted_test_types(accept: Sequence[str]) -> set[str]:
+    """Expand the ``accept`` list along confirmed < likely < negative; empty accepts all."""
+    known = {member.value for member in TestType}
+    unknown = [value for value in accept if value not in known]
+    if unknown:
+        raise InvalidTestType(f"unknown test type {unknown[0]!r} in accept")
+    if not accept:
+        return known
+    accepted: set[str] = set()
+    for value in accept:
+        if value == TestType.USER_REPORT:
+            accepted.add(value)
+            continue
+        ceiling = ACCEPT_HIERARCHY.index(TestType(value))
+        accepted.update(level.value for level in ACCEPT_HIERARCHY[: ceiling + 1])
+    return accepted
+
+
+def verify_code(
+    session: Session,
+    context: VerificationContext,
+    *,
+    realm: Realm,
+    code: str,
+    accept: Sequence[str],
+    now: datetime,
+) -> VerifiedCode:
+    """Claim ``code`` and return a signed verification token; raise on any failure."""
+    accepted = accepted_test_types(accept)
+    # Hash even an obviously malformed code so every request takes the same path.
+    candidates = context.hasher.candidates(code[:64])
+    record = store.code_for_claim(session, realm.id, candidates)
+    if record is None:
+        raise CodeInvalid("the code is invalid or was already used")
+    matched_long = record.long_code_hmac is not None and record.long_code_hmac in candidates
+    expiry = record.long_expires_at if matched_long else record.expires_at
+    if expiry <= now:
+        raise CodeExpired("the code has expired")
+    if record.claimed:
+        raise CodeInvalid("the code is invalid or was already used")
+    if record.test_type not in accepted:
+        raise UnsupportedTestType(
+            f"the code is for a {record.test_type} diagnosis, which this app does not accept"
+        )
+    record.claimed = True
+    jti = b64url_encode(random_bytes(JTI_BYTES))
+    settings = context.settings
+    expires_at = now + settings.token_lifetime
+    store.add_token(
+        session,
+        VerificationToken(
+            realm_id=realm.id,
+            token_hmac=context.hasher.digest(jti),
+            test_type=record.test_type,
+            symptom_date=record.symptom_date,
+            test_date=record.test_date,
+            used=False,
+            expires_at=expires_at,
+        ),
+    )
+    key = token_signer(session, context, now)
+    subject = ".".join(
+        (
+            record.test_type,
+            record.symptom_date.isoformat() if record.symptom_date else "",
+            record.test_date.isoformat() if record.test_date else "",
+        )
+    )
+    token = sign_jwt_with_signer(
+        key.signer,
+        {
+            "iss": settings.token_issuer,
+            "aud": settings.token_issuer,
+            "sub": subject,
+            "jti": jti,
+            "iat": int(now.timestamp()),
+            "exp": int(expires_at.timestamp()),
+        },
+        kid=key.kid,
+    )
+    return VerifiedCode(token, record.test_type, record.symptom_date, record.test_date)
+
+
+def utc_midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)

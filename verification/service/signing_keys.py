@@ -1,0 +1,134 @@
+"""Signing keys: the system token key and each realm's certificate keys, with rotation.
+
+A realm's newest key that is already active signs certificates. Rotation adds a key that
+becomes active only after ``signing_key_activation_delay``, during which ``/jwks/{realm}``
+already publishes it, so key servers that refresh their JWKS know it before it is used. The
+keys it replaces stay published until every certificate they signed has expired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy.orm import Session
+
+from crypto.signing import Signer, load_public_key
+from crypto.tokens import jwk_from_public_key
+from verification import store
+from verification.context import VerificationContext
+from verification.errors import VerificationError
+from verification.models import Realm, SigningKey
+from verification.service import audit
+
+TOKEN = "token"  # noqa: S105 - a key purpose, not a secret
+CERTIFICATE = "certificate"
+
+
+class NoSigningKey(VerificationError):  # noqa: N818 - names the missing thing
+    """No key is active yet (a realm whose only key is still in its activation delay)."""
+
+
+@dataclass(frozen=True)
+class ActiveKey:
+    kid: str
+    signer: Signer
+
+
+def _create(
+    session: Session,
+    context: VerificationContext,
+    *,
+    purpose: str,
+    realm_id: int | None,
+    now: datetime,
+    active_at: datetime,
+) -> SigningKey:
+    version = store.count_signing_keys(session, purpose=purpose, realm_id=realm_id) + 1
+    kid = f"t{version}" if realm_id is None else f"r{realm_id}v{version}"
+    reference = context.key_store.create(f"{purpose}-{kid}".lower())
+    public_pem = context.key_store.signer(reference).public_key_pem().decode("ascii")
+    return store.add_signing_key(
+        session,
+        SigningKey(
+            realm_id=realm_id,
+            purpose=purpose,
+            kid=kid,
+            key_reference=reference,
+            public_key_pem=public_pem,
+            created_at=now,
+            active_at=active_at,
+        ),
+    )
+
+
+def _newest_active(keys: list[SigningKey], now: datetime) -> SigningKey | None:
+    active = [key for key in keys if key.active_at <= now]
+    return max(active, key=lambda key: (key.active_at, key.id), default=None)
+
+
+def token_signer(session: Session, context: VerificationContext, now: datetime) -> ActiveKey:
+    """The system key that signs verification tokens, created on first use."""
+    keys = store.signing_keys(session, purpose=TOKEN, realm_id=None, now=now)
+    key = _newest_active(keys, now)
+    if key is None:
+        key = _create(session, context, purpose=TOKEN, realm_id=None, now=now, active_at=now)
+    return ActiveKey(kid=key.kid, signer=context.key_store.signer(key.key_reference))
+
+
+def token_public_keys(session: Session, now: datetime) -> dict[str, ec.EllipticCurvePublicKey]:
+    """Every unretired token key by kid (a token outlives a rotation by up to a day)."""
+    keys = store.signing_keys(session, purpose=TOKEN, realm_id=None, now=now)
+    return {key.kid: load_public_key(key.public_key_pem.encode()) for key in keys}
+
+
+def create_first_certificate_key(
+    session: Session, context: VerificationContext, realm: Realm, now: datetime
+) -> SigningKey:
+    """A new realm's first key is active at once: no key server can have cached another."""
+    return _create(session, context, purpose=CERTIFICATE, realm_id=realm.id, now=now, active_at=now)
+
+
+def certificate_signer(
+    session: Session, context: VerificationContext, realm: Realm, now: datetime
+) -> ActiveKey:
+    keys = store.signing_keys(session, purpose=CERTIFICATE, realm_id=realm.id, now=now)
+    key = _newest_active(keys, now)
+    if key is None:
+        raise NoSigningKey("no active certificate signing key for this realm")
+    return ActiveKey(kid=key.kid, signer=context.key_store.signer(key.key_reference))
+
+
+def rotate_certificate_key(
+    session: Session, context: VerificationContext, realm: Realm, *, now: datetime, actor: str
+) -> SigningKey:
+    """Add a key that signs after the activation delay; retire the ones it replaces."""
+    active_at = now + context.settings.signing_key_activation_delay
+    previous = store.signing_keys(session, purpose=CERTIFICATE, realm_id=realm.id, now=now)
+    new_key = _create(
+        session, context, purpose=CERTIFICATE, realm_id=realm.id, now=now, active_at=active_at
+    )
+    # Certificates signed just before the switch must still verify until they expire.
+    retire_at = active_at + timedelta(seconds=realm.certificate_lifetime_seconds)
+    for key in previous:
+        if key.retired_at is None or key.retired_at > retire_at:
+            key.retired_at = retire_at
+    audit.record(
+        session,
+        realm_id=realm.id,
+        actor=actor,
+        action="rotated certificate signing key",
+        target=f"signing_key:{new_key.kid}",
+        diff=f"active_at={active_at.isoformat()} retires={','.join(k.kid for k in previous)}",
+        now=now,
+    )
+    return new_key
+
+
+def realm_jwks(session: Session, realm: Realm, now: datetime) -> list[dict[str, str]]:
+    """The realm's published certificate keys as a bare list of JWKs (what key servers read)."""
+    keys = store.signing_keys(session, purpose=CERTIFICATE, realm_id=realm.id, now=now)
+    return [
+        jwk_from_public_key(load_public_key(key.public_key_pem.encode()), key.kid) for key in keys
+    ]

@@ -1,0 +1,90 @@
+"""Settings of the verification service (``EXPOSURE_VERIFICATION_*``), with safety floors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Keyed hashes of codes and API keys are only as strong as their key.
+MINIMUM_SECRET_BYTES = 32
+#: A key server polls the JWKS every few minutes; a new signing key must be published at
+#: least this long before it signs, or certificates would fail to verify in the gap.
+MINIMUM_ACTIVATION_DELAY = timedelta(minutes=5)
+
+
+def decode_secret_keys(raw: str) -> list[bytes]:
+    """Decode a comma-separated list of base64 keys; raise ``ValueError`` if one is weak."""
+    keys = []
+    for part in raw.split(","):
+        text = part.strip()
+        if not text:
+            continue
+        try:
+            key = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise ValueError("secret keys must be standard base64") from error
+        if len(key) < MINIMUM_SECRET_BYTES:
+            raise ValueError(f"each secret key needs at least {MINIMUM_SECRET_BYTES} bytes")
+        keys.append(key)
+    return keys
+
+
+class VerificationSettings(BaseSettings):
+    """How the verification service issues, verifies and limits."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EXPOSURE_VERIFICATION_", extra="ignore", frozen=True
+    )
+
+    secret_keys: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Comma-separated base64 keys (>= 32 bytes each, newest first) for the keyed hashes "
+            "of codes, tokens, API keys and rate-limit buckets. Unset: generated once under "
+            "the data directory."
+        ),
+    )
+    token_issuer: str = Field(
+        default="exposure-verification",
+        min_length=1,
+        description="iss and aud of verification tokens (they never leave this service).",
+    )
+    token_lifetime: Annotated[timedelta, Field(ge=timedelta(minutes=5), le=timedelta(days=1))] = (
+        timedelta(hours=24)
+    )
+    signing_key_activation_delay: Annotated[timedelta, Field(le=timedelta(days=7))] = Field(
+        default=timedelta(hours=1),
+        description="How long a rotated certificate key is published before it signs.",
+    )
+    allowed_clock_skew: Annotated[timedelta, Field(ge=timedelta(0), le=timedelta(minutes=1))] = (
+        timedelta(seconds=5)
+    )
+    requests_per_minute: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=120, description="Per (realm, client) on every API endpoint."
+    )
+    invalid_codes_per_client_per_hour: Annotated[int, Field(ge=1, le=1_000)] = 10
+    invalid_codes_per_realm_per_window: Annotated[int, Field(ge=1, le=100_000)] = 200
+    invalid_code_window: Annotated[timedelta, Field(ge=timedelta(minutes=1))] = timedelta(
+        minutes=15
+    )
+    maintenance_mode: bool = False
+
+    @field_validator("signing_key_activation_delay")
+    @classmethod
+    def _activation_floor(cls, value: timedelta) -> timedelta:
+        if value < MINIMUM_ACTIVATION_DELAY:
+            raise ValueError(f"activation delay must be at least {MINIMUM_ACTIVATION_DELAY}")
+        return value
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _check_secret_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        # decode_secret_keys refuses malformed and short keys with its own message.
+        if value is not None and not decode_secret_keys(value.get_secret_value()):
+            raise ValueError("secret_keys is set but holds no key")
+        return value
