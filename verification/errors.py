@@ -91,3 +91,13 @@ class RealmNotFound(VerificationError):
 
 class UnparsableRequest(VerificationError):
     code, status = ErrorCode.UNPARSABLE_REQUEST, 400
+
+
+class InvalidRealmPolicy(VerificationError):
+    """A realm setting outside its floor or ceiling (operator input, not a wire request)."""
+
+    code, status = ErrorCode.UNPARSABLE_REQUEST, 400
+
+
+class ApiKeyNotFound(VerificationError):
+    code, status = ErrorCode.NOT_FOUND, 404

@@ -39,6 +39,10 @@ def add_api_key(session: Session, api_key: ApiKey) -> ApiKey:
     return api_key
 
 
+def get_api_key(session: Session, api_key_id: int) -> ApiKey | None:
+    return session.get(ApiKey, api_key_id)
+
+
 def find_api_key(session: Session, key_hmacs: Sequence[bytes]) -> ApiKey | None:
     """The API key whose stored HMAC is one of ``key_hmacs`` (one per live secret)."""
     return session.execute(

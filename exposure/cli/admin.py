@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.orm import Session
 
 from exposure.cli.common import build_settings, load_settings
 from exposure.db import SessionFactory, create_database_engine, make_session_factory, unit_of_work
@@ -20,6 +21,7 @@ from exposure.db.migrate import upgrade_service
 from exposure.settings import ExposureSettings, Service
 from verification.context import VerificationContext
 from verification.errors import VerificationError
+from verification.models import Realm
 from verification.service import realms, signing_keys
 from verification.settings import VerificationSettings
 
@@ -91,18 +93,30 @@ def create_realm(
     issuer: Annotated[str | None, typer.Option(help="Certificate iss claim.")] = None,
     audience: Annotated[str, typer.Option(help="Certificate aud claim.")] = realms.DEFAULT_AUDIENCE,
     allow_user_report: Annotated[bool, typer.Option(help="Allow user-report codes.")] = False,
+    short_code_length: Annotated[int, typer.Option(help="Digits, 6 to 20.")] = 8,
+    short_code_minutes: Annotated[int, typer.Option(help="Lifetime, 1 to 120.")] = 15,
+    long_code_length: Annotated[int, typer.Option(help="Characters, 12 to 64.")] = 16,
+    long_code_minutes: Annotated[int, typer.Option(help="Lifetime, up to 1440.")] = 1440,
+    certificate_lifetime: Annotated[int, typer.Option(help="Seconds, 60 to 3600.")] = 900,
+    daily_issue_limit: Annotated[int, typer.Option(help="Codes per day.")] = 20_000,
+    require_date: Annotated[bool, typer.Option(help="Codes need a symptom or test date.")] = True,
 ) -> None:
     """Create a realm; prints its id and its first admin and device API keys (shown once)."""
+    policy = realms.RealmPolicy(
+        short_code_length=short_code_length,
+        short_code_minutes=short_code_minutes,
+        long_code_length=long_code_length,
+        long_code_minutes=long_code_minutes,
+        allow_user_report=allow_user_report,
+        require_date=require_date,
+        certificate_issuer=issuer,
+        certificate_audience=audience,
+        certificate_lifetime_seconds=certificate_lifetime,
+        daily_issue_limit=daily_issue_limit,
+    )
     with verification_runtime() as runtime, unit_of_work(runtime.sessions) as session:
         created = realms.create_realm(
-            session,
-            runtime.context,
-            name=name,
-            now=_now(),
-            actor=ACTOR,
-            certificate_issuer=issuer,
-            certificate_audience=audience,
-            allow_user_report=allow_user_report,
+            session, runtime.context, name=name, now=_now(), actor=ACTOR, policy=policy
         )
         data = _realm_summary(runtime.settings, created.realm.id, created.realm.name)
         data["admin_api_key"] = created.admin_key.plaintext
@@ -129,8 +143,23 @@ def create_api_key(
             now=_now(),
             actor=ACTOR,
         )
-        data = {"realm_id": found.id, "type": key_type.value, "api_key": created.plaintext}
+        data = {
+            "realm_id": found.id,
+            "id": created.record.id,
+            "type": key_type.value,
+            "api_key": created.plaintext,
+        }
     _emit(data, as_json)
+
+
+@apikey_app.command("disable")
+def disable_api_key(
+    api_key_id: Annotated[int, typer.Option("--id", help="The key's id (from create).")],
+) -> None:
+    """Disable an API key at once; requests with it get 401 from then on."""
+    with verification_runtime() as runtime, unit_of_work(runtime.sessions) as session:
+        record = realms.disable_api_key(session, api_key_id=api_key_id, now=_now(), actor=ACTOR)
+        typer.echo(f"disabled {record.kind} API key {record.id} ({record.preview}...)")
 
 
 @signing_key_app.command("rotate")
@@ -209,7 +238,7 @@ def bootstrap(
     _emit(data, as_json)
 
 
-def _find_optional(session: Any, name: str) -> Any:
+def _find_optional(session: Session, name: str) -> Realm | None:
     try:
         return realms.find_realm(session, name)
     except VerificationError:

@@ -76,6 +76,21 @@ def test_cli_realm_apikey_and_rotation(server: RunningServer) -> None:
         "--json",
     )
     assert key.returncode == 0, key.stderr
+    disabled = run_cli(
+        server.data_dir, "admin", "apikey", "disable", "--id", str(json.loads(key.stdout)["id"])
+    )
+    assert disabled.returncode == 0, disabled.stderr
+    refused = httpx.post(
+        f"{server.base_url}/api/verify",
+        json={"code": "12345678"},
+        headers={"X-API-Key": json.loads(key.stdout)["api_key"]},
+    )
+    assert refused.status_code == 401
+    unsafe = run_cli(
+        server.data_dir, "admin", "realm", "create", "weak", "--short-code-length", "4"
+    )
+    assert unsafe.returncode == 1
+    assert "6 to 20 digits" in unsafe.stderr
     rotated = run_cli(
         server.data_dir, "admin", "signing-key", "rotate", "--realm", "hospital-a", "--json"
     )

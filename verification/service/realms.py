@@ -17,7 +17,13 @@ from crypto.randomness import random_bytes
 from exposure.api.verification import TestType
 from verification import store
 from verification.context import VerificationContext
-from verification.errors import RealmNotFound, Unauthorized, VerificationError
+from verification.errors import (
+    ApiKeyNotFound,
+    InvalidRealmPolicy,
+    RealmNotFound,
+    Unauthorized,
+    VerificationError,
+)
 from verification.models import ApiKey, Realm
 from verification.service import audit
 from verification.service.signing_keys import create_first_certificate_key
@@ -34,6 +40,48 @@ class ApiKeyKind(StrEnum):
 
 class RealmExists(VerificationError):  # noqa: N818
     status = 409
+
+
+@dataclass(frozen=True)
+class RealmPolicy:
+    """How a realm issues codes and certificates; the defaults are the reference's."""
+
+    short_code_length: int = 8
+    short_code_minutes: int = 15
+    long_code_length: int = 16
+    long_code_minutes: int = 24 * 60
+    allow_user_report: bool = False
+    require_date: bool = True
+    certificate_issuer: str | None = None
+    certificate_audience: str = DEFAULT_AUDIENCE
+    certificate_lifetime_seconds: int = 900
+    daily_issue_limit: int = 20_000
+
+    def validate(self) -> None:
+        """Refuse settings that would make codes guessable or certificates long-lived."""
+        checks = (
+            (6 <= self.short_code_length <= 20, "short codes need 6 to 20 digits"),
+            (12 <= self.long_code_length <= 64, "long codes need 12 to 64 characters"),
+            (1 <= self.short_code_minutes <= 120, "short codes live 1 to 120 minutes"),
+            (1 <= self.long_code_minutes <= 24 * 60, "long codes live 1 minute to 24 hours"),
+            (
+                self.long_code_minutes >= self.short_code_minutes,
+                "long codes must not expire before short codes",
+            ),
+            (
+                60 <= self.certificate_lifetime_seconds <= 3600,
+                "certificates live 60 to 3600 seconds",
+            ),
+            (1 <= self.daily_issue_limit <= 10_000_000, "the daily quota is 1 to 10,000,000"),
+            (0 < len(self.certificate_audience) <= 255, "the audience has 1 to 255 characters"),
+            (
+                self.certificate_issuer is None or 0 < len(self.certificate_issuer) <= 255,
+                "the issuer has 1 to 255 characters",
+            ),
+        )
+        for passed, message in checks:
+            if not passed:
+                raise InvalidRealmPolicy(message)
 
 
 @dataclass(frozen=True)
@@ -92,32 +140,32 @@ def create_realm(
     name: str,
     now: datetime,
     actor: str,
-    certificate_issuer: str | None = None,
-    certificate_audience: str = DEFAULT_AUDIENCE,
-    allow_user_report: bool = False,
+    policy: RealmPolicy | None = None,
 ) -> NewRealm:
     """Create a realm with its first certificate key and one admin and one device key."""
-    if not name or len(name) > 100:
-        raise ValueError("a realm name has 1 to 100 characters")
+    policy = policy or RealmPolicy()
+    if not 0 < len(name) <= 100:
+        raise InvalidRealmPolicy("a realm name has 1 to 100 characters")
+    policy.validate()
     if store.get_realm_by_name(session, name) is not None:
         raise RealmExists(f"realm {name!r} already exists")
     allowed = [TestType.CONFIRMED, TestType.LIKELY, TestType.NEGATIVE]
-    if allow_user_report:
+    if policy.allow_user_report:
         allowed.append(TestType.USER_REPORT)
     realm = store.add_realm(
         session,
         Realm(
             name=name,
-            short_code_length=8,
-            short_code_minutes=15,
-            long_code_length=16,
-            long_code_minutes=24 * 60,
+            short_code_length=policy.short_code_length,
+            short_code_minutes=policy.short_code_minutes,
+            long_code_length=policy.long_code_length,
+            long_code_minutes=policy.long_code_minutes,
             allowed_test_types=",".join(allowed),
-            require_date=True,
-            certificate_issuer=certificate_issuer or f"exposure-verification/{name}",
-            certificate_audience=certificate_audience,
-            certificate_lifetime_seconds=900,
-            daily_issue_limit=20_000,
+            require_date=policy.require_date,
+            certificate_issuer=policy.certificate_issuer or f"exposure-verification/{name}",
+            certificate_audience=policy.certificate_audience,
+            certificate_lifetime_seconds=policy.certificate_lifetime_seconds,
+            daily_issue_limit=policy.daily_issue_limit,
             created_at=now,
         ),
     )
@@ -162,3 +210,22 @@ def authenticate(
     if realm is None:  # impossible with the foreign key; fail closed anyway
         raise Unauthorized("missing or invalid API key")
     return record, realm
+
+
+def disable_api_key(session: Session, *, api_key_id: int, now: datetime, actor: str) -> ApiKey:
+    """Stop an API key from working; it cannot be re-enabled (create a new one instead)."""
+    record = store.get_api_key(session, api_key_id)
+    if record is None:
+        raise ApiKeyNotFound(f"no API key {api_key_id}")
+    if record.disabled_at is None:
+        record.disabled_at = now
+        audit.record(
+            session,
+            realm_id=record.realm_id,
+            actor=actor,
+            action=f"disabled {record.kind} API key",
+            target=f"api_key:{record.id}",
+            diff=f"preview={record.preview}",
+            now=now,
+        )
+    return record

@@ -12,7 +12,13 @@ from sqlalchemy import func, select
 
 from crypto.tokens import public_keys_from_jwk_set, verify_jwt
 from tests.functional.verification.conftest import Api, make_api
-from verification.models import AuditEntry, VerificationCode, VerificationToken
+from verification.models import (
+    ApiKey,
+    AuditEntry,
+    SigningKey,
+    VerificationCode,
+    VerificationToken,
+)
 
 EKEYHMAC = base64.b64encode(bytes(range(32))).decode()
 TODAY = "2026-11-25"
@@ -327,7 +333,7 @@ def test_maintenance_mode(database_url: str, tmp_path: Path) -> None:
 
 def test_metrics_count_by_realm_and_result(api: Api) -> None:
     api.device("/api/verify", {"code": _issue(api)["code"]})
-    api.device("/api/verify", {"code": "00000000"})
+    api.device("/api/verify", {"code": "98765432"})
 
     text = api.client.get("/metrics").text
 
@@ -336,4 +342,28 @@ def test_metrics_count_by_realm_and_result(api: Api) -> None:
         f'exposure_verification_codes_rejected_total{{realm="{api.realm_id}",reason="code_invalid"}}'
         in text
     )
-    assert "00000000" not in text
+    # Sample values are floats that may contain any digits; only names and labels matter.
+    assert all("98765432" not in line.split(" ")[0] for line in text.splitlines())
+
+
+def test_unexpected_failure_is_a_plain_500(api: Api) -> None:
+    token = api.device("/api/verify", {"code": _issue(api)["code"]})["token"]
+    with api.session() as session, session.begin():
+        for key in session.execute(select(SigningKey)).scalars():
+            if key.purpose == "certificate":
+                key.retired_at = api.clock()
+
+    answer = api.device("/api/certificate", {"token": token, "ekeyhmac": EKEYHMAC})
+
+    assert (answer["status"], answer["errorCode"]) == (500, "internal_server_error")
+    assert "Traceback" not in str(answer)
+
+
+def test_disabled_device_key_is_refused(api: Api) -> None:
+    with api.session() as session, session.begin():
+        key = session.execute(select(ApiKey).where(ApiKey.kind == "device")).scalar_one()
+        key.disabled_at = api.clock()
+
+    answer = api.device("/api/verify", {"code": "12345678"})
+
+    assert (answer["status"], answer["errorCode"]) == (401, "unauthorized")

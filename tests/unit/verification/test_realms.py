@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from tests.unit.verification.conftest import Clock
 from verification import store
 from verification.context import VerificationContext
-from verification.errors import RealmNotFound, Unauthorized
+from verification.errors import ApiKeyNotFound, InvalidRealmPolicy, RealmNotFound, Unauthorized
 from verification.models import ApiKey
 from verification.service import realms
 from verification.service.realms import ApiKeyKind, NewRealm, RealmExists
@@ -78,3 +78,55 @@ def test_realm_and_key_creation_is_audited(db_session: Session, realm: NewRealm)
     for entry in store.audit_entries(db_session):
         assert realm.admin_key.plaintext not in entry.diff
         assert realm.device_key.plaintext not in entry.diff
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        realms.RealmPolicy(short_code_length=5),
+        realms.RealmPolicy(long_code_length=11),
+        realms.RealmPolicy(short_code_minutes=121),
+        realms.RealmPolicy(long_code_minutes=10, short_code_minutes=15),
+        realms.RealmPolicy(certificate_lifetime_seconds=7200),
+        realms.RealmPolicy(daily_issue_limit=0),
+        realms.RealmPolicy(certificate_audience=""),
+    ],
+)
+def test_unsafe_realm_policies_are_refused(
+    db_session: Session, context: VerificationContext, clock: Clock, policy: realms.RealmPolicy
+) -> None:
+    with pytest.raises(InvalidRealmPolicy):
+        realms.create_realm(db_session, context, name="x", now=clock(), actor="t", policy=policy)
+
+    assert store.get_realm_by_name(db_session, "x") is None
+
+
+def test_custom_policy_is_kept(
+    db_session: Session, context: VerificationContext, clock: Clock
+) -> None:
+    policy = realms.RealmPolicy(short_code_length=10, allow_user_report=True, daily_issue_limit=5)
+
+    created = realms.create_realm(
+        db_session, context, name="custom", now=clock(), actor="t", policy=policy
+    )
+
+    assert created.realm.short_code_length == 10
+    assert "user-report" in created.realm.allowed_test_types
+    assert created.realm.daily_issue_limit == 5
+
+
+def test_disabled_key_no_longer_authenticates(
+    db_session: Session, context: VerificationContext, realm: NewRealm, clock: Clock
+) -> None:
+    realms.disable_api_key(
+        db_session, api_key_id=realm.device_key.record.id, now=clock(), actor="test"
+    )
+
+    with pytest.raises(Unauthorized):
+        realms.authenticate(
+            db_session, context, api_key=realm.device_key.plaintext, kind=ApiKeyKind.DEVICE
+        )
+    actions = [entry.action for entry in store.audit_entries(db_session)]
+    assert actions[-1] == "disabled device API key"
+    with pytest.raises(ApiKeyNotFound):
+        realms.disable_api_key(db_session, api_key_id=9999, now=clock(), actor="test")
