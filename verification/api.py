@@ -297,14 +297,14 @@ def create_router(
                 settings.invalid_code_window,
             ),
         )
-        with unit_of_work(session_factory) as session:
-            for bucket, limit, window in limits:
-                if peek(session, bucket=bucket, limit=limit, window=window, now=now).remaining <= 0:
-                    metrics.RATE_LIMITED.labels("verify", "invalid_codes").inc()
-                    raise QuotaExceeded("too many invalid codes; try again later")
         realm_label = str(caller.realm.id)
         try:
             with unit_of_work(session_factory) as session:
+                for bucket, limit, window in limits:
+                    decision = peek(session, bucket=bucket, limit=limit, window=window, now=now)
+                    if decision.remaining <= 0:
+                        metrics.RATE_LIMITED.labels("verify", "invalid_codes").inc()
+                        raise QuotaExceeded("too many invalid codes; try again later")
                 verified = codes.verify_code(
                     session,
                     context,

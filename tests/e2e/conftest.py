@@ -36,32 +36,35 @@ class RunningServer:
         return output
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RunningServer]:
+def start_server(data_dir: Path, *arguments: str) -> RunningServer:
+    """Start `exposure serve` on a free port and wait until /health answers."""
     port = _free_port()
-    environment = clean_environment(tmp_path / "var")
     process = subprocess.Popen(
-        [str(EXPOSURE), "serve", "--port", str(port)],
-        env=environment,
+        [str(EXPOSURE), "serve", "--port", str(port), *arguments],
+        env=clean_environment(data_dir),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    running = RunningServer(f"http://127.0.0.1:{port}", process, tmp_path / "var")
+    running = RunningServer(f"http://127.0.0.1:{port}", process, data_dir)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"server exited early:\n{process.communicate()[0]}")
         try:
             httpx.get(f"{running.base_url}/health", timeout=1)
-            break
+            return running
         except httpx.TransportError:
             time.sleep(0.1)
-    else:
-        running.stop()
-        pytest.fail("server did not answer within 30 s")
+    running.stop()
+    pytest.fail("server did not answer within 30 s")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningServer]:
+    running = start_server(tmp_path / "var")
     yield running
-    if process.poll() is None:
+    if running.process.poll() is None:
         running.stop()
 
 

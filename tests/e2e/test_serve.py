@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
-from tests.e2e.conftest import RunningServer
+from tests.e2e.conftest import RunningServer, start_server
 
 
 def test_serve_answers_health_and_metrics_on_embedded_sqlite(server: RunningServer) -> None:
@@ -35,3 +37,13 @@ def test_serve_logs_no_client_address_or_user_agent(server: RunningServer) -> No
     assert "probe-agent" not in output
     assert "GET /health" not in output
     assert "/does-not-exist" not in output
+
+
+def test_serve_with_several_workers(tmp_path: Path) -> None:
+    running = start_server(tmp_path / "var", "--workers", "2")
+    try:
+        answers = {httpx.get(f"{running.base_url}/health", timeout=5).status_code for _ in range(6)}
+        assert answers == {200}
+    finally:
+        output = running.stop()
+    assert "Started parent process" in output or "worker" in output.lower()
