@@ -8,13 +8,14 @@ from pathlib import Path
 
 import jwt
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from crypto.tokens import public_keys_from_jwk_set, verify_jwt
 from tests.functional.verification.conftest import Api, make_api
 from verification.models import (
     ApiKey,
     AuditEntry,
+    Realm,
     SigningKey,
     VerificationCode,
     VerificationToken,
@@ -367,3 +368,14 @@ def test_disabled_device_key_is_refused(api: Api) -> None:
     answer = api.device("/api/verify", {"code": "12345678"})
 
     assert (answer["status"], answer["errorCode"]) == (401, "unauthorized")
+
+
+def test_daily_issue_quota_is_429(api: Api) -> None:
+    with api.session() as session, session.begin():
+        session.execute(update(Realm).values(daily_issue_limit=1))
+    assert _issue(api)["status"] == 200
+
+    refused = _issue(api)
+
+    assert (refused["status"], refused["errorCode"]) == (429, "quota_exceeded")
+    assert _counts(api)[0] == 1
