@@ -26,7 +26,7 @@ from verification.errors import (
 )
 from verification.models import ApiKey, Realm
 from verification.service import audit
-from verification.service.signing_keys import create_first_certificate_key
+from verification.service.signing_keys import create_first_certificate_key, token_signer
 
 API_KEY_BYTES = 32
 PREVIEW_LENGTH = 6
@@ -179,6 +179,8 @@ def create_realm(
         now=now,
     )
     create_first_certificate_key(session, context, realm, now)
+    # Make sure the system token key exists before any phone can race to create it.
+    token_signer(session, context, now)
     admin_key = create_api_key(
         session, context, realm=realm, kind=ApiKeyKind.ADMIN, name="admin", now=now, actor=actor
     )

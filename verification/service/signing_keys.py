@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.orm import Session
 
+from crypto.randomness import random_bytes
 from crypto.signing import Signer, load_public_key
 from crypto.tokens import jwk_from_public_key
 from verification import store
@@ -47,7 +48,8 @@ def _create(
 ) -> SigningKey:
     version = store.count_signing_keys(session, purpose=purpose, realm_id=realm_id) + 1
     kid = f"t{version}" if realm_id is None else f"r{realm_id}v{version}"
-    reference = context.key_store.create(f"{purpose}-{kid}".lower())
+    # A random suffix keeps file names unique even when two databases share a key directory.
+    reference = context.key_store.create(f"{purpose}-{kid}-{random_bytes(4).hex()}".lower())
     public_pem = context.key_store.signer(reference).public_key_pem().decode("ascii")
     return store.add_signing_key(
         session,

@@ -130,3 +130,14 @@ def test_disabled_key_no_longer_authenticates(
     assert actions[-1] == "disabled device API key"
     with pytest.raises(ApiKeyNotFound):
         realms.disable_api_key(db_session, api_key_id=9999, now=clock(), actor="test")
+
+
+def test_first_realm_creates_the_token_key_once(
+    db_session: Session, context: VerificationContext, realm: NewRealm, clock: Clock
+) -> None:
+    from verification.service import signing_keys
+
+    realms.create_realm(db_session, context, name="second", now=clock(), actor="t")
+
+    keys = store.signing_keys(db_session, purpose=signing_keys.TOKEN, realm_id=None, now=clock())
+    assert [key.kid for key in keys] == ["t1"]
