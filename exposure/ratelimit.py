@@ -37,10 +37,10 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 from sqlalchemy import CheckConstraint, Integer, String, case, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from exposure.db.base import Base, UTCDateTime
+from exposure.db.upsert import upsert_insert
 
 __all__ = [
     "BUCKET_PART_SEPARATOR",
@@ -158,12 +158,11 @@ def hit(
     Raises :class:`ValueError` for a bucket not named by :func:`bucket_key`, a negative
     ``limit``, a ``cost`` below 1, a naive ``now`` or an invalid ``window``.
     """
-    _check_bucket(bucket, limit)
-    if cost < 1:
-        raise ValueError("a hit must cost at least 1")
+    _check_arguments(bucket, limit, cost)
     start = window_start(now, window)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    values = insert(RateLimitWindow).values(bucket=bucket, window_start=start, count=cost)
+    values = upsert_insert(session, RateLimitWindow).values(
+        bucket=bucket, window_start=start, count=cost
+    )
     statement = values.on_conflict_do_update(
         index_elements=[RateLimitWindow.bucket, RateLimitWindow.window_start],
         set_={
@@ -191,9 +190,7 @@ def peek(
     For checks such as "is this client locked out": ``allowed`` says whether ``cost`` more
     hits would fit, ``remaining`` how many single hits still fit. Raises like :func:`hit`.
     """
-    _check_bucket(bucket, limit)
-    if cost < 1:
-        raise ValueError("a hit must cost at least 1")
+    _check_arguments(bucket, limit, cost)
     start = window_start(now, window)
     count = session.execute(
         select(RateLimitWindow.count).where(
@@ -252,6 +249,12 @@ def _decide(
         reset_at=reset_at,
         retry_after_seconds=retry_after,
     )
+
+
+def _check_arguments(bucket: str, limit: int, cost: int) -> None:
+    _check_bucket(bucket, limit)
+    if cost < 1:
+        raise ValueError("a hit must cost at least 1")
 
 
 def _check_bucket(bucket: str, limit: int) -> None:

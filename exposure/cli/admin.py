@@ -205,7 +205,8 @@ def bootstrap(
     """
     with verification_runtime() as runtime:
         saved_path = runtime.settings.data_dir / "secrets" / "bootstrap.json"
-        saved: dict[str, Any] = json.loads(saved_path.read_text()) if saved_path.exists() else {}
+        stored: dict[str, Any] = json.loads(saved_path.read_text()) if saved_path.exists() else {}
+        saved = stored
         with unit_of_work(runtime.sessions) as session:
             realm = _find_optional(session, DEFAULT_REALM)
             if realm is None:
@@ -231,7 +232,8 @@ def bootstrap(
                         actor=ACTOR,
                     )
                     saved[f"{kind.value}_api_key"] = new_key.plaintext
-            _write_private_json(saved_path, saved)
+            if saved != stored:
+                _write_private_json(saved_path, saved)
             data = _realm_summary(runtime.settings, realm.id, realm.name)
             data["admin_api_key"] = saved["admin_api_key"]
             data["device_api_key"] = saved["device_api_key"]

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import String, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from exposure.db.base import Base, UTCDateTime
 from exposure.db.unit_of_work import SessionFactory, unit_of_work
+from exposure.db.upsert import upsert_insert
 
 #: A lease shorter than this would expire during an ordinary database round trip.
 MINIMUM_TTL = timedelta(seconds=1)
@@ -80,8 +80,9 @@ def acquire_lease(
     if now.utcoffset() is None:
         raise ValueError("now must be an aware datetime, not a naive one")
     expires_at = now + ttl
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    values = insert(LeaseRow).values(name=name, holder=holder, expires_at=expires_at)
+    values = upsert_insert(session, LeaseRow).values(
+        name=name, holder=holder, expires_at=expires_at
+    )
     statement = values.on_conflict_do_update(
         index_elements=[LeaseRow.name],
         set_={"holder": values.excluded.holder, "expires_at": values.excluded.expires_at},
