@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := exposure keyserver verification crypto
 PROTO_DIR := exposure/export/proto
+REVISION_PROTO_DIR := keyserver/proto
 # The schema is read from ../shared (never copied here); only the generated code is committed.
 PROTO_SRC := ../shared/interop/proto
 
@@ -41,6 +42,9 @@ proto: $(STAMP) ## regenerate the protobuf modules from the vendored .proto file
 	$(BIN)/python -m grpc_tools.protoc -I$(PROTO_SRC) --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
 		--python_out=$(PROTO_DIR) \
 		--mypy_out=$(PROTO_DIR) $(PROTO_SRC)/export.proto
+	$(BIN)/python -m grpc_tools.protoc -I$(PROTO_SRC) --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
+		--python_out=$(REVISION_PROTO_DIR) \
+		--mypy_out=$(REVISION_PROTO_DIR) $(PROTO_SRC)/gaen_revision.proto
 
 clean: ## remove the virtual environment and local state
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

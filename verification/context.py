@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crypto.codes import KeyedHasher, hmac_sha512
-from verification.keys import FileKeyStore, KeyStore, load_or_create_secret_keys
+from crypto.keystore import FileKeyStore, KeyStore
+from exposure.secrets import load_or_create_secret_keys
 from verification.settings import VerificationSettings
 
 

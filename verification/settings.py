@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import timedelta
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: Keyed hashes of codes and API keys are only as strong as their key.
-MINIMUM_SECRET_BYTES = 32
+from exposure.secrets import decode_secret_keys
+
 #: A key server polls the JWKS every few minutes; a new signing key must be published at
 #: least this long before it signs, or certificates would fail to verify in the gap.
 MINIMUM_ACTIVATION_DELAY = timedelta(minutes=5)
-
-
-def decode_secret_keys(raw: str) -> list[bytes]:
-    """Decode a comma-separated list of base64 keys; raise ``ValueError`` if one is weak."""
-    keys = []
-    for part in raw.split(","):
-        text = part.strip()
-        if not text:
-            continue
-        try:
-            key = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as error:
-            raise ValueError("secret keys must be standard base64") from error
-        if len(key) < MINIMUM_SECRET_BYTES:
-            raise ValueError(f"each secret key needs at least {MINIMUM_SECRET_BYTES} bytes")
-        keys.append(key)
-    return keys
 
 
 class VerificationSettings(BaseSettings):

@@ -23,7 +23,7 @@ MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent / "migrations"
 
 #: The Alembic targets each service's database is upgraded to.
 SERVICE_TARGETS: dict[Service, tuple[str, ...]] = {
-    Service.KEYSERVER: ("core@head",),
+    Service.KEYSERVER: ("core@head", "keyserver@head"),
     Service.VERIFICATION: ("core@head", "verification@head"),
 }
 

@@ -1,21 +1,17 @@
-"""Where the verification service keeps private keys and secrets.
+"""Where services keep private signing keys: behind a store that hands out signers.
 
-Signing keys live behind :class:`KeyStore`, which hands out :class:`crypto.signing.Signer`
-objects and never private key bytes, so a KMS can replace the file store. Secrets for the
-keyed hashes come from settings or, in the embedded shape, from a file generated once.
+:class:`KeyStore` hands out :class:`crypto.signing.Signer` objects and never private key
+bytes, so a KMS can replace the file store without touching the services.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 from pathlib import Path
 from typing import Protocol
 
-from crypto.randomness import random_bytes
 from crypto.signing import FileSigner, Signer
-from verification.settings import MINIMUM_SECRET_BYTES, decode_secret_keys
 
 _REFERENCE = re.compile(r"^[a-z0-9-]{1,100}\.pem$")
 
@@ -62,20 +58,3 @@ class FileKeyStore:
             cached = FileSigner.from_file(self._directory / reference)
             self._signers[reference] = cached
         return cached
-
-
-def load_or_create_secret_keys(configured: str | None, secrets_file: Path) -> list[bytes]:
-    """The keyed-hash secrets, newest first: from settings, else from a file made once."""
-    if configured is not None:
-        return decode_secret_keys(configured)
-    if not secrets_file.exists():
-        secrets_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fresh = base64.b64encode(random_bytes(MINIMUM_SECRET_BYTES)).decode()
-        try:
-            descriptor = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process created it first; read theirs
-        else:
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(fresh + "\n")
-    return decode_secret_keys(secrets_file.read_text().replace("\n", ","))

@@ -1,0 +1,142 @@
+"""Tables of the key server. Nothing here names, locates or identifies a person or a phone.
+
+An exposure row is one uploaded Temporary Exposure Key and what GAEN needs to score it;
+which app or phone sent it is not kept (unlike the reference, which stores the app id), and
+``created_at`` is truncated to the hour so upload times cannot be linked. Every table is
+listed in docs/privacy.md with why it exists and how long rows live.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from exposure.db.base import Base, UTCDateTime
+
+
+class HealthAuthority(Base):
+    """An issuer of verification certificates that this key server trusts."""
+
+    __tablename__ = "keyserver_health_authorities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: The certificates' ``iss``.
+    issuer: Mapped[str] = mapped_column(String(255), unique=True)
+    #: The ``aud`` its certificates must carry, exactly.
+    audience: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    #: Where the JWKS refresh job reads its keys (a bare JSON array of JWKs); None: set by CLI.
+    jwks_url: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class HealthAuthorityKey(Base):
+    """A public key of a health authority; ``version`` is the certificates' ``kid``."""
+
+    __tablename__ = "keyserver_health_authority_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    health_authority_id: Mapped[int] = mapped_column(
+        ForeignKey("keyserver_health_authorities.id", ondelete="CASCADE"), index=True
+    )
+    version: Mapped[str] = mapped_column(String(255))
+    #: PKIX ``PUBLIC KEY`` PEM of a P-256 key.
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: Set when the key is revoked (or vanished from the JWKS); None: valid until further notice.
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (UniqueConstraint("health_authority_id", "version"),)
+
+
+class AuthorizedApp(Base):
+    """A GAEN app allowed to publish: the ``healthAuthorityID`` it sends, lower-cased."""
+
+    __tablename__ = "keyserver_authorized_apps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(255), unique=True)
+    #: Upper-case region codes joined by commas; keys from this app are tagged with them.
+    regions: Mapped[str] = mapped_column(String(500), default="")
+    #: Testing only: publish without a valid certificate (keys then carry no report type).
+    bypass_verification: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (CheckConstraint("app_id = lower(app_id)", name="app_id_lower_case"),)
+
+
+class AuthorizedAppHealthAuthority(Base):
+    """Which health authorities' certificates an app may publish with."""
+
+    __tablename__ = "keyserver_authorized_app_health_authorities"
+
+    app_id: Mapped[int] = mapped_column(
+        ForeignKey("keyserver_authorized_apps.id", ondelete="CASCADE"), primary_key=True
+    )
+    health_authority_id: Mapped[int] = mapped_column(
+        ForeignKey("keyserver_health_authorities.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class Exposure(Base):
+    """One published (or imported, or padding) Temporary Exposure Key."""
+
+    __tablename__ = "keyserver_exposures"
+
+    key: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    transmission_risk: Mapped[int] = mapped_column(Integer)
+    #: Upper-case region codes, each wrapped in commas (",VN,"), so one LIKE finds a region.
+    regions: Mapped[str] = mapped_column(String(500))
+    traveler: Mapped[bool] = mapped_column(Boolean, default=False)
+    interval_number: Mapped[int] = mapped_column(Integer)
+    interval_count: Mapped[int] = mapped_column(Integer)
+    #: Truncated to the hour, or later for still-valid keys (the embargo); exports select by it.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: publish, padding or import: where the key came from (padding keys are never revised).
+    origin: Mapped[str] = mapped_column(String(20), default="publish")
+    health_authority_id: Mapped[int | None] = mapped_column(
+        ForeignKey("keyserver_health_authorities.id", ondelete="SET NULL"), nullable=True
+    )
+    #: confirmed, likely, negative, user-report, or "" when published without a certificate.
+    report_type: Mapped[str] = mapped_column(String(20), default="")
+    days_since_symptom_onset: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    revised_report_type: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    revised_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revised_days_since_symptom_onset: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    revised_transmission_risk: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    __table_args__ = (
+        CheckConstraint("interval_count BETWEEN 1 AND 144", name="interval_count"),
+        CheckConstraint("transmission_risk BETWEEN 0 AND 8", name="transmission_risk"),
+        Index("ix_keyserver_exposures_created_at", "created_at"),
+        Index("ix_keyserver_exposures_revised_at", "revised_at"),
+    )
+
+
+class RevisionKey(Base):
+    """An AES-256 key that seals revision tokens; ``id`` is the token's ``kid``.
+
+    The key itself is stored sealed under the server's revision secret, never in the clear;
+    a destroyed key keeps its row (so ids are never reused) without the sealed bytes.
+    """
+
+    __tablename__ = "keyserver_revision_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sealed_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: False once destroyed: tokens sealed under it no longer open.
+    allowed: Mapped[bool] = mapped_column(Boolean, default=True)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

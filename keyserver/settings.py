@@ -1,0 +1,116 @@
+"""Settings of the key server (``EXPOSURE_KEYSERVER_*``), with the reference's defaults.
+
+Defaults are those of Google's key server (``internal/publish/config.go``); floors and
+ceilings refuse values that would weaken privacy (keys kept or released too early) or break
+phones (a symptom-onset window the apps cannot use).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from crypto.encoding import decode_base64_lenient
+from exposure.secrets import MINIMUM_SECRET_BYTES
+
+
+class KeyserverSettings(BaseSettings):
+    """How the key server validates, stores and revises uploaded keys."""
+
+    model_config = SettingsConfigDict(env_prefix="EXPOSURE_KEYSERVER_", extra="ignore", frozen=True)
+
+    max_keys_on_publish: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=30, description="More keys in one publish refuse the whole request."
+    )
+    max_same_start_interval_keys: Annotated[int, Field(ge=1, le=10)] = Field(
+        default=3, description="Keys that may share one rollingStartNumber."
+    )
+    max_interval_age: Annotated[timedelta, Field(ge=timedelta(days=1), le=timedelta(days=21))] = (
+        Field(default=timedelta(days=15), description="Keys that ended earlier are dropped.")
+    )
+    truncate_window: Annotated[timedelta, Field(ge=timedelta(minutes=10), le=timedelta(days=1))] = (
+        Field(
+            default=timedelta(hours=1),
+            description="created_at is truncated to this; it also rounds the embargo.",
+        )
+    )
+    max_symptom_onset_days: Annotated[int, Field(ge=1, le=28)] = Field(
+        default=14, description="Keys further than this from symptom onset are dropped."
+    )
+    max_valid_symptom_onset_report_days: Annotated[int, Field(ge=1, le=60)] = Field(
+        default=28, description="An onset older than this is ignored."
+    )
+    default_symptom_onset_days_ago: Annotated[int, Field(ge=0, le=28)] = Field(
+        default=4, description="The onset assumed when no valid one is given."
+    )
+    allow_partial_revisions: bool = Field(
+        default=False,
+        description="Drop already-stored keys missing from the revision token instead of refusing.",
+    )
+    release_same_day_keys: bool = Field(
+        default=False,
+        description="Testing only: publish still-valid keys without the embargo.",
+    )
+    default_region: str = Field(
+        default="", description="Region of apps that configure none (upper case)."
+    )
+    response_padding_min_bytes: Annotated[int, Field(ge=0, le=16_384)] = 1024
+    response_padding_range_bytes: Annotated[int, Field(ge=1, le=16_384)] = 1024
+    revision_token_min_length: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=28, description="Revision tokens are padded to at least this many entries."
+    )
+    revision_token_aad: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Base64 (>= 32 bytes): authenticated data of every revision token. Unset: "
+            "generated once under the data directory."
+        ),
+    )
+    revision_key_period: Annotated[timedelta, Field(ge=timedelta(hours=1))] = Field(
+        default=timedelta(days=7), description="A new revision key is made this often."
+    )
+    revision_key_destroy_after: Annotated[timedelta, Field(ge=timedelta(days=15))] = Field(
+        default=timedelta(days=15),
+        description=(
+            "An old revision key is destroyed this long after a newer one took over; never "
+            "sooner than keys can still be revised (15 days)."
+        ),
+    )
+    cache_duration: Annotated[timedelta, Field(ge=timedelta(0), le=timedelta(minutes=15))] = Field(
+        default=timedelta(minutes=5),
+        description="How long apps, health authorities and their keys are cached per process.",
+    )
+    jwks_refresh_interval: Annotated[timedelta, Field(ge=timedelta(seconds=30))] = timedelta(
+        minutes=2
+    )
+    jwks_request_timeout: Annotated[
+        timedelta, Field(ge=timedelta(seconds=1), le=timedelta(minutes=2))
+    ] = timedelta(seconds=30)
+    maintenance_mode: bool = False
+
+    @field_validator("default_region")
+    @classmethod
+    def _upper_region(cls, value: str) -> str:
+        return value.strip().upper()
+
+    @field_validator("revision_token_aad")
+    @classmethod
+    def _check_aad(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        try:
+            raw = decode_base64_lenient(value.get_secret_value())
+        except ValueError as error:
+            raise ValueError("revision_token_aad must be base64") from error
+        if len(raw) < MINIMUM_SECRET_BYTES:
+            raise ValueError(f"revision_token_aad needs at least {MINIMUM_SECRET_BYTES} bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _check_onset_window(self) -> KeyserverSettings:
+        if self.default_symptom_onset_days_ago > self.max_valid_symptom_onset_report_days:
+            raise ValueError("the default onset must lie inside the valid onset window")
+        return self
