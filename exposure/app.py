@@ -21,7 +21,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from exposure.db import create_database_engine, make_session_factory
 from exposure.http.chaff import ChaffMiddleware
+from exposure.jobs import Job, JobScheduler
 from exposure.settings import ExposureSettings, Service
+from keyserver.api import CHAFF_PATHS as KEYSERVER_CHAFF_PATHS
+from keyserver.api import create_router as create_keyserver_router
+from keyserver.context import KeyserverContext
+from keyserver.schedule import scheduled_jobs as keyserver_jobs
+from keyserver.settings import KeyserverSettings
 from verification.api import CHAFF_PATHS as VERIFICATION_CHAFF_PATHS
 from verification.api import create_router as create_verification_router
 from verification.context import VerificationContext
@@ -71,6 +77,11 @@ def database_answers(engine: Engine) -> bool:
     return True
 
 
+def scheduled_jobs(keyserver: KeyserverContext) -> list[Job]:
+    """Every periodic job of the services this process serves."""
+    return keyserver_jobs(keyserver)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -80,11 +91,15 @@ def create_app(
     databases: Databases | None = None,
     *,
     verification_settings: VerificationSettings | None = None,
+    keyserver_settings: KeyserverSettings | None = None,
     clock: Callable[[], datetime] = utc_now,
+    run_jobs: bool = False,
 ) -> FastAPI:
     """Build the application; it owns (and disposes) the engines unless they are given.
 
-    ``clock`` is the time every service sees; tests pass a controllable one.
+    ``clock`` is the time every service sees; tests pass a controllable one. With
+    ``run_jobs`` the scheduled jobs run in this process (``exposure serve`` sets it; every
+    replica may, since leases let one run at a time).
     """
     owns_databases = databases is None
     active = databases if databases is not None else Databases.from_settings(settings)
@@ -92,11 +107,21 @@ def create_app(
         verification_settings or VerificationSettings(), settings.data_dir
     )
 
+    keyserver_sessions = make_session_factory(active.engines[Service.KEYSERVER])
+    keyserver_context = KeyserverContext.from_settings(
+        keyserver_settings or KeyserverSettings(), settings.data_dir, keyserver_sessions
+    )
+    scheduler = JobScheduler(scheduled_jobs(keyserver_context) if run_jobs else [], clock)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owns_databases:
-            active.dispose()
+        scheduler.start()
+        try:
+            yield
+        finally:
+            scheduler.shutdown()
+            if owns_databases:
+                active.dispose()
 
     app = FastAPI(
         title="exposure",
@@ -114,7 +139,10 @@ def create_app(
             clock,
         )
     )
+    app.include_router(create_keyserver_router(keyserver_context, keyserver_sessions, clock))
+    # One middleware per service, so each imitates its own service's responses.
     app.add_middleware(ChaffMiddleware, paths=VERIFICATION_CHAFF_PATHS)
+    app.add_middleware(ChaffMiddleware, paths=KEYSERVER_CHAFF_PATHS)
 
     @app.get("/health", tags=["operations"])
     def health() -> JSONResponse:

@@ -71,3 +71,9 @@ class StoredKeyMismatch(PublishError):
     """A re-sent key whose interval differs from the stored one: 400 ``internal_error``."""
 
     code, status = PublishErrorCode.INTERNAL, 400
+
+
+class UnableToLoadHealthAuthority(PublishError):
+    """The app's configuration could not be read (the database failed): 500."""
+
+    code, status = PublishErrorCode.UNABLE_TO_LOAD_HEALTH_AUTHORITY, 500

@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crypto.encoding import decode_base64_lenient
-from exposure.secrets import MINIMUM_SECRET_BYTES
+from exposure.secrets import MINIMUM_SECRET_BYTES, decode_secret_keys
 
 
 class KeyserverSettings(BaseSettings):
@@ -69,6 +69,13 @@ class KeyserverSettings(BaseSettings):
             "generated once under the data directory."
         ),
     )
+    revision_secrets: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Comma-separated base64 secrets (>= 32 bytes, newest first) that seal revision "
+            "keys at rest. Unset: generated once under the data directory."
+        ),
+    )
     revision_key_period: Annotated[timedelta, Field(ge=timedelta(hours=1))] = Field(
         default=timedelta(days=7), description="A new revision key is made this often."
     )
@@ -107,6 +114,13 @@ class KeyserverSettings(BaseSettings):
             raise ValueError("revision_token_aad must be base64") from error
         if len(raw) < MINIMUM_SECRET_BYTES:
             raise ValueError(f"revision_token_aad needs at least {MINIMUM_SECRET_BYTES} bytes")
+        return value
+
+    @field_validator("revision_secrets")
+    @classmethod
+    def _check_revision_secrets(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not decode_secret_keys(value.get_secret_value()):
+            raise ValueError("revision_secrets is set but holds no secret")
         return value
 
     @model_validator(mode="after")

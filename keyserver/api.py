@@ -1,0 +1,194 @@
+"""HTTP layer of the key server: ``POST /v1/publish``, wire-compatible with the reference.
+
+The handler parses the body with Go's rules (exposure.http.body), then runs the publish in
+the thread pool: app and health-authority lookups and the certificate check come from
+per-process caches, and one unit of work stores the keys. Every answer carries
+``x-api-version: v1`` and random ``padding``, except the maintenance refusal, whose body is
+fixed by the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from sqlalchemy.exc import SQLAlchemyError
+
+from exposure.api.v1 import (
+    API_VERSION_HEADER,
+    MAINTENANCE_BODY,
+    MAX_PUBLISH_BODY_BYTES,
+    PUBLISH_PATH,
+    PublishErrorCode,
+    PublishRequest,
+    PublishResponse,
+)
+from exposure.db import SessionFactory, unit_of_work
+from exposure.http.body import BodyError, parse_model, read_json_object
+from exposure.http.padding import random_padding
+from keyserver import metrics
+from keyserver.context import KeyserverContext
+from keyserver.errors import (
+    BadRequest,
+    CertificateInvalid,
+    MissingRegionConfig,
+    PublishError,
+    UnableToLoadHealthAuthority,
+    UnknownHealthAuthorityID,
+)
+from keyserver.service.certificate import VerifiedCertificate, verify_certificate
+from keyserver.service.publish import store_publish
+from keyserver.service.transform import describe_key_errors, transform_publish
+from keyserver.service.trust import AppConfig
+
+_logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+#: Paths whose ``X-Chaff`` requests are answered without reaching the handler.
+CHAFF_PATHS = (PUBLISH_PATH,)
+
+
+def create_router(
+    context: KeyserverContext, session_factory: SessionFactory, clock: Clock
+) -> APIRouter:
+    """The publish route, bound to its dependencies (no module-level state)."""
+    router = APIRouter(tags=["keyserver"])
+    settings = context.settings
+
+    def answer(body: PublishResponse, status: int = 200) -> Response:
+        body.padding = random_padding(
+            minimum=settings.response_padding_min_bytes,
+            spread=settings.response_padding_range_bytes,
+        )
+        return Response(
+            json.dumps(body.wire(), separators=(",", ":")),
+            status_code=status,
+            media_type="application/json",
+            headers=dict([API_VERSION_HEADER]),
+        )
+
+    def refuse(error: PublishError) -> Response:
+        message = error.message
+        if isinstance(error, BadRequest):
+            message = f"unable to read request data: {message}"
+        body = PublishResponse(error=message, code=error.code, warnings=error.warnings)
+        return answer(body, error.status)
+
+    def load_app(app_id: str, now: datetime) -> AppConfig:
+        try:
+            app = context.trust.app(app_id, now)
+        except SQLAlchemyError:
+            _logger.exception("publish: loading the authorized app failed")
+            raise UnableToLoadHealthAuthority("unable to load health authority") from None
+        if app is None:
+            raise UnknownHealthAuthorityID(f"unauthorized health authority: {app_id}")
+        return app
+
+    def check_certificate(
+        parsed: PublishRequest, app: AppConfig, now: datetime
+    ) -> VerifiedCertificate | None:
+        try:
+            return verify_certificate(
+                token=parsed.verificationPayload,
+                hmac_key=parsed.hmacKey,
+                keys=parsed.temporaryExposureKeys,
+                app=app,
+                authorities=lambda issuer: context.trust.authority(issuer, now),
+                now=now,
+            )
+        except CertificateInvalid as error:
+            metrics.CERTIFICATE_FAILURES.labels(error.reason).inc()
+            if not app.bypass_verification:
+                raise
+            metrics.VERIFICATION_BYPASSED.inc()
+            _logger.warning("publish: certificate refused (%s); app bypasses", error.reason)
+            return None
+
+    def publish_work(parsed: PublishRequest) -> tuple[Response, str]:
+        now = clock()
+        app = load_app(parsed.healthAuthorityID, now)
+        regions = app.regions or ((settings.default_region,) if settings.default_region else ())
+        if not regions:
+            raise MissingRegionConfig("health authority has no regions configured")
+        certificate = check_certificate(parsed, app, now)
+        transformed = transform_publish(
+            parsed,
+            report_type=certificate.report_type if certificate else "",
+            certificate_onset=certificate.symptom_onset_interval if certificate else None,
+            regions=regions,
+            now=now,
+            settings=settings,
+        )
+        secrets = context.revision_secrets(now)
+        with unit_of_work(session_factory) as session:
+            outcome = store_publish(
+                session,
+                transformed.keys,
+                revision_token=parsed.revisionToken,
+                health_authority_id=certificate.health_authority_id if certificate else None,
+                secrets=secrets,
+                settings=settings,
+                now=now,
+            )
+        dropped = len(transformed.errors) + len(transformed.warnings) + outcome.skipped
+        metrics.KEYS.labels("inserted").inc(outcome.inserted)
+        metrics.KEYS.labels("revised").inc(outcome.revised)
+        metrics.KEYS.labels("dropped").inc(dropped)
+        body = PublishResponse(
+            revisionToken=outcome.revision_token,
+            insertedExposures=outcome.inserted,
+            warnings=[*transformed.warnings, *outcome.warnings],
+        )
+        result = "ok"
+        if transformed.errors:
+            body.error = describe_key_errors(transformed.errors)
+            body.code = result = PublishErrorCode.PARTIAL_FAILURE
+        return answer(body), result
+
+    def guarded_work(parsed: PublishRequest) -> tuple[Response, str]:
+        try:
+            return publish_work(parsed)
+        except PublishError as error:
+            return refuse(error), error.code
+        except Exception:
+            # Logged with its trace for operators; the phone learns only that it failed.
+            _logger.exception("publish failed")
+            failure = PublishError("Internal Server Error")
+            return refuse(failure), failure.code
+
+    @router.post(PUBLISH_PATH)
+    async def publish(request: Request) -> Response:
+        """Publish the Temporary Exposure Keys of a person verified positive."""
+        if settings.maintenance_mode:
+            metrics.PUBLISH_REQUESTS.labels("maintenance").inc()
+            return Response(
+                json.dumps(MAINTENANCE_BODY),
+                status_code=429,
+                media_type="application/json",
+                headers=dict([API_VERSION_HEADER]),
+            )
+        started = time.perf_counter()
+        try:
+            data = await read_json_object(request, max_bytes=MAX_PUBLISH_BODY_BYTES)
+            parsed = parse_model(PublishRequest, data, case_insensitive=True)
+        except BodyError as error:
+            code = (
+                PublishErrorCode.INTERNAL if error.status >= 500 else PublishErrorCode.BAD_REQUEST
+            )
+            text = f"error unmarshalling API call, code: {error.status}: {error.message}"
+            response = answer(PublishResponse(error=text, code=code), error.status)
+            result = str(code)
+        else:
+            response, result = await run_in_threadpool(guarded_work, parsed)
+        metrics.PUBLISH_REQUESTS.labels(result).inc()
+        metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
+        return response
+
+    return router

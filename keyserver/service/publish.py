@@ -1,0 +1,199 @@
+"""Store the keys of one publish: insert new keys, revise stored ones, issue a revision token.
+
+This is the transactional half of ``POST /v1/publish`` (google-keyserver.md §2.5, §2.6). The
+certificate has been checked and the request transformed before; here the stored rows of
+the uploaded keys are locked, every re-sent key is matched against the revision token the
+phone holds, and new keys are inserted with ``ON CONFLICT DO NOTHING``. Any refusal raises
+before anything is written that the caller's transaction would keep.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from crypto.sealing import Keyring
+from exposure.tek import ReportType, truncate
+from keyserver import store
+from keyserver.errors import (
+    InvalidReportTypeTransition,
+    InvalidRevisionToken,
+    KeyAlreadyRevised,
+    MissingRevisionToken,
+    StoredKeyMismatch,
+)
+from keyserver.models import Exposure
+from keyserver.service.revision import (
+    RevisableKey,
+    allowed_transition,
+    decode_token,
+    encode_token,
+    next_token_keys,
+)
+from keyserver.service.transform import ValidatedKey
+from keyserver.settings import KeyserverSettings
+
+_logger = logging.getLogger(__name__)
+
+#: Where a stored key came from; only published keys may be revised by a publish.
+ORIGIN_PUBLISH = "publish"
+
+
+@dataclass(frozen=True)
+class RevisionSecrets:
+    """What sealing and opening revision tokens needs."""
+
+    keyring: Keyring
+    aad: bytes
+
+
+@dataclass
+class StoreOutcome:
+    """What one publish changed, for the response and the metrics."""
+
+    inserted: int = 0
+    revised: int = 0
+    #: Stored keys silently left out because partial revisions are allowed.
+    skipped: int = 0
+    revision_token: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def _revisable(key: ValidatedKey | Exposure) -> RevisableKey:
+    if isinstance(key, ValidatedKey):
+        return RevisableKey(key.key, key.interval_number, key.interval_count)
+    return RevisableKey(key.key, key.interval_number, key.interval_count)
+
+
+def _row(key: ValidatedKey, health_authority_id: int | None) -> dict[str, Any]:
+    return {
+        "key": key.key,
+        "transmission_risk": key.transmission_risk,
+        "regions": store.encode_regions(key.regions),
+        "traveler": key.traveler,
+        "interval_number": key.interval_number,
+        "interval_count": key.interval_count,
+        "created_at": key.created_at,
+        "origin": ORIGIN_PUBLISH,
+        "health_authority_id": health_authority_id,
+        "report_type": key.report_type,
+        "days_since_symptom_onset": key.days_since_symptom_onset,
+    }
+
+
+def _previous_token(token: str, secrets: RevisionSecrets) -> list[RevisableKey] | None:
+    """The keys of the phone's previous token, or None if there is none it can use.
+
+    As in the reference, a token that does not open is not an error by itself: it only
+    matters if the publish re-sends stored keys, which then need it.
+    """
+    if not token:
+        return None
+    try:
+        return decode_token(secrets.keyring, secrets.aad, token)
+    except InvalidRevisionToken:
+        _logger.info("publish: revision token did not open; treated as absent")
+        return None
+
+
+def _check_revision(
+    stored: Exposure, incoming: ValidatedKey, token_entry: RevisableKey | None
+) -> bool:
+    """Whether ``incoming`` revises ``stored``; raises when the revision is not allowed."""
+    if (stored.interval_number, stored.interval_count) != (
+        incoming.interval_number,
+        incoming.interval_count,
+    ):
+        raise StoredKeyMismatch("Internal Server Error")
+    if stored.origin != ORIGIN_PUBLISH:
+        raise StoredKeyMismatch("Internal Server Error")
+    if token_entry is None or (token_entry.interval_number, token_entry.interval_count) != (
+        stored.interval_number,
+        stored.interval_count,
+    ):
+        raise InvalidRevisionToken("revision token is invalid")
+    if stored.report_type == incoming.report_type:
+        return False
+    if stored.revised_report_type is not None:
+        if stored.revised_report_type == incoming.report_type:
+            return False
+        raise KeyAlreadyRevised("key has already been revised")
+    if not allowed_transition(stored.report_type, incoming.report_type):
+        raise InvalidReportTypeTransition(
+            "invalid report type transition: cannot transition from "
+            f'"{stored.report_type}" to "{incoming.report_type}"'
+        )
+    return True
+
+
+def store_publish(
+    session: Session,
+    keys: Sequence[ValidatedKey],
+    *,
+    revision_token: str,
+    health_authority_id: int | None,
+    secrets: RevisionSecrets,
+    settings: KeyserverSettings,
+    now: datetime,
+) -> StoreOutcome:
+    """Insert and revise ``keys`` in the caller's transaction; return what changed.
+
+    Raises :class:`MissingRevisionToken` when stored keys are re-sent without a token,
+    :class:`InvalidRevisionToken` when the token is unusable for them or does not list
+    them, :class:`KeyAlreadyRevised`, :class:`InvalidReportTypeTransition`, and
+    :class:`StoredKeyMismatch` for a re-sent key whose interval differs from the stored one.
+    """
+    outcome = StoreOutcome()
+    existing = store.lock_existing(session, [key.key for key in keys])
+    previous = _previous_token(revision_token, secrets)
+    if existing and previous is None:
+        if revision_token:
+            raise InvalidRevisionToken("revision token is invalid")
+        raise MissingRevisionToken("no revision token, but sent existing keys")
+    token_entries = {entry.key: entry for entry in previous or ()}
+    revised_at = truncate(now, settings.truncate_window)
+
+    new_rows: list[dict[str, Any]] = []
+    processed: list[RevisableKey] = []
+    for key in keys:
+        stored = existing.get(key.key)
+        if stored is None:
+            processed.append(_revisable(key))
+            # A negative test revises earlier keys but is never published on its own.
+            if key.report_type != ReportType.NEGATIVE:
+                new_rows.append(_row(key, health_authority_id))
+            continue
+        if key.key not in token_entries and settings.allow_partial_revisions:
+            outcome.skipped += 1
+            continue
+        if _check_revision(stored, key, token_entries.get(key.key)):
+            store.revise_exposure(
+                session,
+                key.key,
+                report_type=key.report_type,
+                revised_at=revised_at,
+                days_since_symptom_onset=key.days_since_symptom_onset,
+                transmission_risk=key.transmission_risk,
+                health_authority_id=health_authority_id,
+                regions=store.encode_regions((*store.decode_regions(stored.regions), *key.regions)),
+            )
+            outcome.revised += 1
+        processed.append(_revisable(stored))
+
+    outcome.inserted = store.insert_exposures(session, new_rows)
+    token_keys = next_token_keys(
+        previous or [], processed, now=now, max_interval_age=settings.max_interval_age
+    )
+    if token_keys:
+        outcome.revision_token = encode_token(
+            secrets.keyring,
+            secrets.aad,
+            token_keys,
+            min_length=settings.revision_token_min_length,
+        )
+    return outcome

@@ -1,0 +1,453 @@
+"""Whom the key server trusts: health authorities, their public keys, and authorized apps.
+
+A health authority issues verification certificates (ES256 JWTs) under an ``iss`` and an
+``aud`` of its own, signed with keys named by ``kid``; an authorized app is a GAEN app (the
+``healthAuthorityID`` a phone sends) and lists the authorities whose certificates it may
+publish with. The admin CLI writes these rows; publish reads them through a
+:class:`TrustCache`, which keeps each lookup (hits and misses alike) for a few minutes, as
+the reference does, so a publish costs no trust queries in the steady state.
+
+Functions here take the caller's session and never commit; time is always a parameter.
+"""
+
+# Error names say what went wrong (DuplicateIssuer), as keyserver.errors does.
+# ruff: noqa: N818
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Generic, TypeVar
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crypto.errors import InvalidKey
+from crypto.signing import load_public_key, public_key_pem
+from exposure.db import SessionFactory, unit_of_work
+from keyserver.models import (
+    AuthorizedApp,
+    AuthorizedAppHealthAuthority,
+    HealthAuthority,
+    HealthAuthorityKey,
+)
+
+__all__ = [
+    "AppConfig",
+    "AuthorityConfig",
+    "DuplicateApp",
+    "DuplicateIssuer",
+    "DuplicateKeyVersion",
+    "InvalidPublicKey",
+    "InvalidTrustValue",
+    "TrustCache",
+    "TrustError",
+    "UnknownIssuer",
+    "add_authorized_app",
+    "add_health_authority",
+    "add_health_authority_key",
+    "find_health_authority",
+    "load_app",
+    "load_authority",
+    "normalize_public_key_pem",
+    "revoke_health_authority_key",
+]
+
+_logger = logging.getLogger(__name__)
+
+#: Column widths of the tables (longer values would fail on PostgreSQL only).
+_SHORT_TEXT = 255
+_URL_TEXT = 1000
+_REGIONS_TEXT = 500
+# Letters, digits and hyphens (ISO 3166 codes such as "US-WA"): exposures store regions
+# between commas and find them with LIKE, where "," "%" and "_" would change the meaning.
+_REGION = re.compile(r"[A-Z0-9-]{1,20}")
+# Package names and bundle ids are ASCII; keeping to it makes Python's lower() and the
+# database's lower() (ASCII-only on SQLite) agree on what "lower case" means.
+_APP_ID = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+class TrustError(ValueError):
+    """A trust change the caller asked for is refused; ``code`` is stable for scripts."""
+
+    code = "trust_error"
+
+
+class InvalidTrustValue(TrustError):
+    code = "invalid_value"
+
+
+class DuplicateIssuer(TrustError):
+    code = "duplicate_issuer"
+
+
+class DuplicateKeyVersion(TrustError):
+    code = "duplicate_key_version"
+
+
+class DuplicateApp(TrustError):
+    code = "duplicate_app"
+
+
+class UnknownIssuer(TrustError):
+    code = "unknown_issuer"
+
+
+class InvalidPublicKey(TrustError):
+    code = "invalid_public_key"
+
+
+def _require_aware(value: datetime, name: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be an aware datetime")
+
+
+def _exact_text(value: str, name: str, limit: int = _SHORT_TEXT) -> str:
+    # Issuers and audiences are compared byte for byte with the certificate's claims, so a
+    # stray space would silently make every certificate fail: refuse it rather than strip.
+    if not value or value != value.strip():
+        raise InvalidTrustValue(f"{name} must be non-empty, without surrounding spaces")
+    if len(value) > limit:
+        raise InvalidTrustValue(f"{name} must be at most {limit} characters")
+    return value
+
+
+def _jwks_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    url = _exact_text(value, "jwks_url", _URL_TEXT)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidTrustValue("jwks_url must be an http or https URL")
+    return url
+
+
+def normalize_public_key_pem(pem: str) -> str:
+    """The PKIX ``PUBLIC KEY`` PEM of a P-256 key, re-serialized; :class:`InvalidPublicKey`
+    for anything else (another curve, RSA, a private key, a certificate, garbage)."""
+    try:
+        key = load_public_key(pem.strip().encode("ascii"))
+    except (InvalidKey, UnicodeEncodeError) as error:
+        raise InvalidPublicKey("public key must be a P-256 PUBLIC KEY in PEM form") from error
+    return public_key_pem(key).decode("ascii")
+
+
+def find_health_authority(session: Session, issuer: str) -> HealthAuthority | None:
+    """The health authority whose certificates carry ``iss == issuer`` (exact match)."""
+    return session.scalars(select(HealthAuthority).where(HealthAuthority.issuer == issuer)).first()
+
+
+def add_health_authority(
+    session: Session,
+    *,
+    issuer: str,
+    audience: str,
+    name: str,
+    jwks_url: str | None,
+    now: datetime,
+) -> HealthAuthority:
+    """Trust a new certificate issuer; :class:`DuplicateIssuer` if ``issuer`` is known."""
+    _require_aware(now, "now")
+    issuer = _exact_text(issuer, "issuer")
+    audience = _exact_text(audience, "audience")
+    name = _exact_text(name.strip(), "name")
+    url = _jwks_url(jwks_url)
+    if find_health_authority(session, issuer) is not None:
+        raise DuplicateIssuer(f"a health authority with issuer {issuer!r} already exists")
+    authority = HealthAuthority(
+        issuer=issuer, audience=audience, name=name, jwks_url=url, created_at=now
+    )
+    session.add(authority)
+    session.flush()
+    return authority
+
+
+def add_health_authority_key(
+    session: Session,
+    authority: HealthAuthority,
+    *,
+    version: str,
+    public_key_pem: str,
+    valid_from: datetime,
+    valid_until: datetime | None = None,
+) -> HealthAuthorityKey:
+    """Add a verification key named ``version`` (the certificates' ``kid``).
+
+    The PEM is stored re-serialized, so equal keys always compare equal as text. Raises
+    :class:`InvalidPublicKey`, :class:`DuplicateKeyVersion` (a version is never reused, even
+    after revocation: a ``kid`` must keep naming one key) or :class:`InvalidTrustValue`.
+    """
+    _require_aware(valid_from, "valid_from")
+    if valid_until is not None:
+        _require_aware(valid_until, "valid_until")
+        if valid_until <= valid_from:
+            raise InvalidTrustValue("valid_until must be after valid_from")
+    version = _exact_text(version, "key version (kid)")
+    pem = normalize_public_key_pem(public_key_pem)
+    existing = session.scalars(
+        select(HealthAuthorityKey.id).where(
+            HealthAuthorityKey.health_authority_id == authority.id,
+            HealthAuthorityKey.version == version,
+        )
+    ).first()
+    if existing is not None:
+        raise DuplicateKeyVersion(
+            f"health authority {authority.issuer!r} already has a key version {version!r}"
+        )
+    key = HealthAuthorityKey(
+        health_authority_id=authority.id,
+        version=version,
+        public_key_pem=pem,
+        valid_from=valid_from,
+        valid_until=valid_until,
+    )
+    session.add(key)
+    session.flush()
+    return key
+
+
+def revoke_health_authority_key(session: Session, key: HealthAuthorityKey, now: datetime) -> None:
+    """Stop trusting ``key`` from ``now`` on; an earlier end (or revocation) is kept."""
+    _require_aware(now, "now")
+    if key.valid_until is None or key.valid_until > now:
+        key.valid_until = now
+    session.flush()
+
+
+def _regions(regions: Sequence[str]) -> tuple[str, ...]:
+    normalized = sorted({region.strip().upper() for region in regions})
+    for region in normalized:
+        if not _REGION.fullmatch(region):
+            raise InvalidTrustValue(f"region {region!r} must be 1 to 20 letters, digits or hyphens")
+    if len(",".join(normalized)) > _REGIONS_TEXT:
+        raise InvalidTrustValue(f"regions must fit in {_REGIONS_TEXT} characters")
+    return tuple(normalized)
+
+
+def add_authorized_app(
+    session: Session,
+    *,
+    app_id: str,
+    health_authority_issuers: Sequence[str],
+    regions: Sequence[str],
+    bypass_verification: bool,
+    now: datetime,
+) -> AuthorizedApp:
+    """Authorize an app to publish with certificates of the given issuers.
+
+    ``app_id`` is stored lower-case (phones' ``healthAuthorityID`` is matched
+    case-insensitively); regions are upper-cased, de-duplicated and sorted. Raises
+    :class:`UnknownIssuer`, :class:`DuplicateApp` or :class:`InvalidTrustValue`.
+    """
+    _require_aware(now, "now")
+    if not _APP_ID.fullmatch(app_id):
+        raise InvalidTrustValue("app id must be 1 to 255 printable ASCII characters, no spaces")
+    normalized_id = app_id.lower()
+    normalized_regions = _regions(regions)
+    authorities: list[HealthAuthority] = []
+    for issuer in dict.fromkeys(health_authority_issuers):
+        authority = find_health_authority(session, issuer)
+        if authority is None:
+            raise UnknownIssuer(f"no health authority with issuer {issuer!r}")
+        authorities.append(authority)
+    duplicate = session.scalars(
+        select(AuthorizedApp.id).where(AuthorizedApp.app_id == normalized_id)
+    ).first()
+    if duplicate is not None:
+        raise DuplicateApp(f"app {normalized_id!r} is already authorized")
+    app = AuthorizedApp(
+        app_id=normalized_id,
+        regions=",".join(normalized_regions),
+        bypass_verification=bypass_verification,
+        created_at=now,
+    )
+    session.add(app)
+    session.flush()
+    session.add_all(
+        AuthorizedAppHealthAuthority(app_id=app.id, health_authority_id=authority.id)
+        for authority in authorities
+    )
+    session.flush()
+    return app
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """What publish needs to know about an authorized app, detached from the database."""
+
+    id: int
+    app_id: str
+    regions: tuple[str, ...]
+    bypass_verification: bool
+    health_authority_ids: frozenset[int]
+
+
+@dataclass(frozen=True)
+class AuthorityConfig:
+    """A health authority and its keys (version → key, valid from, valid until)."""
+
+    id: int
+    issuer: str
+    audience: str
+    keys: Mapping[str, tuple[EllipticCurvePublicKey, datetime, datetime | None]]
+
+    def active_key(self, version: str, now: datetime) -> EllipticCurvePublicKey | None:
+        """The key named ``version`` if ``valid_from < now < valid_until`` (reference §3.3)."""
+        entry = self.keys.get(version)
+        if entry is None:
+            return None
+        key, valid_from, valid_until = entry
+        if valid_from < now and (valid_until is None or valid_until > now):
+            return key
+        return None
+
+
+def load_app(session: Session, app_id: str) -> AppConfig | None:
+    """The authorized app ``app_id`` (any case), or None."""
+    app = session.scalars(
+        select(AuthorizedApp).where(AuthorizedApp.app_id == app_id.lower())
+    ).first()
+    if app is None:
+        return None
+    authority_ids = session.scalars(
+        select(AuthorizedAppHealthAuthority.health_authority_id).where(
+            AuthorizedAppHealthAuthority.app_id == app.id
+        )
+    )
+    return AppConfig(
+        id=app.id,
+        app_id=app.app_id,
+        regions=tuple(region for region in app.regions.split(",") if region),
+        bypass_verification=app.bypass_verification,
+        health_authority_ids=frozenset(authority_ids),
+    )
+
+
+def load_authority(session: Session, issuer: str, now: datetime) -> AuthorityConfig | None:
+    """The health authority with ``iss == issuer`` and its keys not yet ended at ``now``.
+
+    Keys that start later are included, so a cached entry picks them up when they start.
+    """
+    authority = find_health_authority(session, issuer)
+    if authority is None:
+        return None
+    rows = session.scalars(
+        select(HealthAuthorityKey).where(
+            HealthAuthorityKey.health_authority_id == authority.id,
+            (HealthAuthorityKey.valid_until.is_(None)) | (HealthAuthorityKey.valid_until > now),
+        )
+    )
+    keys: dict[str, tuple[EllipticCurvePublicKey, datetime, datetime | None]] = {}
+    for row in rows:
+        try:
+            public_key = load_public_key(row.public_key_pem.encode("ascii"))
+        except (InvalidKey, UnicodeEncodeError):
+            # Rows are validated on insert; one damaged row must not lock out the others.
+            _logger.error("health authority key %s is not a P-256 public key; ignored", row.id)
+            continue
+        keys[row.version] = (public_key, row.valid_from, row.valid_until)
+    return AuthorityConfig(
+        id=authority.id,
+        issuer=authority.issuer,
+        audience=authority.audience,
+        keys=MappingProxyType(keys),
+    )
+
+
+_Value = TypeVar("_Value")
+
+#: Names kept per kind (apps, issuers); real deployments have a handful of each.
+DEFAULT_MAX_CACHE_ENTRIES = 10_000
+
+
+class _ExpiringMap(Generic[_Value]):
+    """name → (value, loaded at); an entry is fresh for ``ttl`` after it was loaded.
+
+    Names come from requests (any ``healthAuthorityID``, any ``iss``) and misses are kept,
+    so the map is bounded: past ``max_entries`` stale entries go first, then the oldest.
+    """
+
+    def __init__(self, ttl: timedelta, max_entries: int) -> None:
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._entries: dict[str, tuple[_Value, datetime]] = {}
+        self._lock = threading.Lock()
+
+    def _fresh(self, loaded_at: datetime, now: datetime) -> bool:
+        # A clock that went backwards also reloads: the entry's age is then unknown.
+        return loaded_at <= now < loaded_at + self._ttl
+
+    def get_or_load(self, name: str, now: datetime, load: Callable[[], _Value]) -> _Value:
+        with self._lock:
+            cached = self._entries.get(name)
+        if cached is not None and self._fresh(cached[1], now):
+            return cached[0]
+        # Loaded outside the lock: a slow database must not stall lookups of other names.
+        # Two threads may then load the same name at once, which is harmless.
+        value = load()
+        with self._lock:
+            self._entries.pop(name, None)  # re-inserted last: the dict stays oldest first
+            self._entries[name] = (value, now)
+            if len(self._entries) > self._max_entries:
+                self._evict(now)
+        return value
+
+    def _evict(self, now: datetime) -> None:
+        stale = [name for name, (_, at) in self._entries.items() if not self._fresh(at, now)]
+        for name in stale:
+            del self._entries[name]
+        while len(self._entries) > self._max_entries:
+            del self._entries[next(iter(self._entries))]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+class TrustCache:
+    """Per-process cache of apps and health authorities, misses included (reference: 5 min).
+
+    Thread-safe. A change made with the admin CLI reaches every process within ``ttl``; a
+    ``ttl`` of zero disables caching. Database errors propagate and are not cached.
+    """
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        ttl: timedelta,
+        *,
+        max_entries: int = DEFAULT_MAX_CACHE_ENTRIES,
+    ) -> None:
+        if ttl < timedelta(0):
+            raise ValueError("ttl must not be negative")
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._session_factory = session_factory
+        self._apps: _ExpiringMap[AppConfig | None] = _ExpiringMap(ttl, max_entries)
+        self._authorities: _ExpiringMap[AuthorityConfig | None] = _ExpiringMap(ttl, max_entries)
+
+    def app(self, app_id: str, now: datetime) -> AppConfig | None:
+        """The authorized app ``app_id`` (case-insensitive), or None if there is none."""
+        name = app_id.lower()
+
+        def load() -> AppConfig | None:
+            with unit_of_work(self._session_factory) as session:
+                return load_app(session, name)
+
+        return self._apps.get_or_load(name, now, load)
+
+    def authority(self, issuer: str, now: datetime) -> AuthorityConfig | None:
+        """The health authority whose ``iss`` is exactly ``issuer``, or None."""
+
+        def load() -> AuthorityConfig | None:
+            with unit_of_work(self._session_factory) as session:
+                return load_authority(session, issuer, now)
+
+        return self._authorities.get_or_load(issuer, now, load)

@@ -1,0 +1,80 @@
+"""The key server's queries on exposures: the only module that writes them.
+
+Callers own the transaction. Existing rows are read ``FOR UPDATE`` on PostgreSQL so that two
+publishes of the same keys serialize (SQLite serializes every writer with BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from exposure.db.upsert import upsert_insert
+from keyserver.models import Exposure
+
+#: Rows per INSERT statement; keeps statements far below the parameter limits of both engines.
+INSERT_BATCH_SIZE = 500
+
+
+def lock_existing(session: Session, keys: Sequence[bytes]) -> dict[bytes, Exposure]:
+    """The stored rows of ``keys`` (those that exist), locked until the transaction ends."""
+    if not keys:
+        return {}
+    statement = select(Exposure).where(Exposure.key.in_(keys)).with_for_update()
+    return {row.key: row for row in session.scalars(statement)}
+
+
+def insert_exposures(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert new keys, skipping any that another transaction stored first; return how many."""
+    inserted = 0
+    for start in range(0, len(rows), INSERT_BATCH_SIZE):
+        chunk = rows[start : start + INSERT_BATCH_SIZE]
+        statement = (
+            upsert_insert(session, Exposure.__table__)
+            .values(list(chunk))
+            .on_conflict_do_nothing(index_elements=["key"])
+            # rowcount is not reliable for multi-row inserts on every driver; RETURNING is.
+            .returning(Exposure.__table__.c.key)
+        )
+        inserted += len(session.execute(statement).all())
+    return inserted
+
+
+def revise_exposure(
+    session: Session,
+    key: bytes,
+    *,
+    report_type: str,
+    revised_at: datetime,
+    days_since_symptom_onset: int | None,
+    transmission_risk: int,
+    health_authority_id: int | None,
+    regions: str,
+) -> None:
+    """Record a revision of a stored key (the original fields stay as they were)."""
+    session.execute(
+        update(Exposure)
+        .where(Exposure.key == key)
+        .values(
+            revised_report_type=report_type,
+            revised_at=revised_at,
+            revised_days_since_symptom_onset=days_since_symptom_onset,
+            revised_transmission_risk=transmission_risk,
+            health_authority_id=health_authority_id,
+            regions=regions,
+        )
+    )
+
+
+def encode_regions(regions: Iterable[str]) -> str:
+    """``("VN", "LA")`` → ``",LA,VN,"``: sorted, upper case, each wrapped in commas."""
+    unique = sorted({region.strip().upper() for region in regions if region.strip()})
+    return f",{','.join(unique)}," if unique else ""
+
+
+def decode_regions(stored: str) -> tuple[str, ...]:
+    return tuple(region for region in stored.split(",") if region)

@@ -1,0 +1,326 @@
+"""POST /v1/publish over the whole app: success, every error row of the reference, revision."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from exposure.tek import interval_number, time_of_interval, truncate, utc_midnight
+from tests.functional.keyserver.conftest import BYPASS_APP_ID, NO_REGION_APP_ID, Api
+
+
+def _json(response: Any) -> dict[str, Any]:
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_a_valid_publish_stores_every_key_and_returns_a_revision_token(api: Api) -> None:
+    phone = api.phone()
+    keys = phone.keys(14)
+
+    response = api.publish(phone.body(keys))
+
+    body = _json(response)
+    assert response.status_code == 200, body
+    assert body["insertedExposures"] == 14
+    assert body["revisionToken"]
+    assert len(base64.b64decode(body["padding"])) >= 1024
+    assert "code" not in body
+    assert "error" not in body
+    assert response.headers["x-api-version"] == "v1"
+    stored = api.stored()
+    assert set(stored) == {base64.b64decode(k["key"]) for k in keys}
+    row = next(iter(stored.values()))
+    assert row.report_type == "confirmed"
+    assert row.transmission_risk == 2  # backfilled from "confirmed"
+    assert row.regions == ",VN,"
+    assert row.created_at == truncate(api.clock(), timedelta(hours=1))
+    assert row.origin == "publish"
+
+
+def test_a_key_still_valid_today_is_embargoed_until_after_it_expires(api: Api) -> None:
+    phone = api.phone()
+    today = interval_number(utc_midnight(api.clock()))
+    keys = [
+        *phone.keys(2),
+        {
+            "key": phone.keys(1)[0]["key"],
+            "rollingStartNumber": today,
+            "rollingPeriod": 144,
+            "transmissionRisk": 0,
+        },
+    ]
+
+    response = api.publish(phone.body(keys))
+
+    assert response.status_code == 200, response.text
+    todays = api.stored()[base64.b64decode(keys[-1]["key"])]
+    assert todays.created_at == time_of_interval(today + 144) + timedelta(hours=1)
+
+
+def test_field_names_match_case_insensitively(api: Api) -> None:
+    phone = api.phone()
+    body = phone.body(phone.keys(3))
+    body["hmackey"] = body.pop("hmacKey")
+    body["HEALTHAUTHORITYID"] = body.pop("healthAuthorityID")
+
+    response = api.publish(body)
+
+    assert response.status_code == 200, response.text
+    assert _json(response)["insertedExposures"] == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "fragment"),
+    [
+        (b"{}", "text/plain", 415, "content-type"),
+        (b"", "application/json", 400, "empty"),
+        (b'{"padding": ""} {}', "application/json", 400, "one JSON object"),
+        (b'{"nope": 1}', "application/json", 400, 'unknown field "nope"'),
+        (b'{"temporaryExposureKeys": "x"}', "application/json", 400, "invalid value"),
+        (b'{"symptomOnsetInterval": 2147483648}', "application/json", 400, "invalid value"),
+        (b'{"padding": ', "application/json", 400, "malformed"),
+        (b'{"padding": "' + b"a" * 64_000 + b'"}', "application/json", 413, ""),
+    ],
+)
+def test_bodies_that_are_not_one_valid_object_are_refused_as_the_reference_does(
+    api: Api, content: bytes, content_type: str, status: int, fragment: str
+) -> None:
+    response = api.client.post(
+        "/v1/publish", content=content, headers={"Content-Type": content_type}
+    )
+
+    body = _json(response)
+    assert response.status_code == status
+    assert body["code"] == "bad_request"
+    assert body["error"].startswith(f"error unmarshalling API call, code: {status}: ")
+    assert fragment.lower() in body["error"].lower()
+    assert body["padding"]
+    assert api.stored() == {}
+
+
+def test_an_unknown_app_is_unauthorized(api: Api) -> None:
+    phone = api.phone()
+
+    response = api.publish(phone.body(phone.keys(2), app_id="com.example.unknown"))
+
+    assert response.status_code == 401
+    assert _json(response)["code"] == "unknown_health_authority_id"
+    assert "com.example.unknown" in _json(response)["error"]
+
+
+def test_the_app_id_is_matched_case_insensitively(api: Api) -> None:
+    phone = api.phone()
+
+    response = api.publish(phone.body(phone.keys(2), app_id="COM.Example.Exposure"))
+
+    assert response.status_code == 200, response.text
+
+
+def test_an_app_without_regions_is_a_server_configuration_error(api: Api) -> None:
+    phone = api.phone()
+
+    response = api.publish(phone.body(phone.keys(2), app_id=NO_REGION_APP_ID))
+
+    assert response.status_code == 500
+    assert _json(response)["code"] == "health_authority_missing_region_config"
+
+
+def test_an_unreadable_app_table_is_unable_to_load(api: Api) -> None:
+    with api.session() as session:
+        session.execute(text("DROP TABLE keyserver_authorized_app_health_authorities"))
+        session.execute(text("DROP TABLE keyserver_authorized_apps"))
+        session.commit()
+    phone = api.phone()
+
+    response = api.publish(phone.body(phone.keys(2)))
+
+    assert response.status_code == 500
+    assert _json(response)["code"] == "unable_to_load_health_authority"
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda body: body.update(verificationPayload="not-a-jwt"),
+        lambda body: body.update(hmacKey=base64.b64encode(b"another secret").decode()),
+        lambda body: body["temporaryExposureKeys"][0].update(transmissionRisk=5),
+        lambda body: body.update(verificationPayload=""),
+    ],
+    ids=["garbage", "other-hmac-secret", "keys-changed-after-signing", "missing"],
+)
+def test_a_certificate_that_does_not_check_out_is_refused_without_saying_why(
+    api: Api, spoil: Any
+) -> None:
+    phone = api.phone()
+    body = phone.body(phone.keys(3))
+    spoil(body)
+
+    response = api.publish(body)
+
+    assert response.status_code == 401
+    assert _json(response)["code"] == "health_authority_verification_certificate_invalid"
+    assert _json(response)["error"] == "unable to validate diagnosis verification"
+    assert api.stored() == {}
+
+
+def test_an_app_that_bypasses_verification_publishes_without_a_report_type(api: Api) -> None:
+    phone = api.phone()
+    body = phone.body(phone.keys(2), app_id=BYPASS_APP_ID, verificationPayload="")
+
+    response = api.publish(body)
+
+    assert response.status_code == 200, response.text
+    assert {row.report_type for row in api.stored().values()} == {""}
+
+
+def test_too_many_keys_and_no_keys_refuse_the_whole_request(api: Api) -> None:
+    phone = api.phone()
+    too_many = phone.keys(14) + phone.keys(14, days_back_from=1) + phone.keys(3, days_back_from=1)
+
+    assert api.publish(phone.body(too_many)).status_code == 400
+    response = api.publish(phone.body([]))
+
+    assert response.status_code == 400
+    assert _json(response)["code"] == "bad_request"
+    assert _json(response)["error"].startswith("unable to read request data: ")
+    assert api.stored() == {}
+
+
+def test_some_invalid_keys_are_a_partial_failure_that_stores_the_rest(api: Api) -> None:
+    phone = api.phone()
+    keys = phone.keys(3)
+    keys[1] = {**keys[1], "rollingPeriod": 0}
+
+    response = api.publish(phone.body(keys))
+
+    body = _json(response)
+    assert response.status_code == 200
+    assert body["code"] == "partial_failure"
+    assert body["insertedExposures"] == 2
+    assert body["error"].startswith("1 error occurred:\n\t* key 1 cannot be imported")
+    assert len(api.stored()) == 2
+
+
+def test_re_sending_stored_keys_needs_the_revision_token(api: Api) -> None:
+    phone = api.phone()
+    keys = phone.keys(3)
+    assert api.publish(phone.body(keys)).status_code == 200
+
+    missing = api.publish(phone.body(keys))
+    garbage = api.publish(phone.body(keys, revisionToken="AAAA"))
+
+    assert missing.status_code == 400
+    assert _json(missing)["code"] == "missing_revision_token"
+    assert garbage.status_code == 400
+    assert _json(garbage)["code"] == "invalid_revision_token"
+
+
+def test_likely_keys_are_revised_to_confirmed_with_the_token(api: Api) -> None:
+    phone = api.phone()
+    keys = phone.keys(3)
+    first = api.publish(phone.body(keys, report_type="likely"))
+    token = _json(first)["revisionToken"]
+    api.clock.advance(timedelta(hours=2))
+
+    second = api.publish(phone.body(keys, report_type="confirmed", revisionToken=token))
+
+    body = _json(second)
+    assert second.status_code == 200, body
+    assert "insertedExposures" not in body  # revisions are not counted as inserted
+    assert body["revisionToken"]
+    rows = api.stored().values()
+    assert {row.report_type for row in rows} == {"likely"}
+    assert {row.revised_report_type for row in rows} == {"confirmed"}
+    assert {row.revised_at for row in rows} == {truncate(api.clock(), timedelta(hours=1))}
+
+
+def test_a_token_from_another_phone_does_not_list_these_keys(api: Api) -> None:
+    phone, other = api.phone(), api.phone()
+    keys = phone.keys(2)
+    api.publish(phone.body(keys, report_type="likely"))
+    other_token = _json(api.publish(other.body(other.keys(2), report_type="likely")))[
+        "revisionToken"
+    ]
+
+    response = api.publish(phone.body(keys, revisionToken=other_token))
+
+    assert response.status_code == 400
+    assert _json(response)["code"] == "invalid_revision_token"
+
+
+def test_confirmed_keys_cannot_become_likely(api: Api) -> None:
+    phone = api.phone()
+    keys = phone.keys(2)
+    token = _json(api.publish(phone.body(keys)))["revisionToken"]
+
+    response = api.publish(phone.body(keys, report_type="likely", revisionToken=token))
+
+    assert response.status_code == 400
+    assert _json(response)["code"] == "invalid_report_type_transition"
+
+
+def test_a_revised_key_cannot_be_revised_again_to_something_else(api: Api) -> None:
+    phone = api.phone()
+    keys = phone.keys(2)
+    token = _json(api.publish(phone.body(keys, report_type="likely")))["revisionToken"]
+    token = _json(api.publish(phone.body(keys, report_type="confirmed", revisionToken=token)))[
+        "revisionToken"
+    ]
+
+    response = api.publish(phone.body(keys, report_type="negative", revisionToken=token))
+
+    assert response.status_code == 400
+    assert _json(response)["code"] == "key_already_revised"
+
+
+def test_a_stored_key_re_sent_with_another_interval_is_refused(api: Api) -> None:
+    phone = api.phone()
+    keys = phone.keys(1)
+    token = _json(api.publish(phone.body(keys, report_type="likely")))["revisionToken"]
+    moved = [{**keys[0], "rollingStartNumber": keys[0]["rollingStartNumber"] - 144}]
+
+    response = api.publish(phone.body(moved, report_type="confirmed", revisionToken=token))
+
+    assert response.status_code == 400
+    assert _json(response)["code"] == "internal_error"
+
+
+def test_maintenance_mode_answers_429_with_the_reference_body(
+    database_url: str, tmp_path: Any
+) -> None:
+    from tests.functional.keyserver.conftest import make_api
+
+    for api in make_api(database_url, tmp_path, maintenance_mode=True):
+        phone = api.phone()
+        response = api.publish(phone.body(phone.keys(1)))
+
+        assert response.status_code == 429
+        assert response.json() == {"error": "please try again later"}
+        assert api.stored() == {}
+
+
+def test_chaff_is_answered_like_a_publish_and_never_stored(api: Api) -> None:
+    phone = api.phone()
+    api.publish(phone.body(phone.keys(2)))
+
+    response = api.publish(phone.body(phone.keys(2)), headers={"X-Chaff": "1"})
+
+    assert response.status_code == 200
+    assert set(_json(response)) == {"padding"}
+    assert len(api.stored()) == 2
+
+
+def test_negative_keys_are_not_published_on_their_own(api: Api) -> None:
+    phone = api.phone()
+
+    response = api.publish(phone.body(phone.keys(2), report_type="negative"))
+
+    assert response.status_code == 200, response.text
+    assert "insertedExposures" not in _json(response)
+    assert _json(response)["revisionToken"]
+    assert api.stored() == {}
