@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -15,10 +15,14 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.orm import Session
 
+from crypto.signing import public_key_pem
+from crypto.tokens import public_key_from_jwk
+from exposure.api.v1 import PUBLISH_PATH
 from exposure.cli.common import build_settings, load_settings
 from exposure.db import SessionFactory, create_database_engine, make_session_factory, unit_of_work
 from exposure.db.migrate import upgrade_service
 from exposure.settings import ExposureSettings, Service
+from keyserver.service import trust
 from verification.context import VerificationContext
 from verification.errors import VerificationError
 from verification.models import Realm
@@ -39,6 +43,9 @@ admin_app.add_typer(signing_key_app, name="signing-key")
 
 ACTOR = "cli"
 DEFAULT_REALM = "default"
+#: The app id (``healthAuthorityID``) the embedded default registers, and its region.
+DEFAULT_APP_ID = "exposure.default"
+DEFAULT_REGION = "VN"
 
 
 class KeyType(StrEnum):
@@ -237,7 +244,77 @@ def bootstrap(
             data = _realm_summary(runtime.settings, realm.id, realm.name)
             data["admin_api_key"] = saved["admin_api_key"]
             data["device_api_key"] = saved["device_api_key"]
+            trusted = TrustedRealm(
+                issuer=realm.certificate_issuer,
+                audience=realm.certificate_audience,
+                jwks_url=data["jwks_url"],
+                jwks=signing_keys.realm_jwks(session, realm, _now()),
+            )
+    data.update(_bootstrap_keyserver(runtime.settings, trusted))
     _emit(data, as_json)
+
+
+@dataclass(frozen=True)
+class TrustedRealm:
+    """What the key server needs to trust a verification realm's certificates."""
+
+    issuer: str
+    audience: str
+    jwks_url: str
+    jwks: list[dict[str, str]]
+
+
+def _bootstrap_keyserver(settings: ExposureSettings, realm: TrustedRealm) -> dict[str, Any]:
+    """Trust the default realm as a health authority and register the default app, once.
+
+    The realm's current keys are copied in directly, so publishing works before the first
+    JWKS refresh; the refresh job keeps them in step afterwards through ``jwks_url``.
+    """
+    engine = create_database_engine(
+        settings.database_url_for(Service.KEYSERVER),
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        pool_size=settings.database_pool_size,
+    )
+    try:
+        upgrade_service(engine, Service.KEYSERVER)
+        now = _now()
+        with unit_of_work(make_session_factory(engine)) as session:
+            authority = trust.find_health_authority(session, realm.issuer)
+            if authority is None:
+                authority = trust.add_health_authority(
+                    session,
+                    issuer=realm.issuer,
+                    audience=realm.audience,
+                    name=f"verification realm {DEFAULT_REALM}",
+                    jwks_url=realm.jwks_url,
+                    now=now,
+                )
+            for jwk in realm.jwks:
+                # Keys already copied (or mirrored by the refresh job) stay as they are.
+                with suppress(trust.DuplicateKeyVersion):
+                    trust.add_health_authority_key(
+                        session,
+                        authority,
+                        version=jwk["kid"],
+                        public_key_pem=public_key_pem(public_key_from_jwk(jwk)).decode(),
+                        valid_from=now,
+                    )
+            if trust.load_app(session, DEFAULT_APP_ID) is None:
+                trust.add_authorized_app(
+                    session,
+                    app_id=DEFAULT_APP_ID,
+                    health_authority_issuers=[realm.issuer],
+                    regions=[DEFAULT_REGION],
+                    bypass_verification=False,
+                    now=now,
+                )
+    finally:
+        engine.dispose()
+    return {
+        "health_authority_id": DEFAULT_APP_ID,
+        "health_authority_issuer": realm.issuer,
+        "publish_url": f"{settings.base_url}{PUBLISH_PATH}",
+    }
 
 
 def _find_optional(session: Session, name: str) -> Realm | None:

@@ -28,7 +28,7 @@ def app_from_environment() -> FastAPI:
     """
     settings = ExposureSettings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    return create_app(settings, run_jobs=True)
 
 
 def _migrate(settings: ExposureSettings) -> None:
@@ -66,7 +66,9 @@ def serve(
         os.environ[_HOST_VARIABLE] = settings.host
         os.environ[_PORT_VARIABLE] = str(settings.port)
     target: FastAPI | str = (
-        create_app(settings) if workers == 1 else "exposure.cli.serve:app_from_environment"
+        create_app(settings, run_jobs=True)
+        if workers == 1
+        else "exposure.cli.serve:app_from_environment"
     )
     uvicorn.run(
         target,
