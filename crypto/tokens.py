@@ -83,9 +83,14 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
     # json.loads but compare false with everything, which would disable the check.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidToken
-    if not math.isfinite(value):
+    try:
+        # An integer too large for a float (10**400) overflows here rather than failing.
+        seconds = float(value)
+    except OverflowError as exc:
+        raise InvalidToken from exc
+    if not math.isfinite(seconds):
         raise InvalidToken
-    return float(value)
+    return seconds
 
 
 def _check_times(claims: Mapping[str, Any], now: datetime, leeway: timedelta) -> None:

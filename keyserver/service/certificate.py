@@ -114,9 +114,15 @@ def _numeric(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(name)
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError as error:  # an integer beyond any float
+        raise ValueError(name) from error
+    if not math.isfinite(number):
+        raise ValueError(name)
+    return number
 
 
 def _failure_reason(
@@ -227,6 +233,10 @@ def verify_certificate(
     except InvalidToken as error:
         reason = _failure_reason(unverified_claims, verify_at, now)
         raise CertificateInvalid(reason) from error
+    except OverflowError as error:
+        # crypto.tokens lets a time claim beyond any float (exp: 1e400 as an integer) through
+        # as OverflowError; it is a malformed certificate, not a server error.
+        raise CertificateInvalid("unparsable") from error
     # verify_jwt's leeway loosens exp as well; exp itself gets none.
     if _seconds(now) >= float(claims["exp"]):
         raise CertificateInvalid("expired")

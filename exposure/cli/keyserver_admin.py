@@ -1,0 +1,216 @@
+"""Key server administration: trusted health authorities, authorized apps, jobs.
+
+``exposure admin health-authority add`` trusts a certificate issuer, with either a JWKS URL
+that the ``jwks-refresh`` job mirrors or one public key given here. ``exposure admin app
+add`` lets a GAEN app publish with certificates of listed issuers. ``exposure jobs run``
+runs one pass of a scheduled job now, under the same lease the server's scheduler takes.
+Each command opens (and migrates) the key server's database from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy.exc import IntegrityError
+
+from exposure.cli.common import build_settings, load_settings
+from exposure.db import SessionFactory, create_database_engine, make_session_factory, unit_of_work
+from exposure.db.migrate import upgrade_service
+from exposure.jobs import Job, run_job
+from exposure.settings import ExposureSettings, Service
+from keyserver.context import KeyserverContext
+from keyserver.schedule import scheduled_jobs
+from keyserver.service import trust
+from keyserver.settings import KeyserverSettings
+
+health_authority_app = typer.Typer(
+    help="Health authorities whose verification certificates the key server accepts.",
+    no_args_is_help=True,
+)
+app_app = typer.Typer(help="GAEN apps allowed to publish keys.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Run a scheduled job once, now.", no_args_is_help=True)
+
+_PEM_MARKER = "-----BEGIN"
+
+
+@dataclass(frozen=True)
+class KeyserverRuntime:
+    settings: ExposureSettings
+    keyserver_settings: KeyserverSettings
+    sessions: SessionFactory
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+@contextmanager
+def keyserver_runtime() -> Iterator[KeyserverRuntime]:
+    """The key server database (migrated) and settings, from the environment."""
+    settings = load_settings()
+    keyserver_settings = build_settings(KeyserverSettings)
+    engine = create_database_engine(
+        settings.database_url_for(Service.KEYSERVER),
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        pool_size=settings.database_pool_size,
+    )
+    try:
+        upgrade_service(engine, Service.KEYSERVER)
+        yield KeyserverRuntime(settings, keyserver_settings, make_session_factory(engine))
+    except trust.TrustError as error:
+        raise _fail(str(error)) from None
+    except IntegrityError:
+        # Only a concurrent change gets here: the services check for duplicates first.
+        raise _fail("the change conflicts with a concurrent one; try again") from None
+    finally:
+        engine.dispose()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _emit(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    for key, value in data.items():
+        typer.echo(f"{key}: {value}")
+
+
+def _read_public_key(value: str) -> str:
+    if _PEM_MARKER in value:
+        return value
+    try:
+        return Path(value).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as error:
+        raise _fail(f"cannot read public key file {value!r}: {error}") from None
+
+
+@health_authority_app.command("add")
+def add_health_authority(
+    issuer: Annotated[str, typer.Option(help="The certificates' iss claim, exactly.")],
+    audience: Annotated[str, typer.Option(help="The certificates' aud claim, exactly.")],
+    name: Annotated[str, typer.Option(help="A label for people.")],
+    jwks_url: Annotated[
+        str | None,
+        typer.Option(help="Where its keys are published (a bare JSON array of JWKs)."),
+    ] = None,
+    public_key: Annotated[
+        str | None,
+        typer.Option(help="One P-256 PUBLIC KEY: a PEM file, or the PEM text itself."),
+    ] = None,
+    kid: Annotated[str | None, typer.Option(help="The kid certificates name that key by.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Trust a certificate issuer, with a JWKS URL or one public key (and its kid)."""
+    if (jwks_url is None) == (public_key is None):
+        raise _fail("give exactly one of --jwks-url and --public-key")
+    if (public_key is None) != (kid is None):
+        raise _fail("--kid goes with --public-key (and only with it)")
+    pem = _read_public_key(public_key) if public_key is not None else None
+    with keyserver_runtime() as runtime, unit_of_work(runtime.sessions) as session:
+        now = _now()
+        authority = trust.add_health_authority(
+            session, issuer=issuer, audience=audience, name=name, jwks_url=jwks_url, now=now
+        )
+        data: dict[str, Any] = {
+            "health_authority_id": authority.id,
+            "issuer": authority.issuer,
+            "audience": authority.audience,
+        }
+        if pem is not None and kid is not None:
+            key = trust.add_health_authority_key(
+                session, authority, version=kid, public_key_pem=pem, valid_from=now
+            )
+            data["key_id"] = key.id
+            data["kid"] = key.version
+        else:
+            data["jwks_url"] = authority.jwks_url
+    _emit(data, as_json)
+
+
+@app_app.command("add")
+def add_app(
+    app_id: Annotated[str, typer.Argument(help="The healthAuthorityID phones send.")],
+    health_authority: Annotated[
+        list[str] | None,
+        typer.Option(help="Issuer whose certificates the app may use (repeatable)."),
+    ] = None,
+    region: Annotated[
+        list[str] | None, typer.Option(help="Region its keys are tagged with (repeatable).")
+    ] = None,
+    bypass_verification: Annotated[
+        bool,
+        typer.Option(
+            "--bypass-verification", help="Testing only: accept keys without a valid certificate."
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Authorize an app to publish keys with certificates of the given health authorities."""
+    with keyserver_runtime() as runtime, unit_of_work(runtime.sessions) as session:
+        app = trust.add_authorized_app(
+            session,
+            app_id=app_id,
+            health_authority_issuers=health_authority or [],
+            regions=region or [],
+            bypass_verification=bypass_verification,
+            now=_now(),
+        )
+        config = trust.load_app(session, app.app_id)
+    if config is None:  # pragma: no cover - just inserted in the same transaction
+        raise _fail("the app vanished after it was added")
+    _emit(
+        {
+            "id": config.id,
+            "app_id": config.app_id,
+            "regions": list(config.regions),
+            "health_authority_ids": sorted(config.health_authority_ids),
+            "bypass_verification": config.bypass_verification,
+        },
+        as_json,
+    )
+
+
+def _jobs(runtime: KeyserverRuntime) -> dict[str, Job]:
+    """The server's own scheduled jobs, by name, so a manual run is the same code path."""
+    context = KeyserverContext.from_settings(
+        runtime.keyserver_settings, runtime.settings.data_dir, runtime.sessions
+    )
+    return {job.name: job for job in scheduled_jobs(context)}
+
+
+@jobs_app.command("run")
+def run(
+    name: Annotated[str, typer.Argument(help="The job, e.g. jwks-refresh.")],
+) -> None:
+    """Run one pass of a key server job now; print its JSON summary (exit 1 if any failed)."""
+    with keyserver_runtime() as runtime:
+        jobs = _jobs(runtime)
+        job = jobs.get(name)
+        if job is None:
+            raise _fail(f"unknown job {name!r}; known jobs: {', '.join(sorted(jobs))}")
+        try:
+            result = run_job(job, now=_now())
+        except Exception as error:  # an operator's command: a message, not a traceback
+            first_line = str(error).splitlines()[0] if str(error) else ""
+            raise _fail(f"job {name} failed: {type(error).__name__}: {first_line}") from None
+    typer.echo(
+        json.dumps(
+            {"job": result.job, "ran": result.ran, "summary": dict(result.summary)},
+            indent=2,
+            sort_keys=True,
+            default=str,
+        )
+    )
+    if result.summary.get("failed"):
+        raise typer.Exit(code=1)
