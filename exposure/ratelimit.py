@@ -32,25 +32,30 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import CheckConstraint, Integer, String, case, delete, select
+from sqlalchemy import CheckConstraint, Integer, String, bindparam, case, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from exposure.db.base import Base, UTCDateTime
-from exposure.db.upsert import upsert_insert
 
 __all__ = [
     "BUCKET_PART_SEPARATOR",
     "MAX_COUNT",
     "MINIMUM_SECRET_BYTES",
+    "BucketLimit",
     "RateDecision",
     "RateLimitWindow",
     "bucket_key",
     "hit",
     "peek",
+    "peek_many",
     "purge_expired_windows",
     "rate_limit_headers",
     "window_start",
@@ -104,6 +109,15 @@ class RateDecision:
     remaining: int
     reset_at: datetime
     retry_after_seconds: int
+
+
+@dataclass(frozen=True)
+class BucketLimit:
+    """One limit to check: ``limit`` hits per ``window`` on ``bucket``."""
+
+    bucket: str
+    limit: int
+    window: timedelta
 
 
 def bucket_key(secret: bytes, *parts: str) -> str:
@@ -160,19 +174,10 @@ def hit(
     """
     _check_arguments(bucket, limit, cost)
     start = window_start(now, window)
-    values = upsert_insert(session, RateLimitWindow).values(
-        bucket=bucket, window_start=start, count=cost
-    )
-    statement = values.on_conflict_do_update(
-        index_elements=[RateLimitWindow.bucket, RateLimitWindow.window_start],
-        set_={
-            "count": case(
-                (RateLimitWindow.count > MAX_COUNT - cost, MAX_COUNT),
-                else_=RateLimitWindow.count + cost,
-            )
-        },
-    ).returning(RateLimitWindow.count)
-    count = session.execute(statement).scalar_one()
+    statement = _hit_statement(session.get_bind().dialect.name)
+    count = session.execute(
+        statement, {"bucket": bucket, "window_start": start, "cost": cost}
+    ).scalar_one()
     return _decide(count, limit=limit, start=start, window=window, now=now, allowed=count <= limit)
 
 
@@ -190,17 +195,38 @@ def peek(
     For checks such as "is this client locked out": ``allowed`` says whether ``cost`` more
     hits would fit, ``remaining`` how many single hits still fit. Raises like :func:`hit`.
     """
-    _check_arguments(bucket, limit, cost)
-    start = window_start(now, window)
-    count = session.execute(
-        select(RateLimitWindow.count).where(
-            RateLimitWindow.bucket == bucket, RateLimitWindow.window_start == start
-        )
-    ).scalar_one_or_none()
-    used = count or 0
-    return _decide(
-        used, limit=limit, start=start, window=window, now=now, allowed=used + cost <= limit
+    return peek_many(session, [BucketLimit(bucket, limit, window)], now=now, cost=cost)[0]
+
+
+def peek_many(
+    session: Session, limits: Sequence[BucketLimit], *, now: datetime, cost: int = 1
+) -> list[RateDecision]:
+    """:func:`peek` at several limits with one query; the decisions follow ``limits``."""
+    starts = []
+    for item in limits:
+        _check_arguments(item.bucket, item.limit, cost)
+        starts.append(window_start(now, item.window))
+    if not limits:
+        return []
+    rows = session.execute(
+        _PEEK,
+        {"buckets": [item.bucket for item in limits], "starts": sorted(set(starts))},
     )
+    counts = {(bucket, start): count for bucket, start, count in rows}
+    decisions = []
+    for item, start in zip(limits, starts, strict=True):
+        used = counts.get((item.bucket, start), 0)
+        decisions.append(
+            _decide(
+                used,
+                limit=item.limit,
+                start=start,
+                window=item.window,
+                now=now,
+                allowed=used + cost <= item.limit,
+            )
+        )
+    return decisions
 
 
 def purge_expired_windows(session: Session, *, before: datetime) -> int:
@@ -232,6 +258,34 @@ def rate_limit_headers(decision: RateDecision) -> dict[str, str]:
     if not decision.allowed:
         headers["Retry-After"] = str(decision.retry_after_seconds)
     return headers
+
+
+# Built once (per dialect) with bound parameters, so SQLAlchemy compiles each statement once
+# and every hit reuses it from the compiled cache; PostgreSQL then runs it prepared.
+_PEEK = select(
+    RateLimitWindow.bucket, RateLimitWindow.window_start, RateLimitWindow.count
+).where(
+    RateLimitWindow.bucket.in_(bindparam("buckets", expanding=True)),
+    RateLimitWindow.window_start.in_(bindparam("starts", expanding=True)),
+)
+
+
+@cache
+def _hit_statement(dialect_name: str) -> Any:
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    cost = bindparam("cost", type_=Integer)
+    values = insert(RateLimitWindow).values(
+        bucket=bindparam("bucket"), window_start=bindparam("window_start"), count=cost
+    )
+    return values.on_conflict_do_update(
+        index_elements=[RateLimitWindow.bucket, RateLimitWindow.window_start],
+        set_={
+            "count": case(
+                (RateLimitWindow.count > MAX_COUNT - cost, MAX_COUNT),
+                else_=RateLimitWindow.count + cost,
+            )
+        },
+    ).returning(RateLimitWindow.count)
 
 
 def _decide(

@@ -53,6 +53,14 @@ class VerificationSettings(BaseSettings):
     invalid_code_window: Annotated[timedelta, Field(ge=timedelta(minutes=1))] = timedelta(
         minutes=15
     )
+    cache_ttl: Annotated[timedelta, Field(ge=timedelta(0), le=timedelta(minutes=1))] = Field(
+        default=timedelta(seconds=10),
+        description=(
+            "How long a process trusts what it read of API keys, realms and signing keys "
+            "before reading them again: a disabled API key stops working, and a changed "
+            "realm policy applies, within this time. 0 reads them on every request."
+        ),
+    )
     maintenance_mode: bool = False
 
     @field_validator("signing_key_activation_delay")

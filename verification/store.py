@@ -1,11 +1,22 @@
-"""Every SQL query of the verification service. Nothing here commits."""
+"""Every SQL query of the verification service. Nothing here commits.
+
+The statements on the request path (issuing, claiming codes and tokens) are SQLAlchemy Core
+statements built once with bound parameters: they skip the ORM's per-row bookkeeping, are
+compiled once per process, and PostgreSQL runs them as prepared statements. Each does its
+whole job in one round trip (``INSERT ... ON CONFLICT DO NOTHING RETURNING``, ``UPDATE ...
+RETURNING``), where the ORM needed a SELECT, a flush and a savepoint.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -61,6 +72,94 @@ def try_add_code(session: Session, code: VerificationCode) -> bool:
     return True
 
 
+_CODES = VerificationCode.__table__
+_TOKENS = VerificationToken.__table__
+
+
+@cache
+def _insert_code_statement(dialect_name: str) -> Any:
+    insert_into = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    # No conflict target: a clash on any unique key (uuid, code, long code) inserts nothing.
+    return insert_into(_CODES).on_conflict_do_nothing().returning(_CODES.c.id)
+
+
+def insert_code(session: Session, values: Mapping[str, object]) -> bool:
+    """Insert one code row; False (and nothing inserted) if it clashes with a unique key."""
+    statement = _insert_code_statement(session.get_bind().dialect.name)
+    return session.execute(statement, dict(values)).first() is not None
+
+
+_UUID_TAKEN = select(_CODES.c.id).where(
+    _CODES.c.realm_id == bindparam("realm_id"), _CODES.c.uuid == bindparam("uuid")
+)
+
+
+def uuid_taken(session: Session, realm_id: int, uuid: str) -> bool:
+    return session.execute(_UUID_TAKEN, {"realm_id": realm_id, "uuid": uuid}).first() is not None
+
+
+@dataclass(frozen=True)
+class ClaimedCode:
+    test_type: str
+    symptom_date: date | None
+    test_date: date | None
+
+
+_CANDIDATES = bindparam("candidates", expanding=True)
+_NOW = bindparam("now")
+_CLAIM_CODE = (
+    update(_CODES)
+    .where(
+        _CODES.c.realm_id == bindparam("realm_id"),
+        _CODES.c.claimed.is_(False),
+        _CODES.c.test_type.in_(bindparam("accepted", expanding=True)),
+        or_(
+            and_(_CODES.c.code_hmac.in_(_CANDIDATES), _CODES.c.expires_at > _NOW),
+            and_(_CODES.c.long_code_hmac.in_(_CANDIDATES), _CODES.c.long_expires_at > _NOW),
+        ),
+    )
+    .values(claimed=True)
+    .returning(_CODES.c.test_type, _CODES.c.symptom_date, _CODES.c.test_date)
+)
+
+
+def claim_code(
+    session: Session,
+    *,
+    realm_id: int,
+    code_hmacs: Sequence[bytes],
+    accepted_test_types: Sequence[str],
+    now: datetime,
+) -> ClaimedCode | None:
+    """Mark the code claimed if it is unclaimed, unexpired (by the variant that matched) and
+    of an accepted test type; one atomic statement. None if no code qualified.
+
+    Concurrent claims of one code serialize on its row: the loser re-checks ``claimed``
+    after the winner commits and claims nothing. Should a candidate ever match two codes
+    (a short code equal to another code's long code), this raises and the caller's
+    transaction rolls back, claiming neither.
+    """
+    row = session.execute(
+        _CLAIM_CODE,
+        {
+            "realm_id": realm_id,
+            "candidates": list(code_hmacs),
+            "accepted": sorted(accepted_test_types),
+            "now": now,
+        },
+    ).one_or_none()
+    if row is None:
+        return None
+    return ClaimedCode(test_type=row[0], symptom_date=row[1], test_date=row[2])
+
+
+_INSERT_TOKEN = insert(_TOKENS)
+
+
+def insert_token(session: Session, values: Mapping[str, object]) -> None:
+    session.execute(_INSERT_TOKEN, dict(values))
+
+
 def code_by_uuid(
     session: Session, realm_id: int, uuid: str, *, for_update: bool = False
 ) -> VerificationCode | None:
@@ -94,6 +193,21 @@ def add_token(session: Session, token: VerificationToken) -> None:
     session.add(token)
 
 
+_CLAIM_TOKEN = (
+    update(_TOKENS)
+    .where(
+        _TOKENS.c.realm_id == bindparam("realm_id"),
+        _TOKENS.c.token_hmac.in_(bindparam("token_hmacs", expanding=True)),
+        _TOKENS.c.used.is_(False),
+        _TOKENS.c.expires_at > bindparam("now"),
+        _TOKENS.c.test_type == bindparam("test_type"),
+        _TOKENS.c.symptom_date.is_not_distinct_from(bindparam("symptom_date")),
+        _TOKENS.c.test_date.is_not_distinct_from(bindparam("test_date")),
+    )
+    .values(used=True)
+)
+
+
 def claim_token(
     session: Session,
     *,
@@ -106,18 +220,15 @@ def claim_token(
 ) -> bool:
     """Mark the token used if it is unused, unexpired and matches; one atomic statement."""
     result = session.execute(
-        update(VerificationToken)
-        .where(
-            VerificationToken.realm_id == realm_id,
-            VerificationToken.token_hmac.in_(list(token_hmacs)),
-            VerificationToken.used.is_(False),
-            VerificationToken.expires_at > now,
-            VerificationToken.test_type == test_type,
-            VerificationToken.symptom_date.is_not_distinct_from(symptom_date),
-            VerificationToken.test_date.is_not_distinct_from(test_date),
-        )
-        .values(used=True)
-        .execution_options(synchronize_session=False)
+        _CLAIM_TOKEN,
+        {
+            "realm_id": realm_id,
+            "token_hmacs": list(token_hmacs),
+            "now": now,
+            "test_type": test_type,
+            "symptom_date": symptom_date,
+            "test_date": test_date,
+        },
     )
     return bool(getattr(result, "rowcount", 0) == 1)
 

@@ -9,22 +9,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from exposure.bench.rpi import BenchmarkMismatchError, run_rpi_benchmark
-from exposure.bench.verification import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_FLOWS,
+from exposure.bench import publish as publish_bench
+from exposure.bench import verification as verification_bench
+from exposure.bench.harness import (
     DEFAULT_POSTGRES_URL,
-    DEFAULT_TIME_LIMIT,
     BenchmarkError,
-    CertificateMismatchError,
+    CpuUsage,
     Database,
+    HealthResult,
     LatencySummary,
-    VerificationBenchmarkResult,
-    run_verification_benchmark,
 )
+from exposure.bench.rpi import BenchmarkMismatchError, MachineInfo, run_rpi_benchmark
 
 bench_app = typer.Typer(
-    help="Measure the hot paths (RPI derivation, verification flow) on this machine.",
+    help="Measure the hot paths (RPI derivation, verification flow, publish) on this machine.",
     no_args_is_help=True,
 )
 
@@ -74,39 +72,52 @@ def rpi(
     )
 
 
+# Options the HTTP benchmarks share.
+DatabaseOption = Annotated[Database, typer.Option("--database", help="The server's database.")]
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help=f"PostgreSQL database for a temporary schema (default {DEFAULT_POSTGRES_URL}).",
+    ),
+]
+ServerWorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--server-workers",
+        min=1,
+        help="Server processes; above 1 only if `exposure serve` has --workers.",
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+]
+
+
+def _refuse(error: Exception, *, void: bool = False, usage: bool = False) -> typer.Exit:
+    if usage:
+        typer.echo(f"error: {error}", err=True)
+        return typer.Exit(code=2)
+    typer.echo(f"benchmark {'void' if void else 'failed'}: {error}", err=True)
+    return typer.Exit(code=1)
+
+
 @bench_app.command("verification")
 def verification(
     flows: Annotated[
         int, typer.Option("--flows", min=1, help="Complete flows (issue, verify, certificate).")
-    ] = DEFAULT_FLOWS,
+    ] = verification_bench.DEFAULT_FLOWS,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", min=1, help="Clients doing flows at the same time.")
-    ] = DEFAULT_CONCURRENCY,
-    database: Annotated[
-        Database, typer.Option("--database", help="The server's database.")
-    ] = Database.SQLITE,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            "--database-url",
-            help=f"PostgreSQL database for a temporary schema (default {DEFAULT_POSTGRES_URL}).",
-        ),
-    ] = None,
-    server_workers: Annotated[
-        int,
-        typer.Option(
-            "--server-workers",
-            min=1,
-            help="Server processes; above 1 only if `exposure serve` has --workers.",
-        ),
-    ] = 1,
+        int, typer.Option("--concurrency", min=1, help="Connections doing flows at once.")
+    ] = verification_bench.DEFAULT_CONCURRENCY,
+    database: DatabaseOption = Database.SQLITE,
+    database_url: DatabaseUrlOption = None,
+    server_workers: ServerWorkersOption = 1,
     time_limit: Annotated[
         float,
         typer.Option("--time-limit", min=1, help="Seconds after which each phase stops."),
-    ] = DEFAULT_TIME_LIMIT,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
-    ] = False,
+    ] = verification_bench.DEFAULT_TIME_LIMIT,
+    as_json: JsonOption = False,
 ) -> None:
     """Run complete verification flows against a server of its own; report flows/s.
 
@@ -116,7 +127,7 @@ def verification(
     concurrency. Sampled certificates are verified against the published keys.
     """
     try:
-        result = run_verification_benchmark(
+        result = verification_bench.run_verification_benchmark(
             flows,
             concurrency=concurrency,
             database=database,
@@ -125,19 +136,71 @@ def verification(
             time_limit=time_limit,
         )
     except ValueError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
-    except CertificateMismatchError as error:
-        typer.echo(f"benchmark void: {error}", err=True)
-        raise typer.Exit(code=1) from None
+        raise _refuse(error, usage=True) from None
+    except verification_bench.CertificateMismatchError as error:
+        raise _refuse(error, void=True) from None
     except BenchmarkError as error:
-        typer.echo(f"benchmark failed: {error}", err=True)
-        raise typer.Exit(code=1) from None
+        raise _refuse(error) from None
 
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
     _print_verification(result)
+
+
+@bench_app.command("publish")
+def publish(
+    publishes: Annotated[
+        int, typer.Option("--publishes", min=1, help="Publishes of 14 keys each.")
+    ] = publish_bench.DEFAULT_PUBLISHES,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, help="Connections publishing at once.")
+    ] = publish_bench.DEFAULT_CONCURRENCY,
+    database: DatabaseOption = Database.SQLITE,
+    database_url: DatabaseUrlOption = None,
+    server_workers: ServerWorkersOption = 1,
+    time_limit: Annotated[
+        float,
+        typer.Option(
+            "--time-limit",
+            min=1,
+            max=publish_bench.MAX_TIME_LIMIT,
+            help="Seconds after which each phase stops (certificates live 15 minutes).",
+        ),
+    ] = publish_bench.DEFAULT_TIME_LIMIT,
+    as_json: JsonOption = False,
+) -> None:
+    """Send complete, valid v1 publishes to a server of its own; report publishes/s.
+
+    Starts `exposure serve` as `bench verification` does, registers its own
+    health authority and app with `exposure admin`, signs every certificate
+    before the timed phase, then measures POST /v1/publish and GET /health at
+    the same concurrency. A publish counts only if the server answers 200 with
+    14 inserted keys, and the database must hold every acknowledged key.
+    """
+    try:
+        result = publish_bench.run_publish_benchmark(
+            publishes,
+            concurrency=concurrency,
+            database=database,
+            database_url=database_url,
+            server_workers=server_workers,
+            time_limit=time_limit,
+        )
+    except ValueError as error:
+        raise _refuse(error, usage=True) from None
+    except publish_bench.PublishMismatchError as error:
+        raise _refuse(error, void=True) from None
+    except BenchmarkError as error:
+        raise _refuse(error) from None
+
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    _print_publish(result)
+
+
+# ---- printing -------------------------------------------------------------------------
 
 
 def _latency_row(name: str, summary: LatencySummary) -> list[str]:
@@ -155,59 +218,136 @@ def _cpu(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{seconds:,.1f} s"
 
 
-def _print_verification(result: VerificationBenchmarkResult) -> None:
-    console = Console()
-    machine = result.machine
-    health = result.health
-    summary = Table(title="Verification flow benchmark", show_header=False)
-    summary.add_column("what")
-    summary.add_column("value", justify="right")
-    rows = [
-        ("database", result.database),
-        ("concurrency / server processes", f"{result.concurrency} / {result.server_workers}"),
-        ("flows completed", f"{result.flows_completed:,} of {result.flows_requested:,}"),
-        ("flows failed", f"{result.flows_failed:,}"),
-        ("flows/second", f"{result.flows_per_second:,.1f}"),
-        ("requests/second", f"{result.requests_per_second:,.1f}"),
-        ("seconds", f"{result.seconds:,.2f}" + (" (time limit hit)" if result.timed_out else "")),
-        ("/health requests/second", f"{health.requests_per_second:,.1f} ({health.ok:,} ok)"),
-        ("certificates verified", f"{result.verified_certificates}"),
+def _milliseconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.3f} ms"
+
+
+def _per_request(cpu: CpuUsage) -> str:
+    server = _milliseconds(cpu.server_per_request_ms)
+    return f"{server} / {_milliseconds(cpu.client_per_request_ms)}"
+
+
+def _cpu_rows(cpu: CpuUsage, health: HealthResult) -> list[tuple[str, str]]:
+    busy = "n/a" if cpu.machine_utilization is None else f"{cpu.machine_utilization:.0%}"
+    return [
         (
-            "CPU: server / clients",
-            f"{_cpu(result.server_cpu_seconds)} / {_cpu(result.client_cpu_seconds)}",
+            "CPU: server / load generator",
+            f"{_cpu(cpu.server_seconds)} / {_cpu(cpu.client_seconds)}",
         ),
-        ("CPU: postgres", _cpu(result.database_cpu_seconds)),
-        (
-            "machine busy",
-            "n/a"
-            if result.machine_cpu_utilization is None
-            else f"{result.machine_cpu_utilization:.0%}",
-        ),
+        ("CPU: postgres", _cpu(cpu.database_seconds)),
+        ("CPU per request: server / load generator", _per_request(cpu)),
+        ("  the same for /health", _per_request(health.cpu)),
+        ("machine busy", busy),
+    ]
+
+
+def _machine_rows(machine: MachineInfo, event_loop: str) -> list[tuple[str, str]]:
+    return [
+        ("load generator event loop", event_loop),
         ("cpu", f"{machine.cpu_model} ({machine.cores} cores)"),
         ("python", f"{machine.python_version} on {machine.platform}"),
     ]
+
+
+def _print_summary(console: Console, title: str, rows: list[tuple[str, str]]) -> None:
+    summary = Table(title=title, show_header=False)
+    summary.add_column("what")
+    summary.add_column("value", justify="right")
     for name, value in rows:
         summary.add_row(name, value)
     console.print(summary)
 
+
+def _print_latency(
+    console: Console, latencies: dict[str, LatencySummary], health: HealthResult
+) -> None:
     latency = Table(title="Latency (ms)")
-    for column in ("step", "count", "p50", "p95", "p99", "max"):
-        latency.add_column(column, justify="left" if column == "step" else "right")
-    for name, step in result.latency.items():
-        latency.add_row(*_latency_row(name, step))
+    for column in ("request", "count", "p50", "p95", "p99", "max"):
+        latency.add_column(column, justify="left" if column == "request" else "right")
+    for name, summary in latencies.items():
+        latency.add_row(*_latency_row(name, summary))
     latency.add_row(*_latency_row("/health", health.latency))
     console.print(latency)
 
-    errors = {**result.errors, **{f"warm-up {k}": v for k, v in result.warmup_errors.items()}}
-    if errors or health.failed:
+
+def _print_failures(
+    console: Console,
+    errors: dict[str, int],
+    warmup_errors: dict[str, int],
+    health: HealthResult,
+    log_tail: str,
+) -> None:
+    failed = {
+        **errors,
+        **{f"warm-up {name}": count for name, count in warmup_errors.items()},
+        **{f"/health {name}": count for name, count in health.errors.items()},
+    }
+    if failed:
         failures = Table(title="Failed requests")
-        failures.add_column("step/errorCode")
+        failures.add_column("request/code")
         failures.add_column("count", justify="right")
-        for name, count in errors.items():
+        for name, count in failed.items():
             failures.add_row(name, f"{count:,}")
-        if health.failed:
-            failures.add_row("/health", f"{health.failed:,}")
         console.print(failures)
-    if result.server_log_tail:
+    if log_tail:
         console.print("[bold]server log (tail)[/bold]")
-        console.print(result.server_log_tail, markup=False, highlight=False)
+        console.print(log_tail, markup=False, highlight=False)
+
+
+def _seconds(seconds: float, timed_out: bool) -> str:
+    return f"{seconds:,.2f}" + (" (time limit hit)" if timed_out else "")
+
+
+def _print_verification(result: verification_bench.VerificationBenchmarkResult) -> None:
+    console = Console()
+    health = result.health
+    _print_summary(
+        console,
+        "Verification flow benchmark",
+        [
+            ("database", result.database),
+            ("concurrency / server processes", f"{result.concurrency} / {result.server_workers}"),
+            ("flows completed", f"{result.flows_completed:,} of {result.flows_requested:,}"),
+            ("flows failed", f"{result.flows_failed:,}"),
+            ("flows/second", f"{result.flows_per_second:,.1f}"),
+            ("requests/second", f"{result.requests_per_second:,.1f}"),
+            ("seconds", _seconds(result.seconds, result.timed_out)),
+            ("/health requests/second", f"{health.requests_per_second:,.1f} ({health.ok:,} ok)"),
+            ("certificates verified", f"{result.verified_certificates}"),
+            *_cpu_rows(result.cpu, health),
+            *_machine_rows(result.machine, result.event_loop),
+        ],
+    )
+    _print_latency(console, result.latency, health)
+    _print_failures(console, result.errors, result.warmup_errors, health, result.server_log_tail)
+
+
+def _print_publish(result: publish_bench.PublishBenchmarkResult) -> None:
+    console = Console()
+    health = result.health
+    _print_summary(
+        console,
+        "Publish benchmark",
+        [
+            ("database", result.database),
+            ("concurrency / server processes", f"{result.concurrency} / {result.server_workers}"),
+            (
+                "publishes accepted",
+                f"{result.publishes_accepted:,} of {result.publishes_requested:,}"
+                f" ({result.keys_per_publish} keys each)",
+            ),
+            ("publishes failed", f"{result.publishes_failed:,}"),
+            ("publishes/second", f"{result.publishes_per_second:,.1f}"),
+            ("seconds", _seconds(result.seconds, result.timed_out)),
+            ("/health requests/second", f"{health.requests_per_second:,.1f} ({health.ok:,} ok)"),
+            ("publishes/s as share of /health", f"{result.health_share:.1%}"),
+            (
+                "keys stored / publishes checked",
+                f"{result.stored_exposures:,} / {result.checked_publishes}",
+            ),
+            *_cpu_rows(result.cpu, health),
+            *_machine_rows(result.machine, result.event_loop),
+        ],
+    )
+    _print_latency(console, {"publish": result.latency}, health)
+    _print_failures(console, result.errors, result.warmup_errors, health, result.server_log_tail)

@@ -17,8 +17,8 @@ from crypto.errors import InvalidToken
 from crypto.tokens import sign_jwt_with_signer, verify_jwt
 from verification import store
 from verification.context import VerificationContext
+from verification.cache import RealmView
 from verification.errors import HmacInvalid, TokenExpired, TokenInvalid
-from verification.models import Realm
 from verification.service.codes import utc_midnight
 from verification.service.signing_keys import certificate_signer, token_public_keys
 
@@ -53,12 +53,20 @@ def _verified_claims(
     session: Session, context: VerificationContext, token: str, now: datetime
 ) -> dict[str, object]:
     settings = context.settings
-    keys = token_public_keys(session, now)
     issuer = settings.token_issuer
+    keys = token_public_keys(session, context, now)
     try:
         return verify_jwt(token, public_keys=keys, audience=issuer, issuer=issuer, now=now)
     except InvalidToken:
         pass
+    # The cached keys may predate a token key another process created: ask once more.
+    fresh = token_public_keys(session, context, now, fresh=True)
+    if fresh.keys() != keys.keys():
+        keys = fresh
+        try:
+            return verify_jwt(token, public_keys=keys, audience=issuer, issuer=issuer, now=now)
+        except InvalidToken:
+            pass
     # Tell "expired" from "forged" the only safe way: a token that verifies as of one
     # lifetime ago is genuine, so it failed on time alone.
     try:
@@ -78,7 +86,7 @@ def issue_certificate(
     session: Session,
     context: VerificationContext,
     *,
-    realm: Realm,
+    realm: RealmView,
     token: str,
     ekeyhmac: str,
     now: datetime,

@@ -1,22 +1,22 @@
-"""The verification-flow benchmark (exposure.bench.verification), run small end to end."""
+"""The verification-flow benchmark (exposure.bench.verification), small, end to end."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from urllib.parse import unquote
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import text
 from typer.testing import CliRunner
 
 from crypto.tokens import jwk_from_public_key, sign_jwt
+from exposure.bench import harness
 from exposure.bench import verification as bench
+from exposure.bench.loadgen import LoadGenerator, LoadRun, run_event_loop
 from exposure.cli import app
-from exposure.db import create_database_engine
 from tests.conftest import postgres_base_url
 
 # Whatever a loaded machine manages, a working server does more than this.
@@ -28,6 +28,7 @@ def assert_sane(result: bench.VerificationBenchmarkResult, flows: int) -> None:
     assert result.flows_failed == 0
     assert result.errors == {}
     assert result.warmup_errors == {}
+    assert result.warmup_flows == result.concurrency + 1
     assert not result.timed_out
     assert result.flows_per_second > SLOWEST_SANE_FLOWS_PER_SECOND
     assert result.requests_per_second == pytest.approx(3 * result.flows_per_second, rel=0.01)
@@ -39,116 +40,35 @@ def assert_sane(result: bench.VerificationBenchmarkResult, flows: int) -> None:
     assert result.latency["flow"].mean_ms >= sum(
         result.latency[step].mean_ms for step in bench.STEPS
     )
-    assert result.health.ok == result.health.requests == flows
+    # /health gets as many requests as the flows took.
+    assert result.health.ok == result.health.requests == 3 * flows
     assert result.health.requests_per_second > 0
     assert result.verified_certificates == min(flows, bench.DEFAULT_SAMPLE_SIZE)
-    assert result.server_cpu_seconds is not None
-    assert result.server_cpu_seconds > 0
+    assert result.cpu.requests == 3 * flows
+    assert result.cpu.server_seconds is not None
+    assert result.cpu.server_seconds > 0
+    assert result.cpu.client_per_request_ms is not None
+    assert result.cpu.client_per_request_ms > 0
+    assert result.event_loop in {"uvloop", "asyncio"}
     assert result.machine.cores >= 1
 
 
-def test_sqlite_flows_end_to_end() -> None:
-    result = bench.run_verification_benchmark(20, concurrency=4)
-    assert_sane(result, 20)
-    assert result.database == "sqlite"
-    assert result.database_cpu_seconds is None
-
-
-@pytest.mark.postgres
-def test_postgresql_flows_end_to_end() -> None:
-    result = bench.run_verification_benchmark(
-        20,
-        concurrency=4,
-        database=bench.Database.POSTGRESQL,
-        database_url=postgres_base_url(),
-    )
-    assert_sane(result, 20)
-    assert result.database == "postgresql"
-
-
-def _fail_while_serving(seen: list[tuple[int, Path]]) -> None:
-    with bench._running_server(bench.Database.SQLITE, None, 1, 100) as server:
-        seen.append((server.pid, server.log_path.parent))
-        os.kill(server.pid, 0)  # it runs
-        raise RuntimeError("the run fails midway")
-
-
-def test_server_stops_and_files_go_when_the_run_fails() -> None:
-    seen: list[tuple[int, Path]] = []
-    with pytest.raises(RuntimeError, match="fails midway"):
-        _fail_while_serving(seen)
-    [(pid, scratch)] = seen
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-    assert not scratch.exists()
-
-
-def _schema_exists(base_url: str, schema: str) -> bool:
-    engine = create_database_engine(base_url)
-    try:
-        with engine.connect() as connection:
-            found = connection.execute(
-                text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :name"),
-                {"name": schema},
-            ).first()
-    finally:
-        engine.dispose()
-    return found is not None
-
-
-def _fail_inside_schema(base_url: str, seen: list[str]) -> None:
-    with bench._postgres_schema(base_url) as url:
-        schema = unquote(url).rpartition("search_path=")[2]
-        seen.append(schema)
-        assert schema.startswith("bench_")
-        assert _schema_exists(base_url, schema)
-        raise RuntimeError("the run fails midway")
-
-
-@pytest.mark.postgres
-def test_postgresql_schema_is_dropped_afterwards() -> None:
-    base = postgres_base_url()
-    seen: list[str] = []
-    with pytest.raises(RuntimeError, match="fails midway"):
-        _fail_inside_schema(base, seen)
-    assert not _schema_exists(base, seen[0])
-
-
-def test_cli_prints_json() -> None:
+def test_cli_runs_flows_on_sqlite() -> None:
     outcome = CliRunner().invoke(
-        app, ["bench", "verification", "--flows", "6", "--concurrency", "2", "--json"]
+        app, ["bench", "verification", "--flows", "12", "--concurrency", "3", "--json"]
     )
     assert outcome.exit_code == 0, outcome.output
     data = json.loads(outcome.output)
-    assert data["flows_completed"] == 6
-    assert data["errors"] == {}
+    assert data["database"] == "sqlite"
+    assert data["cpu"]["database_seconds"] is None
     assert set(data["latency"]) == {"issue", "verify", "certificate", "flow"}
-
-
-@pytest.mark.parametrize(
-    "arguments",
-    [
-        {"flows": 0},
-        {"concurrency": 0},
-        {"time_limit": 0},
-        {"database_url": "postgresql+psycopg://postgres@127.0.0.1/test"},
-    ],
-)
-def test_meaningless_arguments_are_refused(arguments: dict[str, object]) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011 - the messages differ per argument
-        bench.run_verification_benchmark(**arguments)  # type: ignore[arg-type]
-
-
-def test_several_server_processes_need_serve_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bench, "serve_supports_workers", lambda: False)
-    with pytest.raises(ValueError, match="--workers"):
-        bench.run_verification_benchmark(10, server_workers=2)
+    assert data["health"]["cpu"]["requests"] == 36
 
 
 @pytest.mark.postgres
-def test_two_server_processes() -> None:
+def test_two_server_processes_on_postgresql() -> None:
     # On PostgreSQL: two processes writing one SQLite file may wait out the busy timeout.
-    if not bench.serve_supports_workers():
+    if not harness.serve_supports_workers():
         pytest.skip("exposure serve runs one process only")
     result = bench.run_verification_benchmark(
         12,
@@ -158,15 +78,121 @@ def test_two_server_processes() -> None:
         server_workers=2,
     )
     assert_sane(result, 12)
+    assert result.database == "postgresql"
     assert result.server_workers == 2
+    assert result.cpu.database_seconds is not None
 
 
-def test_percentiles_are_nearest_rank() -> None:
-    summary = bench.summarize_latencies([index / 1000 for index in range(1, 101)])
-    assert (summary.count, summary.p50_ms, summary.p95_ms, summary.p99_ms) == (100, 50, 95, 99)
-    assert summary.max_ms == 100
-    assert summary.mean_ms == pytest.approx(50.5)
-    assert bench.summarize_latencies([]).count == 0
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"flows": 0},
+        {"concurrency": 0},
+        {"time_limit": 0},
+        {"server_workers": 0},
+        {"database_url": "postgresql+psycopg://postgres@127.0.0.1/test"},
+    ],
+)
+def test_meaningless_arguments_are_refused(arguments: dict[str, object]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the messages differ per argument
+        bench.run_verification_benchmark(**arguments)  # type: ignore[arg-type]
+
+
+# ---- the flow against a server that answers wrong ---------------------------------------
+
+
+def _fake_server(answers: dict[bytes, bytes], seen: list[bytes]) -> asyncio.Server:
+    raise NotImplementedError
+
+
+async def _flows_against(answers: dict[str, tuple[int, object]], tmp_path: Path) -> tuple[LoadRun, bench._Flows, list[bytes]]:
+    """Run 5 flows against a server answering each path with a fixed (status, JSON)."""
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.lower() == b"content-length":
+                        length = int(value)
+                body = await reader.readexactly(length)
+                path = head.split(b" ")[1].decode()
+                seen.append(head.split(b"\r\n")[0] + b" " + body)
+                status, payload = answers[path]
+                data = json.dumps(payload).encode()
+                writer.write(
+                    b"HTTP/1.1 %d X\r\ncontent-length: %d\r\n\r\n%s" % (status, len(data), data)
+                )
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    target = harness.BenchServer(
+        host="127.0.0.1",
+        port=port,
+        base_url=f"http://127.0.0.1:{port}",
+        pid=os.getpid(),
+        log_path=tmp_path / "log",
+        environment={},
+        database=harness.Database.SQLITE,
+        data_dir=tmp_path,
+        database_url=None,
+        scratch=tmp_path,
+    )
+    flows = bench._Flows(target, bench._Realm("admin-key", "device-key", "unused"), date.today())
+    flows.prepare(5)
+    try:
+        async with LoadGenerator("127.0.0.1", port, connections=2) as generator:
+            run = await generator.run(flows, units=5, time_limit=10)
+    finally:
+        server.close()
+        await server.wait_closed()
+    return run, flows, seen
+
+
+GOOD = {
+    "/api/issue": (200, {"code": "12345678"}),
+    "/api/verify": (200, {"token": "the-token"}),
+    "/api/certificate": (200, {"certificate": "a.b.c"}),
+}
+
+
+def test_a_flow_chains_the_answers(tmp_path: Path) -> None:
+    run, flows, seen = run_event_loop(lambda: _flows_against(GOOD, tmp_path))
+    assert (run.units_completed, run.requests) == (5, 15)
+    assert [issued.certificate for issued in flows.certificates] == ["a.b.c"] * 5
+    verifies = [line for line in seen if line.startswith(b"POST /api/verify ")]
+    assert verifies == [b'POST /api/verify HTTP/1.1 {"code":"12345678"}'] * 5
+    exchanges = [json.loads(line.split(b" ", 3)[3]) for line in seen if b"/api/certificate" in line]
+    assert {exchange["token"] for exchange in exchanges} == {"the-token"}
+    # Each flow certifies its own TEK HMAC.
+    assert len({exchange["ekeyhmac"] for exchange in exchanges}) == 5
+
+
+@pytest.mark.parametrize(
+    ("path", "answer", "error"),
+    [
+        ("/api/issue", (429, {"errorCode": "quota_exceeded"}), "issue/quota_exceeded"),
+        ("/api/verify", (500, "oops"), "verify/http_500"),
+        ("/api/certificate", (200, {"certificate": ""}), "certificate/malformed_response"),
+        ("/api/certificate", (200, {"cert": "a.b.c"}), "certificate/malformed_response"),
+    ],
+)
+def test_a_wrong_answer_fails_the_flow(
+    path: str, answer: tuple[int, object], error: str, tmp_path: Path
+) -> None:
+    run, flows, _ = run_event_loop(lambda: _flows_against({**GOOD, path: answer}, tmp_path))
+    assert (run.units_started, run.units_completed) == (5, 0)
+    assert run.errors == {error: 5}
+    assert flows.certificates == []
+    assert run.unit_latencies == []
+
+
+# ---- checking certificates ---------------------------------------------------------------
 
 
 def _certificate(
@@ -209,11 +235,3 @@ def test_certificate_check_catches_a_broken_server() -> None:
     garbage = bench.IssuedCertificate("not-a-jwt", "AAAA", symptom, now)
     with pytest.raises(bench.CertificateMismatchError):
         bench.verify_certificates([garbage], jwks)
-
-
-def test_search_path_is_added_to_the_url() -> None:
-    url = bench.with_search_path("postgresql+psycopg://u@h/db", "bench_1")
-    assert url == "postgresql+psycopg://u@h/db?options=-csearch_path%3Dbench_1"
-    assert bench.with_search_path("postgresql+psycopg://u@h/db?a=b", "s").endswith(
-        "?a=b&options=-csearch_path%3Ds"
-    )
