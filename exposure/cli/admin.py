@@ -7,7 +7,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,9 +17,8 @@ from sqlalchemy.orm import Session
 from crypto.signing import public_key_pem
 from crypto.tokens import public_key_from_jwk
 from exposure.api.v1 import PUBLISH_PATH
-from exposure.cli.common import build_settings, load_settings
-from exposure.db import SessionFactory, create_database_engine, make_session_factory, unit_of_work
-from exposure.db.migrate import upgrade_service
+from exposure.cli.common import build_settings, emit, load_settings, migrated_database, utc_now
+from exposure.db import SessionFactory, unit_of_work
 from exposure.settings import ExposureSettings, Service
 from keyserver.service import trust
 from verification.context import VerificationContext
@@ -65,32 +63,13 @@ def verification_runtime() -> Iterator[VerificationRuntime]:
     """The verification database (migrated) and context, from the environment."""
     settings = load_settings()
     verification_settings = build_settings(VerificationSettings)
-    engine = create_database_engine(
-        settings.database_url_for(Service.VERIFICATION),
-        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        pool_size=settings.database_pool_size,
-    )
     try:
-        upgrade_service(engine, Service.VERIFICATION)
-        context = VerificationContext.from_settings(verification_settings, settings.data_dir)
-        yield VerificationRuntime(settings, make_session_factory(engine), context)
+        with migrated_database(settings, Service.VERIFICATION) as sessions:
+            context = VerificationContext.from_settings(verification_settings, settings.data_dir)
+            yield VerificationRuntime(settings, sessions, context)
     except VerificationError as error:
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(code=1) from None
-    finally:
-        engine.dispose()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _emit(data: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(data, indent=2, sort_keys=True))
-        return
-    for key, value in data.items():
-        typer.echo(f"{key}: {value}")
 
 
 @realm_app.command("create")
@@ -123,12 +102,12 @@ def create_realm(
     )
     with verification_runtime() as runtime, unit_of_work(runtime.sessions) as session:
         created = realms.create_realm(
-            session, runtime.context, name=name, now=_now(), actor=ACTOR, policy=policy
+            session, runtime.context, name=name, now=utc_now(), actor=ACTOR, policy=policy
         )
         data = _realm_summary(runtime.settings, created.realm.id, created.realm.name)
         data["admin_api_key"] = created.admin_key.plaintext
         data["device_api_key"] = created.device_key.plaintext
-    _emit(data, as_json)
+    emit(data, as_json)
 
 
 @apikey_app.command("create")
@@ -147,7 +126,7 @@ def create_api_key(
             realm=found,
             kind=realms.ApiKeyKind(key_type.value),
             name=name or key_type.value,
-            now=_now(),
+            now=utc_now(),
             actor=ACTOR,
         )
         data = {
@@ -156,7 +135,7 @@ def create_api_key(
             "type": key_type.value,
             "api_key": created.plaintext,
         }
-    _emit(data, as_json)
+    emit(data, as_json)
 
 
 @apikey_app.command("disable")
@@ -165,7 +144,7 @@ def disable_api_key(
 ) -> None:
     """Disable an API key at once; requests with it get 401 from then on."""
     with verification_runtime() as runtime, unit_of_work(runtime.sessions) as session:
-        record = realms.disable_api_key(session, api_key_id=api_key_id, now=_now(), actor=ACTOR)
+        record = realms.disable_api_key(session, api_key_id=api_key_id, now=utc_now(), actor=ACTOR)
         typer.echo(f"disabled {record.kind} API key {record.id} ({record.preview}...)")
 
 
@@ -178,10 +157,10 @@ def rotate_signing_key(
     with verification_runtime() as runtime, unit_of_work(runtime.sessions) as session:
         found = realms.find_realm(session, realm)
         key = signing_keys.rotate_certificate_key(
-            session, runtime.context, found, now=_now(), actor=ACTOR
+            session, runtime.context, found, now=utc_now(), actor=ACTOR
         )
         data = {"realm_id": found.id, "kid": key.kid, "active_at": key.active_at.isoformat()}
-    _emit(data, as_json)
+    emit(data, as_json)
 
 
 def _realm_summary(settings: ExposureSettings, realm_id: int, name: str) -> dict[str, Any]:
@@ -218,7 +197,7 @@ def bootstrap(
             realm = _find_optional(session, DEFAULT_REALM)
             if realm is None:
                 created = realms.create_realm(
-                    session, runtime.context, name=DEFAULT_REALM, now=_now(), actor=ACTOR
+                    session, runtime.context, name=DEFAULT_REALM, now=utc_now(), actor=ACTOR
                 )
                 realm = created.realm
                 saved = {
@@ -235,7 +214,7 @@ def bootstrap(
                         realm=realm,
                         kind=kind,
                         name=f"bootstrap {kind.value}",
-                        now=_now(),
+                        now=utc_now(),
                         actor=ACTOR,
                     )
                     saved[f"{kind.value}_api_key"] = new_key.plaintext
@@ -248,10 +227,10 @@ def bootstrap(
                 issuer=realm.certificate_issuer,
                 audience=realm.certificate_audience,
                 jwks_url=data["jwks_url"],
-                jwks=signing_keys.realm_jwks(session, realm, _now()),
+                jwks=signing_keys.realm_jwks(session, realm, utc_now()),
             )
     data.update(_bootstrap_keyserver(runtime.settings, trusted))
-    _emit(data, as_json)
+    emit(data, as_json)
 
 
 @dataclass(frozen=True)
@@ -270,15 +249,9 @@ def _bootstrap_keyserver(settings: ExposureSettings, realm: TrustedRealm) -> dic
     The realm's current keys are copied in directly, so publishing works before the first
     JWKS refresh; the refresh job keeps them in step afterwards through ``jwks_url``.
     """
-    engine = create_database_engine(
-        settings.database_url_for(Service.KEYSERVER),
-        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        pool_size=settings.database_pool_size,
-    )
-    try:
-        upgrade_service(engine, Service.KEYSERVER)
-        now = _now()
-        with unit_of_work(make_session_factory(engine)) as session:
+    with migrated_database(settings, Service.KEYSERVER) as sessions:
+        now = utc_now()
+        with unit_of_work(sessions) as session:
             authority = trust.find_health_authority(session, realm.issuer)
             if authority is None:
                 authority = trust.add_health_authority(
@@ -308,8 +281,6 @@ def _bootstrap_keyserver(settings: ExposureSettings, realm: TrustedRealm) -> dic
                     bypass_verification=False,
                     now=now,
                 )
-    finally:
-        engine.dispose()
     return {
         "health_authority_id": DEFAULT_APP_ID,
         "health_authority_issuer": realm.issuer,

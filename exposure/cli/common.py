@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from exposure.settings import ExposureSettings
+from exposure.db import SessionFactory, create_database_engine, make_session_factory
+from exposure.db.migrate import upgrade_service
+from exposure.settings import ExposureSettings, Service
 
 AnySettings = TypeVar("AnySettings", bound=BaseSettings)
 
@@ -27,3 +33,31 @@ def build_settings(settings_class: type[AnySettings], **overrides: Any) -> AnySe
             location = ".".join(str(part) for part in problem["loc"]) or "settings"
             typer.echo(f"invalid setting {location}: {problem['msg']}", err=True)
         raise typer.Exit(code=2) from None
+
+
+@contextmanager
+def migrated_database(settings: ExposureSettings, service: Service) -> Iterator[SessionFactory]:
+    """Sessions on ``service``'s database, upgraded first; the engine is closed afterwards."""
+    engine = create_database_engine(
+        settings.database_url_for(service),
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        pool_size=settings.database_pool_size,
+    )
+    try:
+        upgrade_service(engine, service)
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+def emit(data: Mapping[str, Any], as_json: bool) -> None:
+    """Print a command's result as sorted JSON, or as ``name: value`` lines."""
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    for key, value in data.items():
+        typer.echo(f"{key}: {value}")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

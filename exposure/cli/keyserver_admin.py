@@ -13,16 +13,14 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from sqlalchemy.exc import IntegrityError
 
-from exposure.cli.common import build_settings, load_settings
-from exposure.db import SessionFactory, create_database_engine, make_session_factory, unit_of_work
-from exposure.db.migrate import upgrade_service
+from exposure.cli.common import build_settings, emit, load_settings, migrated_database, utc_now
+from exposure.db import SessionFactory, unit_of_work
 from exposure.jobs import Job, run_job
 from exposure.settings import ExposureSettings, Service
 from keyserver.context import KeyserverContext
@@ -57,33 +55,14 @@ def keyserver_runtime() -> Iterator[KeyserverRuntime]:
     """The key server database (migrated) and settings, from the environment."""
     settings = load_settings()
     keyserver_settings = build_settings(KeyserverSettings)
-    engine = create_database_engine(
-        settings.database_url_for(Service.KEYSERVER),
-        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        pool_size=settings.database_pool_size,
-    )
     try:
-        upgrade_service(engine, Service.KEYSERVER)
-        yield KeyserverRuntime(settings, keyserver_settings, make_session_factory(engine))
+        with migrated_database(settings, Service.KEYSERVER) as sessions:
+            yield KeyserverRuntime(settings, keyserver_settings, sessions)
     except trust.TrustError as error:
         raise _fail(str(error)) from None
     except IntegrityError:
         # Only a concurrent change gets here: the services check for duplicates first.
         raise _fail("the change conflicts with a concurrent one; try again") from None
-    finally:
-        engine.dispose()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _emit(data: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(data, indent=2, sort_keys=True))
-        return
-    for key, value in data.items():
-        typer.echo(f"{key}: {value}")
 
 
 def _read_public_key(value: str) -> str:
@@ -118,7 +97,7 @@ def add_health_authority(
         raise _fail("--kid goes with --public-key (and only with it)")
     pem = _read_public_key(public_key) if public_key is not None else None
     with keyserver_runtime() as runtime, unit_of_work(runtime.sessions) as session:
-        now = _now()
+        now = utc_now()
         authority = trust.add_health_authority(
             session, issuer=issuer, audience=audience, name=name, jwks_url=jwks_url, now=now
         )
@@ -135,7 +114,7 @@ def add_health_authority(
             data["kid"] = key.version
         else:
             data["jwks_url"] = authority.jwks_url
-    _emit(data, as_json)
+    emit(data, as_json)
 
 
 @app_app.command("add")
@@ -164,12 +143,12 @@ def add_app(
             health_authority_issuers=health_authority or [],
             regions=region or [],
             bypass_verification=bypass_verification,
-            now=_now(),
+            now=utc_now(),
         )
         config = trust.load_app(session, app.app_id)
     if config is None:  # pragma: no cover - just inserted in the same transaction
         raise _fail("the app vanished after it was added")
-    _emit(
+    emit(
         {
             "id": config.id,
             "app_id": config.app_id,
@@ -200,7 +179,7 @@ def run(
         if job is None:
             raise _fail(f"unknown job {name!r}; known jobs: {', '.join(sorted(jobs))}")
         try:
-            result = run_job(job, now=_now())
+            result = run_job(job, now=utc_now())
         except Exception as error:  # an operator's command: a message, not a traceback
             first_line = str(error).splitlines()[0] if str(error) else ""
             raise _fail(f"job {name} failed: {type(error).__name__}: {first_line}") from None
