@@ -140,3 +140,94 @@ class RevisionKey(Base):
     #: False once destroyed: tokens sealed under it no longer open.
     allowed: Mapped[bool] = mapped_column(Boolean, default=True)
     destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SignatureInfo(Base):
+    """A key that signs export files, and how phones name it (GAEN ``SignatureInfo``)."""
+
+    __tablename__ = "keyserver_signature_infos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: The key store's reference to the private key (a file name; a KMS id elsewhere).
+    signing_key: Mapped[str] = mapped_column(String(255))
+    #: ``verification_key_id``: the alias phones know the public key by (Apple: the MCC).
+    key_id: Mapped[str] = mapped_column(String(100))
+    #: ``verification_key_version``: the rollover version, e.g. ``v1``.
+    key_version: Mapped[str] = mapped_column(String(100))
+    algorithm: Mapped[str] = mapped_column(String(50), default="1.2.840.10045.4.3.2")
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: After this no file is signed with it; None: until further notice.
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (UniqueConstraint("key_id", "key_version"),)
+
+
+class ExportConfig(Base):
+    """One series of export files: which keys, how often, under which name, signed by whom."""
+
+    __tablename__ = "keyserver_export_configs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: Files are ``<filename_root>/<start>-<end>-<NNNNN>.zip`` beside ``<filename_root>/index.txt``.
+    filename_root: Mapped[str] = mapped_column(String(200), unique=True)
+    period_seconds: Mapped[int] = mapped_column(Integer)
+    output_region: Mapped[str] = mapped_column(String(20))
+    #: Comma-separated upper-case regions whose keys go in; empty means the output region.
+    input_regions: Mapped[str] = mapped_column(String(500), default="")
+    exclude_regions: Mapped[str] = mapped_column(String(500), default="")
+    include_travelers: Mapped[bool] = mapped_column(Boolean, default=False)
+    only_non_travelers: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_records: Mapped[int] = mapped_column(Integer, default=500_000)
+    #: Comma-separated signature info ids, in the order their signatures are listed.
+    signature_info_ids: Mapped[str] = mapped_column(String(200), default="")
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime())
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        # That the period divides a day is checked when a config is created (portable SQL
+        # has no modulo operator that both engines agree on).
+        CheckConstraint("period_seconds BETWEEN 1 AND 86400", name="period"),
+        CheckConstraint("max_records >= 1", name="max_records"),
+    )
+
+
+class ExportBatch(Base):
+    """The window ``[start_at, end_at)`` of one config, to be written as one or more files."""
+
+    __tablename__ = "keyserver_export_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    config_id: Mapped[int] = mapped_column(
+        ForeignKey("keyserver_export_configs.id", ondelete="CASCADE"), index=True
+    )
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: open → pending (leased by a worker) → complete; deleted once its files are purged.
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    lease_holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("config_id", "start_at"),
+        CheckConstraint("end_at > start_at", name="window"),
+        Index("ix_keyserver_export_batches_status_end_at", "status", "end_at"),
+    )
+
+
+class ExportFile(Base):
+    """One written file of a batch; ``filename`` is its object name under the blob store."""
+
+    __tablename__ = "keyserver_export_files"
+
+    filename: Mapped[str] = mapped_column(String(300), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(
+        ForeignKey("keyserver_export_batches.id", ondelete="CASCADE"), index=True
+    )
+    batch_num: Mapped[int] = mapped_column(Integer)
+    batch_size: Mapped[int] = mapped_column(Integer)
+    key_count: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="complete")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -8,7 +8,8 @@ phones (a symptom-onset window the apps cannot use).
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,6 +99,49 @@ class KeyserverSettings(BaseSettings):
     ] = timedelta(seconds=30)
     maintenance_mode: bool = False
 
+    # ---- exports ---------------------------------------------------------------------
+    export_min_window_age: Annotated[
+        timedelta, Field(ge=timedelta(hours=1), le=timedelta(days=1))
+    ] = Field(
+        default=timedelta(hours=2),
+        description="A window is batched only once its end is this old (late keys still land).",
+    )
+    export_file_max_records: Annotated[int, Field(ge=1_000, le=750_000)] = Field(
+        default=500_000, description="Keys per file before a batch is split (configs may lower it)."
+    )
+    export_min_records: Annotated[int, Field(ge=100, le=100_000)] = Field(
+        default=1_000, description="Smaller batches are padded with random keys up to this."
+    )
+    export_padding_range: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        default=100, description="Padding adds up to this many keys more, at random."
+    )
+    export_worker_lease: Annotated[
+        timedelta, Field(ge=timedelta(minutes=1), le=timedelta(hours=1))
+    ] = Field(
+        default=timedelta(minutes=5),
+        description="How long a worker holds a batch; a crashed worker's batch is free after it.",
+    )
+    export_retention: Annotated[timedelta, Field(ge=timedelta(days=10), le=timedelta(days=21))] = (
+        Field(default=timedelta(days=14), description="index.txt lists batches this recent.")
+    )
+    export_store: Literal["filesystem", "s3"] = Field(
+        default="filesystem", description="Where export files are written."
+    )
+    export_directory: Path | None = Field(
+        default=None, description="Filesystem store root (default: <data_dir>/exports)."
+    )
+    export_s3_bucket: str = ""
+    export_s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (unset: AWS)."
+    )
+    export_s3_region: str | None = None
+    export_batch_interval: Annotated[timedelta, Field(ge=timedelta(seconds=10))] = Field(
+        default=timedelta(minutes=5), description="How often serve runs the batcher."
+    )
+    export_worker_interval: Annotated[timedelta, Field(ge=timedelta(seconds=10))] = Field(
+        default=timedelta(minutes=1), description="How often serve runs the export worker."
+    )
+
     @field_validator("default_region")
     @classmethod
     def _upper_region(cls, value: str) -> str:
@@ -127,4 +171,6 @@ class KeyserverSettings(BaseSettings):
     def _check_onset_window(self) -> KeyserverSettings:
         if self.default_symptom_onset_days_ago > self.max_valid_symptom_onset_report_days:
             raise ValueError("the default onset must lie inside the valid onset window")
+        if self.export_store == "s3" and not self.export_s3_bucket:
+            raise ValueError("export_store s3 needs export_s3_bucket")
         return self
