@@ -26,6 +26,7 @@ from exposure.settings import ExposureSettings, Service
 from keyserver.api import CHAFF_PATHS as KEYSERVER_CHAFF_PATHS
 from keyserver.api import create_router as create_keyserver_router
 from keyserver.context import KeyserverContext
+from keyserver.export.api import create_router as create_export_router
 from keyserver.schedule import scheduled_jobs as keyserver_jobs
 from keyserver.settings import KeyserverSettings
 from verification.api import CHAFF_PATHS as VERIFICATION_CHAFF_PATHS
@@ -140,6 +141,7 @@ def create_app(
         )
     )
     app.include_router(create_keyserver_router(keyserver_context, keyserver_sessions, clock))
+    app.include_router(create_export_router(keyserver_context.export_store))
     # One middleware per service, so each imitates its own service's responses.
     app.add_middleware(ChaffMiddleware, paths=VERIFICATION_CHAFF_PATHS)
     app.add_middleware(ChaffMiddleware, paths=KEYSERVER_CHAFF_PATHS)

@@ -7,9 +7,11 @@ from datetime import datetime
 from pathlib import Path
 
 from crypto.encoding import decode_base64_lenient
+from crypto.keystore import FileKeyStore, KeyStore
 from crypto.sealing import Keyring
 from exposure.db import SessionFactory
 from exposure.secrets import load_or_create_secret_keys
+from keyserver.export.blobstore import BlobStore, blob_store_from_settings
 from keyserver.service.publish import RevisionSecrets
 from keyserver.service.revision_keys import RevisionKeyCache, wrapping_keyring
 from keyserver.service.trust import TrustCache
@@ -28,6 +30,10 @@ class KeyserverContext:
     #: Seals the revision keys at rest (derived from the server's revision secrets).
     revision_wrapping: Keyring
     revision_keys: RevisionKeyCache
+    #: Where export files and index.txt are written (filesystem or S3).
+    export_store: BlobStore
+    #: The private keys that sign export files.
+    key_store: KeyStore
 
     @classmethod
     def from_settings(
@@ -51,6 +57,8 @@ class KeyserverContext:
             revision_aad=aad,
             revision_wrapping=wrapping,
             revision_keys=RevisionKeyCache(wrapping),
+            export_store=blob_store_from_settings(settings, data_dir),
+            key_store=FileKeyStore(data_dir / "keys" / "keyserver"),
         )
 
     def revision_secrets(self, now: datetime) -> RevisionSecrets:

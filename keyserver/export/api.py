@@ -1,0 +1,129 @@
+"""Download routes of the export files: ``GET|HEAD /exports/<root>/index.txt`` and the zips.
+
+These serve the blob store directly for the embedded default and as a CDN origin. Responses
+carry the stored content type and cache control (zips: a day, public; index.txt: revalidate
+every time), a strong ``ETag`` and ``Last-Modified``, and answer ``304`` to a matching
+``If-None-Match`` (or, without one, an ``If-Modified-Since`` no older than the object).
+
+Only the names the export worker writes are served: a root of one path segment
+(:data:`ROOT_PATTERN`) holding ``index.txt`` and ``<start>-<end>-<NNNNN>.zip``. Anything else
+under ``/exports/`` is ``404 {"error": "not found"}``, marked ``no-store`` so that a cache in
+front does not keep answering 404 once the object exists.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from keyserver.export.blobstore import Blob, BlobStore
+
+EXPORTS_PATH = "/exports"
+INDEX_FILENAME = "index.txt"
+#: One path segment, not starting with "." (so never "." or ".."). Nested roots are not served.
+ROOT_PATTERN = re.compile(r"(?!\.)[A-Za-z0-9_.-]{1,100}")
+#: ``<start>-<end>-<NNNNN>.zip`` as the worker names files (ASCII digits only).
+EXPORT_FILENAME_PATTERN = re.compile(r"[0-9]+-[0-9]+-[0-9]{5}\.zip")
+
+NOT_FOUND_BODY = json.dumps({"error": "not found"}).encode()
+
+
+def export_object_name(root: str, filename: str) -> str | None:
+    """The blob name behind ``/exports/<root>/<filename>``, or None if it is not served."""
+    if ROOT_PATTERN.fullmatch(root) is None:
+        return None
+    if filename != INDEX_FILENAME and EXPORT_FILENAME_PATTERN.fullmatch(filename) is None:
+        return None
+    return f"{root}/{filename}"
+
+
+def create_router(store: BlobStore) -> APIRouter:
+    """The download routes, reading from ``store``."""
+    router = APIRouter(tags=["exports"])
+
+    async def serve(request: Request, name: str | None) -> Response:
+        # Reading a blob is blocking I/O (a file or an HTTP call to S3).
+        blob = None if name is None else await run_in_threadpool(store.get, name)
+        if blob is None:
+            response = Response(
+                NOT_FOUND_BODY,
+                status_code=404,
+                headers={"content-type": "application/json", "cache-control": "no-store"},
+            )
+        elif _not_modified(request, blob):
+            response = Response(status_code=304, headers=_cache_headers(blob))
+        else:
+            # The stored content type is sent as is (no charset added), as S3 or a CDN would.
+            headers = {"content-type": blob.content_type, **_cache_headers(blob)}
+            response = Response(blob.data, headers=headers)
+        if request.method == "HEAD":
+            # Same status and headers (Content-Length included), no body.
+            return Response(status_code=response.status_code, headers=dict(response.headers))
+        return response
+
+    @router.api_route(f"{EXPORTS_PATH}/{{root}}/{INDEX_FILENAME}", methods=["GET", "HEAD"])
+    async def get_export_index(request: Request, root: str) -> Response:
+        """The list of current export files of ``root``, oldest first."""
+        return await serve(request, export_object_name(root, INDEX_FILENAME))
+
+    @router.api_route(f"{EXPORTS_PATH}/{{root}}/{{filename}}", methods=["GET", "HEAD"])
+    async def get_export_file(request: Request, root: str, filename: str) -> Response:
+        """One signed export file (a zip of export.bin and export.sig)."""
+        return await serve(request, export_object_name(root, filename))
+
+    @router.api_route(
+        f"{EXPORTS_PATH}/{{rest:path}}", methods=["GET", "HEAD"], include_in_schema=False
+    )
+    async def export_not_found(request: Request) -> Response:
+        # Nested roots and other paths hold no file: the same 404 as a missing one.
+        return await serve(request, None)
+
+    return router
+
+
+def _cache_headers(blob: Blob) -> dict[str, str]:
+    return {
+        "cache-control": blob.cache_control,
+        "etag": blob.etag,
+        "last-modified": format_datetime(blob.last_modified.astimezone(UTC), usegmt=True),
+    }
+
+
+def _not_modified(request: Request, blob: Blob) -> bool:
+    """RFC 9110 §13.2.2: If-None-Match decides when present, else If-Modified-Since."""
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        return _etag_listed(if_none_match, blob.etag)
+    if_modified_since = request.headers.get("if-modified-since")
+    if if_modified_since is None:
+        return False
+    try:
+        since = parsedate_to_datetime(if_modified_since)
+    except (TypeError, ValueError):
+        return False  # an invalid date is ignored
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)  # HTTP dates are always GMT
+    # Last-Modified is sent in whole seconds, so compare in whole seconds.
+    return _whole_seconds(blob.last_modified) <= since
+
+
+def _etag_listed(header: str, etag: str) -> bool:
+    """Weak comparison, as If-None-Match requires: ``W/"x"`` matches ``"x"``."""
+    for candidate in header.split(","):
+        tag = candidate.strip()
+        if tag == "*":
+            return True
+        tag = tag.removeprefix("W/")
+        if tag == etag:
+            return True
+    return False
+
+
+def _whole_seconds(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
