@@ -51,6 +51,9 @@ class Job:
     session_factory: SessionFactory
     #: Longest a run may hold its lease; a crashed holder frees it after this.
     lease_ttl: timedelta = timedelta(minutes=5)
+    #: False for jobs that coordinate finer-grained themselves (the export worker leases
+    #: each batch), so every replica may run them at once.
+    exclusive: bool = True
 
 
 @dataclass(frozen=True)
@@ -68,20 +71,28 @@ def run_job(job: Job, *, now: datetime, clock: Clock | None = None) -> JobResult
     Exceptions from the job propagate after being counted.
     """
     lease_clock = clock or (lambda: datetime.now(UTC))
+    if not job.exclusive:
+        return _record(job, job.run, now, lease_clock)
     try:
         with held_lease(
             job.session_factory, name=f"job:{job.name}", ttl=job.lease_ttl, clock=lease_clock
         ):
-            try:
-                summary = job.run(now)
-            except Exception:
-                JOB_RUNS.labels(job.name, "failed").inc()
-                raise
+            return _record(job, job.run, now, lease_clock)
     except LeaseUnavailable:
         JOB_RUNS.labels(job.name, "skipped").inc()
         return JobResult(job=job.name, ran=False, summary={"skipped": "lease held elsewhere"})
+
+
+def _record(
+    job: Job, run: Callable[[datetime], Mapping[str, Any]], now: datetime, clock: Clock
+) -> JobResult:
+    try:
+        summary = run(now)
+    except Exception:
+        JOB_RUNS.labels(job.name, "failed").inc()
+        raise
     JOB_RUNS.labels(job.name, "ok").inc()
-    JOB_LAST_SUCCESS.labels(job.name).set(lease_clock().timestamp())
+    JOB_LAST_SUCCESS.labels(job.name).set(clock().timestamp())
     return JobResult(job=job.name, ran=True, summary=summary)
 
 

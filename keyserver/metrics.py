@@ -6,7 +6,7 @@ never an app id a client sent, a key, or a client address.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 PREFIX = "exposure_keyserver"
 
@@ -33,4 +33,23 @@ CERTIFICATE_FAILURES = Counter(
 VERIFICATION_BYPASSED = Counter(
     f"{PREFIX}_verification_bypassed",
     "Publishes accepted without a valid certificate because the app bypasses verification.",
+)
+
+BATCHES_CREATED = Counter(f"{PREFIX}_export_batches_created", "Export windows closed into batches.")
+BATCHES_COMPLETED = Counter(
+    f"{PREFIX}_export_batches_completed", "Export batches written (files and index) and completed."
+)
+EXPORT_FILES = Counter(f"{PREFIX}_export_files_written", "Export zip files written.")
+EXPORTED_KEYS = Counter(
+    f"{PREFIX}_exported_keys",
+    "Keys written into export files, by kind: key, revised, padding.",
+    ["kind"],
+)
+LEASE_CONTENTION = Counter(
+    f"{PREFIX}_export_lease_contention",
+    "Batches another worker leased between this worker's read and its update.",
+)
+LAST_COMPLETE_BATCH = Gauge(
+    f"{PREFIX}_export_last_complete_batch_timestamp_seconds",
+    "When the newest export batch completed (Unix time); alert on time() minus this.",
 )

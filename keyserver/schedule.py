@@ -4,6 +4,9 @@
   health authorities that publish one.
 - ``revision-key-rotation`` (hourly; the reference checks every 4 h): make a new revision
   key every ``revision_key_period`` and destroy old ones after ``revision_key_destroy_after``.
+- ``export-batches`` (every 5 min): close the export windows that are old enough.
+- ``export-worker`` (every minute, on every replica at once: it leases batch by batch):
+  write the files of open batches and rewrite index.txt.
 """
 
 from __future__ import annotations
@@ -14,10 +17,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from exposure.db import unit_of_work
+from exposure.db.lease import new_holder_token
 from exposure.jobs import Job
 from keyserver.context import KeyserverContext
+from keyserver.export.batcher import create_batches
+from keyserver.export.worker import WorkerReport, run_worker
 from keyserver.jobs import http_fetcher, refresh_jwks
+from keyserver.metrics import (
+    BATCHES_COMPLETED,
+    BATCHES_CREATED,
+    EXPORT_FILES,
+    EXPORTED_KEYS,
+    LAST_COMPLETE_BATCH,
+    LEASE_CONTENTION,
+)
 from keyserver.service.revision_keys import rotate_revision_keys
+from keyserver.store import last_batch_completion
 
 ROTATION_CHECK_INTERVAL = timedelta(hours=1)
 
@@ -59,6 +74,68 @@ def revision_key_rotation_job(context: KeyserverContext) -> Job:
     )
 
 
+def export_batches_job(context: KeyserverContext) -> Job:
+    def run(now: datetime) -> Mapping[str, Any]:
+        with unit_of_work(context.session_factory) as session:
+            created = create_batches(session, settings=context.settings, now=now)
+            summary = {
+                "created": len(created),
+                "windows": [
+                    f"{batch.config_id}:{batch.start_at.isoformat()}/{batch.end_at.isoformat()}"
+                    for batch in created
+                ],
+            }
+        BATCHES_CREATED.inc(len(created))
+        return summary
+
+    return Job(
+        name="export-batches",
+        interval=context.settings.export_batch_interval,
+        run=run,
+        session_factory=context.session_factory,
+    )
+
+
+def _record_worker_metrics(report: WorkerReport) -> None:
+    BATCHES_COMPLETED.inc(report.batches_completed)
+    EXPORT_FILES.inc(report.files_written)
+    EXPORTED_KEYS.labels("key").inc(report.keys_exported)
+    EXPORTED_KEYS.labels("revised").inc(report.revised_keys_exported)
+    EXPORTED_KEYS.labels("padding").inc(report.padding_keys)
+    LEASE_CONTENTION.inc(report.lease_contention)
+
+
+def export_worker_job(context: KeyserverContext) -> Job:
+    def run(now: datetime) -> Mapping[str, Any]:
+        report = run_worker(
+            context.session_factory,
+            store=context.export_store,
+            key_store=context.key_store,
+            settings=context.settings,
+            now=now,
+            holder=new_holder_token(),
+        )
+        _record_worker_metrics(report)
+        with unit_of_work(context.session_factory) as session:
+            completed = last_batch_completion(session)
+        if completed is not None:
+            LAST_COMPLETE_BATCH.set(completed.timestamp())
+        return report.as_dict()
+
+    return Job(
+        name="export-worker",
+        interval=context.settings.export_worker_interval,
+        run=run,
+        session_factory=context.session_factory,
+        exclusive=False,
+    )
+
+
 def scheduled_jobs(context: KeyserverContext) -> list[Job]:
     """Every periodic job of the key server."""
-    return [jwks_refresh_job(context), revision_key_rotation_job(context)]
+    return [
+        jwks_refresh_job(context),
+        revision_key_rotation_job(context),
+        export_batches_job(context),
+        export_worker_job(context),
+    ]

@@ -10,11 +10,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from exposure.db.upsert import upsert_insert
-from keyserver.models import Exposure
+from keyserver.models import ExportBatch, Exposure
 
 #: Rows per INSERT statement; keeps statements far below the parameter limits of both engines.
 INSERT_BATCH_SIZE = 500
@@ -78,3 +78,8 @@ def encode_regions(regions: Iterable[str]) -> str:
 
 def decode_regions(stored: str) -> tuple[str, ...]:
     return tuple(region for region in stored.split(",") if region)
+
+
+def last_batch_completion(session: Session) -> datetime | None:
+    """When the most recent export batch completed, if any has."""
+    return session.scalar(select(func.max(ExportBatch.completed_at)))

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -160,6 +161,23 @@ def add_app(
     )
 
 
+def _as_of(text: str | None, *, allow_future: bool) -> datetime:
+    """The time a job evaluates at: the real clock, or ``--now`` within the rules."""
+    real = utc_now()
+    if text is None:
+        return real
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail(f"--now {text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise _fail("--now needs a UTC offset, e.g. 2026-11-25T12:00:00+00:00")
+    if moment > real and not allow_future:
+        # A job run "in the future" would publish keys before their embargo ends.
+        raise _fail("--now is later than the real clock; add --allow-future to insist")
+    return moment
+
+
 def _jobs(runtime: KeyserverRuntime) -> dict[str, Job]:
     """The server's own scheduled jobs, by name, so a manual run is the same code path."""
     context = KeyserverContext.from_settings(
@@ -171,15 +189,23 @@ def _jobs(runtime: KeyserverRuntime) -> dict[str, Job]:
 @jobs_app.command("run")
 def run(
     name: Annotated[str, typer.Argument(help="The job, e.g. jwks-refresh.")],
+    now: Annotated[
+        str | None,
+        typer.Option(help="Evaluate as of this ISO 8601 time (with offset) instead of now."),
+    ] = None,
+    allow_future: Annotated[
+        bool, typer.Option(help="Allow --now later than the real clock (tests, backfills).")
+    ] = False,
 ) -> None:
-    """Run one pass of a key server job now; print its JSON summary (exit 1 if any failed)."""
+    """Run one pass of a key server job; print its JSON summary (exit 1 if any failed)."""
+    as_of = _as_of(now, allow_future=allow_future)
     with keyserver_runtime() as runtime:
         jobs = _jobs(runtime)
         job = jobs.get(name)
         if job is None:
             raise _fail(f"unknown job {name!r}; known jobs: {', '.join(sorted(jobs))}")
         try:
-            result = run_job(job, now=utc_now())
+            result = run_job(job, now=as_of)
         except Exception as error:  # an operator's command: a message, not a traceback
             first_line = str(error).splitlines()[0] if str(error) else ""
             raise _fail(f"job {name} failed: {type(error).__name__}: {first_line}") from None
