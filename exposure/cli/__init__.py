@@ -12,7 +12,12 @@ from exposure.cli.admin import admin_app
 from exposure.cli.bench import bench_app
 from exposure.cli.db import db_app
 from exposure.cli.export import export_app
-from exposure.cli.keyserver_admin import app_app, health_authority_app, jobs_app
+from exposure.cli.keyserver_admin import (
+    app_app,
+    export_config_app,
+    health_authority_app,
+    jobs_app,
+)
 from exposure.cli.serve import serve
 
 app = typer.Typer(
@@ -26,6 +31,7 @@ app.command("serve")(serve)
 app.add_typer(db_app, name="db")
 admin_app.add_typer(health_authority_app, name="health-authority")
 admin_app.add_typer(app_app, name="app")
+admin_app.add_typer(export_config_app, name="export-config")
 app.add_typer(admin_app, name="admin")
 app.add_typer(export_app, name="export")
 app.add_typer(bench_app, name="bench")

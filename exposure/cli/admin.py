@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,12 +15,23 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.orm import Session
 
+from crypto.keystore import FileKeyStore
 from crypto.signing import public_key_pem
 from crypto.tokens import public_key_from_jwk
 from exposure.api.v1 import PUBLISH_PATH
-from exposure.cli.common import build_settings, emit, load_settings, migrated_database, utc_now
+from exposure.cli.common import (
+    build_settings,
+    emit,
+    load_settings,
+    migrated_database,
+    parse_duration,
+    utc_now,
+)
+from exposure.cli.keyserver_admin import add_export_signing_key, rotate_export_signing_key
 from exposure.db import SessionFactory, unit_of_work
 from exposure.settings import ExposureSettings, Service
+from keyserver.export import configs
+from keyserver.export.api import index_url
 from keyserver.service import trust
 from verification.context import VerificationContext
 from verification.errors import VerificationError
@@ -44,6 +56,9 @@ DEFAULT_REALM = "default"
 #: The app id (``healthAuthorityID``) the embedded default registers, and its region.
 DEFAULT_APP_ID = "exposure.default"
 DEFAULT_REGION = "VN"
+#: The embedded default's export series and the key id phones know its signing key by.
+DEFAULT_EXPORT_ROOT = "v1"
+DEFAULT_EXPORT_KEY_ID = "VN"
 
 
 class KeyType(StrEnum):
@@ -148,12 +163,45 @@ def disable_api_key(
         typer.echo(f"disabled {record.kind} API key {record.id} ({record.preview}...)")
 
 
-@signing_key_app.command("rotate")
-def rotate_signing_key(
-    realm: Annotated[str, typer.Option(help="Realm name or id.")],
+@signing_key_app.command("add")
+def add_signing_key(
+    key_id: Annotated[str, typer.Option(help="verification_key_id phones know (e.g. the MCC).")],
+    version: Annotated[str, typer.Option(help="verification_key_version (e.g. v1).")] = "v1",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Add a certificate key that signs after the activation delay; retire the old ones."""
+    """Create an export signing key; prints the public key to register with Apple and Google."""
+    add_export_signing_key(key_id, version, as_json)
+
+
+@signing_key_app.command("rotate")
+def rotate_signing_key(
+    realm: Annotated[
+        str | None, typer.Option(help="Rotate this realm's certificate key (name or id).")
+    ] = None,
+    key_id: Annotated[
+        str | None, typer.Option(help="Rotate this export signing key (its key id).")
+    ] = None,
+    version: Annotated[str | None, typer.Option(help="The new export key version.")] = None,
+    old_valid_for: Annotated[
+        str, typer.Option(help="How long the old export key keeps signing (e.g. 7d).")
+    ] = "7d",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Rotate a realm's certificate key (--realm) or an export signing key (--key-id).
+
+    A certificate key signs after the activation delay and the old ones retire. A new export
+    key version signs every file at once, beside the old one until --old-valid-for ends, so
+    phones that know either public key keep verifying.
+    """
+    if (realm is None) == (key_id is None):
+        typer.echo("error: give exactly one of --realm and --key-id", err=True)
+        raise typer.Exit(code=1)
+    if realm is None:
+        if key_id is None or version is None:
+            typer.echo("error: --key-id needs --version (the new version)", err=True)
+            raise typer.Exit(code=1)
+        rotate_export_signing_key(key_id, version, parse_duration(old_valid_for), as_json)
+        return
     with verification_runtime() as runtime, unit_of_work(runtime.sessions) as session:
         found = realms.find_realm(session, realm)
         key = signing_keys.rotate_certificate_key(
@@ -281,11 +329,48 @@ def _bootstrap_keyserver(settings: ExposureSettings, realm: TrustedRealm) -> dic
                     bypass_verification=False,
                     now=now,
                 )
+        exports = _bootstrap_exports(settings, sessions, now)
     return {
         "health_authority_id": DEFAULT_APP_ID,
         "health_authority_issuer": realm.issuer,
         "publish_url": f"{settings.base_url}{PUBLISH_PATH}",
+        **exports,
     }
+
+
+def _bootstrap_exports(
+    settings: ExposureSettings, sessions: SessionFactory, now: datetime
+) -> dict[str, Any]:
+    """A default export signing key and a config that uses it (4-hour windows), once."""
+    key_store = FileKeyStore(settings.data_dir / "keys" / "keyserver")
+    with unit_of_work(sessions) as session:
+        try:
+            infos = configs.current_signature_infos(session, DEFAULT_EXPORT_KEY_ID, now)
+        except configs.UnknownSignatureInfo:
+            infos = [
+                configs.add_signature_info(
+                    session, key_store, key_id=DEFAULT_EXPORT_KEY_ID, key_version="v1", now=now
+                )
+            ]
+        config = configs.find_export_config(session, DEFAULT_EXPORT_ROOT)
+        if config is None:
+            config = configs.create_export_config(
+                session,
+                filename_root=DEFAULT_EXPORT_ROOT,
+                period=timedelta(hours=4),
+                output_region=DEFAULT_REGION,
+                valid_from=now,
+                now=now,
+                signature_info_ids=[info.id for info in infos],
+            )
+        signer = infos[0]
+        return {
+            "export_root": config.filename_root,
+            "index_url": index_url(settings.base_url, config.filename_root),
+            "export_public_key_pem": signer.public_key_pem,
+            "export_key_id": signer.key_id,
+            "export_key_version": signer.key_version,
+        }
 
 
 def _find_optional(session: Session, name: str) -> Realm | None:

@@ -102,6 +102,14 @@ def _refuse(error: Exception, *, void: bool = False, usage: bool = False) -> typ
     return typer.Exit(code=1)
 
 
+def _exit_if_failed(failed: int, warmup_errors: dict[str, int], what: str) -> None:
+    # The numbers are printed either way; the exit status tells a script they are not clean.
+    if failed or warmup_errors:
+        warmup = sum(warmup_errors.values())
+        typer.echo(f"benchmark failed: {failed:,} {what} failed ({warmup:,} in warm-up)", err=True)
+        raise typer.Exit(code=1)
+
+
 @bench_app.command("verification")
 def verification(
     flows: Annotated[
@@ -144,8 +152,9 @@ def verification(
 
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
-        return
-    _print_verification(result)
+    else:
+        _print_verification(result)
+    _exit_if_failed(result.flows_failed, result.warmup_errors, "flows")
 
 
 @bench_app.command("publish")
@@ -196,8 +205,9 @@ def publish(
 
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
-        return
-    _print_publish(result)
+    else:
+        _print_publish(result)
+    _exit_if_failed(result.publishes_failed, result.warmup_errors, "publishes")
 
 
 # ---- printing -------------------------------------------------------------------------
@@ -234,7 +244,10 @@ def _cpu_rows(cpu: CpuUsage, health: HealthResult) -> list[tuple[str, str]]:
             "CPU: server / load generator",
             f"{_cpu(cpu.server_seconds)} / {_cpu(cpu.client_seconds)}",
         ),
-        ("CPU: postgres", _cpu(cpu.database_seconds)),
+        (
+            "CPU: postgres / everything else",
+            f"{_cpu(cpu.database_seconds)} / {_cpu(cpu.other_seconds)}",
+        ),
         ("CPU per request: server / load generator", _per_request(cpu)),
         ("  the same for /health", _per_request(health.cpu)),
         ("machine busy", busy),

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings
 
 from exposure.db import SessionFactory, create_database_engine, make_session_factory
@@ -61,3 +61,15 @@ def emit(data: Mapping[str, Any], as_json: bool) -> None:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def parse_duration(text: str) -> timedelta:
+    """``4h``, ``30m``, ``7d``, ``90s`` or ISO 8601 (``PT4H``); exit 2 on anything else."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units and text[:-1].isdigit():
+        return timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        return TypeAdapter(timedelta).validate_python(text)
+    except ValidationError:
+        typer.echo(f"error: {text!r} is not a duration (e.g. 4h, 30m, 7d, PT4H)", err=True)
+        raise typer.Exit(code=2) from None

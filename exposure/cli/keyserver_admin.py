@@ -13,18 +13,29 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from sqlalchemy.exc import IntegrityError
 
-from exposure.cli.common import build_settings, emit, load_settings, migrated_database, utc_now
+from exposure.cli.common import (
+    build_settings,
+    emit,
+    load_settings,
+    migrated_database,
+    parse_duration,
+    utc_now,
+)
 from exposure.db import SessionFactory, unit_of_work
 from exposure.jobs import Job, run_job
 from exposure.settings import ExposureSettings, Service
 from keyserver.context import KeyserverContext
+from keyserver.export import configs
+from keyserver.export.api import index_url
+from keyserver.export.configs import ExportConfigError
+from keyserver.models import SignatureInfo
 from keyserver.schedule import scheduled_jobs
 from keyserver.service import trust
 from keyserver.settings import KeyserverSettings
@@ -219,3 +230,112 @@ def run(
     )
     if result.summary.get("failed"):
         raise typer.Exit(code=1)
+
+
+export_config_app = typer.Typer(
+    help="Export configurations (series of key files).", no_args_is_help=True
+)
+
+
+@contextmanager
+def _export_errors() -> Iterator[None]:
+    try:
+        yield
+    except ExportConfigError as error:
+        raise _fail(str(error)) from None
+
+
+def _signature_summary(info: SignatureInfo) -> dict[str, Any]:
+    return {
+        "export_key_id": info.key_id,
+        "export_key_version": info.key_version,
+        "export_public_key_pem": info.public_key_pem,
+        "valid_until": info.valid_until.isoformat() if info.valid_until else None,
+    }
+
+
+@export_config_app.command("add")
+def add_export_config(
+    filename_root: Annotated[str, typer.Argument(help="Files go under <root>/ (e.g. v1).")],
+    region: Annotated[str, typer.Option(help="The output region written into files.")],
+    period: Annotated[str, typer.Option(help="Window length dividing 24 h (4h, 1d, ...).")] = "4h",
+    input_region: Annotated[
+        list[str] | None, typer.Option(help="Regions whose keys go in (default: --region).")
+    ] = None,
+    exclude_region: Annotated[list[str] | None, typer.Option(help="Regions kept out.")] = None,
+    include_travelers: Annotated[bool, typer.Option(help="Add travelers' keys.")] = False,
+    only_non_travelers: Annotated[bool, typer.Option(help="Leave travelers' keys out.")] = False,
+    max_records: Annotated[int, typer.Option(help="Keys per file before splitting.")] = 500_000,
+    signing_key: Annotated[
+        list[str] | None,
+        typer.Option(help="Export signing key id (from `signing-key add`) whose versions sign."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create an export configuration; its first batch starts at the next window boundary."""
+    with keyserver_runtime() as runtime, _export_errors():
+        now = utc_now()
+        with unit_of_work(runtime.sessions) as session:
+            infos = [
+                info
+                for key_id in signing_key or []
+                for info in configs.current_signature_infos(session, key_id, now)
+            ]
+            config = configs.create_export_config(
+                session,
+                filename_root=filename_root,
+                period=parse_duration(period),
+                output_region=region,
+                valid_from=now,
+                now=now,
+                input_regions=input_region or (),
+                exclude_regions=exclude_region or (),
+                include_travelers=include_travelers,
+                only_non_travelers=only_non_travelers,
+                max_records=max_records,
+                signature_info_ids=[info.id for info in infos],
+            )
+            data = {
+                "id": config.id,
+                "export_root": config.filename_root,
+                "index_url": index_url(runtime.settings.base_url, config.filename_root),
+                "period_seconds": config.period_seconds,
+                "signature_info_ids": config.signature_info_ids,
+            }
+    emit(data, as_json)
+
+
+def add_export_signing_key(key_id: str, version: str, as_json: bool) -> None:
+    """Create a P-256 export signing key known to phones as ``key_id``/``version``."""
+    with keyserver_runtime() as runtime, _export_errors():
+        context = KeyserverContext.from_settings(
+            runtime.keyserver_settings, runtime.settings.data_dir, runtime.sessions
+        )
+        with unit_of_work(runtime.sessions) as session:
+            info = configs.add_signature_info(
+                session, context.key_store, key_id=key_id, key_version=version, now=utc_now()
+            )
+            data = _signature_summary(info)
+    emit(data, as_json)
+
+
+def rotate_export_signing_key(
+    key_id: str, version: str, old_valid_for: timedelta, as_json: bool
+) -> None:
+    """Add ``version`` of ``key_id``; the old versions keep signing for ``old_valid_for``."""
+    with keyserver_runtime() as runtime, _export_errors():
+        context = KeyserverContext.from_settings(
+            runtime.keyserver_settings, runtime.settings.data_dir, runtime.sessions
+        )
+        now = utc_now()
+        with unit_of_work(runtime.sessions) as session:
+            info = configs.rotate_signature_info(
+                session,
+                context.key_store,
+                key_id=key_id,
+                new_key_version=version,
+                old_valid_until=now + old_valid_for,
+                now=now,
+            )
+            data = _signature_summary(info)
+    emit(data, as_json)

@@ -127,3 +127,8 @@ def _etag_listed(header: str, etag: str) -> bool:
 
 def _whole_seconds(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
+
+
+def index_url(base_url: str, filename_root: str) -> str:
+    """Where phones download a config's index.txt from this server."""
+    return f"{base_url.rstrip('/')}{EXPORTS_PATH}/{filename_root}/{INDEX_FILENAME}"
