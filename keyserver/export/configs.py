@@ -48,6 +48,7 @@ __all__ = [
     "config_input_regions",
     "config_signature_info_ids",
     "create_export_config",
+    "current_signature_infos",
     "find_export_config",
     "rotate_signature_info",
     "valid_signature_infos",
@@ -177,7 +178,7 @@ def create_export_config(
     """Create a series of export files under ``filename_root``.
 
     ``input_regions`` empty means the output region's keys; travelers' keys of any region
-    join with ``include_travelers``. Batches start at the first period boundary at or after
+    join with ``include_travelers``. Batches start at the period boundary at or before
     ``valid_from`` (see :mod:`keyserver.export.batcher`). Signature infos are listed newest
     first whatever order they are given in. Raises :class:`InvalidExportConfig`,
     :class:`DuplicateFilenameRoot` (roots are unique case-insensitively: two roots differing
@@ -323,16 +324,7 @@ def rotate_signature_info(
     _require_aware(old_valid_until, "old_valid_until")
     if old_valid_until < now:
         raise InvalidExportConfig("old_valid_until must not be in the past")
-    current = list(
-        session.scalars(
-            select(SignatureInfo).where(
-                SignatureInfo.key_id == key_id,
-                (SignatureInfo.valid_until.is_(None)) | (SignatureInfo.valid_until > now),
-            )
-        )
-    )
-    if not current:
-        raise UnknownSignatureInfo(f"no valid signature info with key id {key_id!r}")
+    current = current_signature_infos(session, key_id, now)
     new_info = add_signature_info(
         session, key_store, key_id=key_id, key_version=new_key_version, now=now
     )

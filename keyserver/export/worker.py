@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -56,6 +58,7 @@ from crypto.randomness import random_below, random_bytes
 from crypto.signing import Signer
 from exposure.db import SessionFactory, unit_of_work
 from exposure.db.lease import acquire_lease, release_lease
+from exposure.db.unit_of_work import autocommit
 from exposure.export.model import SignatureInfo as ExportSignatureInfo
 from exposure.export.writer import sign_export, write_export_zip
 from keyserver import store as exposure_store
@@ -100,6 +103,11 @@ _INDEX_RETRY_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0)
 # Rows per fetch: large enough to amortize round trips, small enough to bound memory.
 _FETCH_ROWS = 50_000
 _PADDING_INSERT_ROWS = 100  # as the reference (MAX_INSERT_BATCH_SIZE)
+# Files signed, zipped and stored at once; compression dominates and runs one core each.
+_FILE_THREADS = 2
+# Longest delay of a key's created_at after it is stored: a 144-interval key published as it
+# starts, plus the largest truncate window (a day).
+_MAX_EMBARGO = timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -125,8 +133,10 @@ class WorkerReport:
     #: Candidates another worker leased between our read and our update.
     lease_contention: int = 0
     failures: list[BatchFailure] = field(default_factory=list)
-    #: Seconds spent per phase, summed over batches (select, records, pad, sort, encode,
-    #: sign, zip, write, index, complete).
+    #: Seconds spent per phase, summed over batches: load (config, signing keys), select
+    #: (database), records (rows to key records), pad, sort, encode (export.bin), sign, zip
+    #: and write (blob store; these three run in threads, in parallel with each other and
+    #: with encode), wait (for those threads), index, complete.
     timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -178,9 +188,14 @@ class _Timer:
         self._timings = timings
         self._last = time.perf_counter()
 
-    def lap(self, phase: str) -> None:
+    def lap(self, phase: str, *, of_which: dict[str, float] | None = None) -> None:
+        """Book the time since the last lap to ``phase``, less the parts in ``of_which``."""
         now = time.perf_counter()
-        self._timings[phase] = self._timings.get(phase, 0.0) + (now - self._last)
+        elapsed = now - self._last
+        for part, seconds in (of_which or {}).items():
+            self._timings[part] = self._timings.get(part, 0.0) + seconds
+            elapsed -= seconds
+        self._timings[phase] = self._timings.get(phase, 0.0) + elapsed
         self._last = now
 
 
@@ -380,16 +395,14 @@ class _BatchJob:
 
     def run(self) -> None:
         window = self._load_window()
+        self._timer.lap("load")
         encoder = KeyRecordEncoder()
         keys = self._select(window, encoder, revised=False)
-        self._timer.lap("select")
         if 0 < len(keys) < self._settings.export_min_records and self._pad(window, len(keys)):
             # Read back what was stored, so the file holds exactly what a re-run would.
             encoder = KeyRecordEncoder()
             keys = self._select(window, encoder, revised=False)
-            self._timer.lap("pad")
         revised = self._select(window, encoder, revised=True)
-        self._timer.lap("select")
         self._report.bad_key_length += encoder.bad_key_length
         keys.sort()
         revised.sort()
@@ -443,9 +456,17 @@ class _BatchJob:
     def _select(self, window: _Window, encoder: KeyRecordEncoder, *, revised: bool) -> list[bytes]:
         statement = _revised_statement(window) if revised else _keys_statement(window)
         records: list[bytes] = []
-        with unit_of_work(self._session_factory) as session:
-            for rows in _stream_rows(session.connection(), statement):
+        encoding = 0.0
+        # Outside a transaction: on SQLite every transaction takes the write lock (BEGIN
+        # IMMEDIATE), which a long read must not hold. A closed window no longer changes
+        # (except by this batch's padding, committed before), so one snapshot per query is
+        # enough.
+        with autocommit(self._session_factory) as connection:
+            for rows in _stream_rows(connection, statement):
+                started = time.perf_counter()
                 records.extend(encoder.records(rows))
+                encoding += time.perf_counter() - started
+        self._timer.lap("select", of_which={"records": encoding})
         return records
 
     # ---- padding -----------------------------------------------------------------------
@@ -495,6 +516,7 @@ class _BatchJob:
                 chunk = rows[offset : offset + _PADDING_INSERT_ROWS]
                 inserted += exposure_store.insert_exposures(session, chunk)
         self._report.padding_keys += inserted
+        self._timer.lap("pad")
         self._step("padded")
         return inserted > 0
 
@@ -519,40 +541,69 @@ class _BatchJob:
     def _write_files(
         self, window: _Window, keys: Sequence[bytes], revised: Sequence[bytes]
     ) -> list[tuple[str, int]]:
-        """Write every file of the batch; return (name, key count) per file, in order."""
+        """Write every file of the batch; return (name, key count) per file, in order.
+
+        Keys were sorted before the split, so a re-run puts the same keys in the same file
+        (a file already fetched under a name must not change its keys). Files are signed,
+        zipped and stored in threads (zlib, hashing and file I/O release the GIL) while the
+        next file is encoded; at most :data:`_FILE_THREADS` files are in flight.
+        """
         total = len(keys) + len(revised)
         if total == 0:
             return []
         per_file = window.max_records
         file_count = -(-total // per_file)
         written: list[tuple[str, int]] = []
-        for number in range(1, file_count + 1):
-            first, last = (number - 1) * per_file, min(number * per_file, total)
-            file_keys = keys[first:last]
-            file_revised = revised[max(first - len(keys), 0) : max(last - len(keys), 0)]
-            end_timestamp = _unix(window.end) + (number if file_count > 1 else 0)
-            export_bin = encode_export_bin_records(
-                start_timestamp=_unix(window.start),
-                end_timestamp=end_timestamp,
-                region=window.output_region,
-                signature_infos=[info for info, _ in window.signers],
-                keys=file_keys,
-                revised_keys=file_revised,
-            )
-            self._timer.lap("encode")
-            export_sig = sign_export(export_bin, window.signers)
-            self._timer.lap("sign")
-            archive = write_export_zip(export_bin, export_sig)
-            del export_bin
-            self._timer.lap("zip")
-            name = export_filename(window.filename_root, window.start, window.end, number)
-            self._store.put(
-                name, archive, content_type=ZIP_CONTENT_TYPE, cache_control=ZIP_CACHE_CONTROL
-            )
-            self._timer.lap("write")
-            written.append((name, len(file_keys) + len(file_revised)))
+        pending: deque[Future[dict[str, float]]] = deque()
+
+        def finish_oldest() -> None:
+            timings = pending.popleft().result()
+            for phase, seconds in timings.items():
+                self._report.timings[phase] = self._report.timings.get(phase, 0.0) + seconds
             self._step("file_written")
+
+        with ThreadPoolExecutor(max_workers=_FILE_THREADS) as pool:
+            try:
+                for number in range(1, file_count + 1):
+                    first, last = (number - 1) * per_file, min(number * per_file, total)
+                    file_keys = keys[first:last]
+                    file_revised = revised[max(first - len(keys), 0) : max(last - len(keys), 0)]
+                    export_bin = encode_export_bin_records(
+                        start_timestamp=_unix(window.start),
+                        # A reference quirk (§4.3): split batches number their ends.
+                        end_timestamp=_unix(window.end) + (number if file_count > 1 else 0),
+                        region=window.output_region,
+                        signature_infos=[info for info, _ in window.signers],
+                        keys=file_keys,
+                        revised_keys=file_revised,
+                    )
+                    name = export_filename(window.filename_root, window.start, window.end, number)
+                    written.append((name, len(file_keys) + len(file_revised)))
+                    self._timer.lap("encode")
+                    if len(pending) >= _FILE_THREADS:
+                        finish_oldest()
+                        self._timer.lap("wait")
+                    pending.append(pool.submit(self._store_file, window, name, export_bin))
+                while pending:
+                    finish_oldest()
+            finally:
+                for future in pending:
+                    future.cancel()
+        self._timer.lap("wait")
         return written
+
+    def _store_file(self, window: _Window, name: str, export_bin: bytes) -> dict[str, float]:
+        """Sign, zip and store one file (in a pool thread); return the seconds per phase."""
+        started = time.perf_counter()
+        export_sig = sign_export(export_bin, window.signers)
+        signed = time.perf_counter()
+        archive = write_export_zip(export_bin, export_sig)
+        zipped = time.perf_counter()
+        self._store.put(
+            name, archive, content_type=ZIP_CONTENT_TYPE, cache_control=ZIP_CACHE_CONTROL
+        )
+        stored = time.perf_counter()
+        return {"sign": signed - started, "zip": zipped - signed, "write": stored - zipped}
 
     def _index_and_complete(
         self, window: _Window, files: Sequence[tuple[str, int]], keys: int, revised: int
@@ -705,6 +756,10 @@ def _revised_statement(window: _Window) -> Select[*TupleAny]:
         and_(_in_window(Exposure.revised_at, window), Exposure.created_at < window.end),
         and_(_in_window(Exposure.created_at, window), Exposure.revised_at < window.start),
     )
+    # A key is stored at most a day and an hour before its created_at (the embargo of a key
+    # published as it starts), and revised after it is stored; the bound lets the revised_at
+    # index skip every older revision.
+    earliest_revision = window.start - _MAX_EMBARGO
     # The revised report type and onset, with the original transmission risk (§4.3).
     return select(
         Exposure.key,
@@ -713,7 +768,12 @@ def _revised_statement(window: _Window) -> Select[*TupleAny]:
         Exposure.interval_count,
         Exposure.revised_report_type,
         Exposure.revised_days_since_symptom_onset,
-    ).where(Exposure.revised_at.is_not(None), exported_in_window, window.key_filter)
+    ).where(
+        Exposure.revised_at >= earliest_revision,
+        Exposure.revised_at < window.end,
+        exported_in_window,
+        window.key_filter,
+    )
 
 
 def _stream_rows(connection: Connection, statement: Select[*TupleAny]) -> Iterator[Sequence[Any]]:
@@ -734,7 +794,12 @@ def _stream_rows(connection: Connection, statement: Select[*TupleAny]) -> Iterat
         driver_connection: Any = connection.connection.driver_connection
         with driver_connection.cursor() as cursor:
             rows = cursor.stream(str(compiled), parameters, binary=True, size=_FETCH_ROWS)
-            while chunk := list(islice(rows, _FETCH_ROWS)):
-                yield chunk
+            try:
+                while chunk := list(islice(rows, _FETCH_ROWS)):
+                    yield chunk
+            finally:
+                # A consumer that stops early (an error) must not hand the connection back
+                # to the pool mid-query: closing the stream cancels and drains it.
+                rows.close()
         return
     yield from connection.execute(statement).partitions(_FETCH_ROWS)
