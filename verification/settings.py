@@ -70,6 +70,15 @@ class VerificationSettings(BaseSettings):
             raise ValueError(f"activation delay must be at least {MINIMUM_ACTIVATION_DELAY}")
         return value
 
+    @field_validator("cache_ttl", mode="before")
+    @classmethod
+    def _seconds_from_environment(cls, value: object) -> object:
+        # EXPOSURE_VERIFICATION_CACHE_TTL=10 means ten seconds (ISO 8601 such as PT10S works
+        # too); pydantic alone refuses a bare number when it arrives as a string.
+        if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+            return float(value)
+        return value
+
     @field_validator("secret_keys")
     @classmethod
     def _check_secret_keys(cls, value: SecretStr | None) -> SecretStr | None:

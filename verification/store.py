@@ -13,11 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import BindParameter, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from verification.models import (
@@ -61,19 +60,8 @@ def find_api_key(session: Session, key_hmacs: Sequence[bytes]) -> ApiKey | None:
     ).scalar_one_or_none()
 
 
-def try_add_code(session: Session, code: VerificationCode) -> bool:
-    """Insert ``code``; return False (and change nothing) if its code collides."""
-    try:
-        with session.begin_nested():
-            session.add(code)
-            session.flush()  # surfaces a unique-index collision here, inside the savepoint
-    except IntegrityError:
-        return False
-    return True
-
-
-_CODES = VerificationCode.__table__
-_TOKENS = VerificationToken.__table__
+_CODES = cast(Table, VerificationCode.__table__)
+_TOKENS = cast(Table, VerificationToken.__table__)
 
 
 @cache
@@ -105,12 +93,12 @@ class ClaimedCode:
     test_date: date | None
 
 
-_CANDIDATES = bindparam("candidates", expanding=True)
-_NOW = bindparam("now")
+_CANDIDATES: BindParameter[Any] = bindparam("candidates", expanding=True)
+_NOW: BindParameter[Any] = bindparam("now")
 _CLAIM_CODE = (
     update(_CODES)
     .where(
-        _CODES.c.realm_id == bindparam("realm_id"),
+        _CODES.c.realm_id == bindparam("realm"),
         _CODES.c.claimed.is_(False),
         _CODES.c.test_type.in_(bindparam("accepted", expanding=True)),
         or_(
@@ -142,7 +130,7 @@ def claim_code(
     row = session.execute(
         _CLAIM_CODE,
         {
-            "realm_id": realm_id,
+            "realm": realm_id,
             "candidates": list(code_hmacs),
             "accepted": sorted(accepted_test_types),
             "now": now,
@@ -189,20 +177,16 @@ def code_for_claim(
     ).scalar_one_or_none()
 
 
-def add_token(session: Session, token: VerificationToken) -> None:
-    session.add(token)
-
-
 _CLAIM_TOKEN = (
     update(_TOKENS)
     .where(
-        _TOKENS.c.realm_id == bindparam("realm_id"),
+        _TOKENS.c.realm_id == bindparam("realm"),
         _TOKENS.c.token_hmac.in_(bindparam("token_hmacs", expanding=True)),
         _TOKENS.c.used.is_(False),
         _TOKENS.c.expires_at > bindparam("now"),
-        _TOKENS.c.test_type == bindparam("test_type"),
-        _TOKENS.c.symptom_date.is_not_distinct_from(bindparam("symptom_date")),
-        _TOKENS.c.test_date.is_not_distinct_from(bindparam("test_date")),
+        _TOKENS.c.test_type == bindparam("type"),
+        _TOKENS.c.symptom_date.is_not_distinct_from(bindparam("symptom")),
+        _TOKENS.c.test_date.is_not_distinct_from(bindparam("tested")),
     )
     .values(used=True)
 )
@@ -222,12 +206,12 @@ def claim_token(
     result = session.execute(
         _CLAIM_TOKEN,
         {
-            "realm_id": realm_id,
+            "realm": realm_id,
             "token_hmacs": list(token_hmacs),
             "now": now,
-            "test_type": test_type,
-            "symptom_date": symptom_date,
-            "test_date": test_date,
+            "type": test_type,
+            "symptom": symptom_date,
+            "tested": test_date,
         },
     )
     return bool(getattr(result, "rowcount", 0) == 1)

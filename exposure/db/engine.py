@@ -98,6 +98,10 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection: Any) -> None:
+        # An AUTOCOMMIT connection (exposure.db.unit_of_work.autocommit) wants no
+        # transaction: each statement then commits on its own, as pysqlite runs it.
+        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeAlias
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 SessionFactory: TypeAlias = sessionmaker[Session]
@@ -27,3 +27,18 @@ def unit_of_work(session_factory: SessionFactory) -> Iterator[Session]:
     """Open a session in a transaction; commit on success, roll back on any exception."""
     with session_factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def autocommit(session_factory: SessionFactory) -> Iterator[Connection]:
+    """A connection on which every statement is a transaction of its own, committed at once.
+
+    For writes that must stick whatever happens next, such as rate-limit counters: each
+    costs one round trip (no BEGIN, no COMMIT), and the row lock it takes is released when
+    the statement ends rather than held for the rest of a longer transaction, where every
+    request of one client would queue behind it.
+    """
+    engine: Engine = session_factory.kw["bind"]
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection

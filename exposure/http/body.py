@@ -381,8 +381,18 @@ def _fold_value(model: type[BaseModel], value: Any) -> Any:
     return value
 
 
-def _require_forbid_extra(model: type[BaseModel], seen: set[type[BaseModel]] | None = None) -> None:
-    seen = set() if seen is None else seen
+def _require_forbid_extra(model: type[BaseModel]) -> None:
+    # Models are classes fixed at import time: one check each is enough, and the walk
+    # through nested annotations would otherwise run on every request.
+    if model not in _FORBID_EXTRA_CHECKED:
+        _check_forbid_extra(model, set())
+        _FORBID_EXTRA_CHECKED.add(model)
+
+
+_FORBID_EXTRA_CHECKED: set[type[BaseModel]] = set()
+
+
+def _check_forbid_extra(model: type[BaseModel], seen: set[type[BaseModel]]) -> None:
     if model in seen:
         return
     seen.add(model)
@@ -390,4 +400,4 @@ def _require_forbid_extra(model: type[BaseModel], seen: set[type[BaseModel]] | N
         raise TypeError(f"{model.__qualname__} must declare extra='forbid' to parse request bodies")
     for info in model.model_fields.values():
         for inner in _models_in(info.annotation):
-            _require_forbid_extra(inner, seen)
+            _check_forbid_extra(inner, seen)

@@ -1,8 +1,9 @@
 """Trading a verification token and the TEK HMAC for a certificate the key server trusts.
 
 The certificate binds the diagnosis (report type, symptom onset) to one exact set of keys
-through ``tekmac``. The token is claimed only after the certificate is signed, in the same
-transaction, so a failure anywhere leaves the token usable for a retry.
+through ``tekmac``. The token is claimed only after the certificate is signed, by one atomic
+statement that is the last thing this does, so a failure anywhere leaves the token usable
+for a retry, and two concurrent requests with one token get one certificate.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from sqlalchemy.orm import Session
 from crypto.errors import InvalidToken
 from crypto.tokens import sign_jwt_with_signer, verify_jwt
 from verification import store
-from verification.context import VerificationContext
 from verification.cache import RealmView
+from verification.context import VerificationContext
 from verification.errors import HmacInvalid, TokenExpired, TokenInvalid
 from verification.service.codes import utc_midnight
 from verification.service.signing_keys import certificate_signer, token_public_keys

@@ -12,6 +12,7 @@ import uuid as uuid_module
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy.orm import Session
 
@@ -22,6 +23,7 @@ from crypto.tokens import sign_jwt_with_signer
 from exposure.api.verification import ACCEPT_HIERARCHY, MAX_DATE_AGE_DAYS, TestType
 from exposure.ratelimit import bucket_key, hit
 from verification import store
+from verification.cache import ApiKeyView, RealmView
 from verification.context import VerificationContext
 from verification.errors import (
     CodeAlreadyClaimed,
@@ -36,7 +38,6 @@ from verification.errors import (
     UnsupportedTestType,
     UuidAlreadyExists,
 )
-from verification.models import ApiKey, Realm, VerificationCode, VerificationToken
 from verification.service import audit
 from verification.service.signing_keys import token_signer
 
@@ -101,12 +102,12 @@ def _parse_date(text: str, *, field: str, now: datetime, tz_offset_minutes: floa
     return parsed
 
 
-def _allowed_types(realm: Realm) -> set[str]:
+def _allowed_types(realm: RealmView) -> set[str]:
     return set(realm.allowed_test_types.split(","))
 
 
 def _validate_issue(
-    realm: Realm, request: IssueRequest, now: datetime
+    realm: RealmView, request: IssueRequest, now: datetime
 ) -> tuple[date | None, date | None]:
     known = {member.value for member in TestType}
     if request.test_type not in known:
@@ -142,17 +143,48 @@ def issue_code(
     session: Session,
     context: VerificationContext,
     *,
-    realm: Realm,
-    api_key: ApiKey,
+    realm: RealmView,
+    api_key: ApiKeyView,
     request: IssueRequest,
     now: datetime,
 ) -> IssuedCode:
-    """Issue a short and a long code for one positive (or negative) result."""
+    """Issue a short and a long code for one positive (or negative) result.
+
+    The code is inserted first and the daily quota counted after it, so a uuid that was
+    already used is refused before it spends quota (as the reference does); a refusal by
+    the quota raises, and the caller's rollback removes the code again.
+    """
     symptom, tested = _validate_issue(realm, request, now)
     code_uuid = _normalize_uuid(request.uuid)
-    # The idempotency handle is checked before the quota is spent, as the reference does.
-    if store.code_by_uuid(session, realm.id, code_uuid) is not None:
-        raise UuidAlreadyExists("a code with this uuid was already issued")
+    expires_at = now + timedelta(minutes=realm.short_code_minutes)
+    long_expires_at = now + timedelta(minutes=realm.long_code_minutes)
+    if request.test_type == TestType.USER_REPORT:
+        long_expires_at = expires_at  # self-reports get no long-lived link code
+    row: dict[str, object] = {
+        "realm_id": realm.id,
+        "uuid": code_uuid,
+        "test_type": request.test_type,
+        "symptom_date": symptom,
+        "test_date": tested,
+        "expires_at": expires_at,
+        "long_expires_at": long_expires_at,
+        "claimed": False,
+        "issued_by_api_key_id": api_key.id,
+        "external_issuer_id": request.external_issuer_id,
+        "created_at": _truncate_to_hour(now),
+    }
+    for _ in range(COLLISION_RETRIES):
+        short_code = generate_numeric_code(realm.short_code_length)
+        long_code = generate_alphanumeric_code(realm.long_code_length)
+        row["code_hmac"] = context.hasher.digest(short_code)
+        row["long_code_hmac"] = context.hasher.digest(long_code)
+        if store.insert_code(session, row):
+            break
+        # Nothing was inserted: the uuid is taken, or (rarely) one of the codes is.
+        if store.uuid_taken(session, realm.id, code_uuid):
+            raise UuidAlreadyExists("a code with this uuid was already issued")
+    else:
+        raise RuntimeError("could not find an unused code; the code space is exhausted")
     quota = hit(
         session,
         bucket=bucket_key(context.bucket_secret, "issue-quota", str(realm.id)),
@@ -162,36 +194,10 @@ def issue_code(
     )
     if not quota.allowed:
         raise QuotaExceeded("this realm has issued its daily quota of codes")
-    expires_at = now + timedelta(minutes=realm.short_code_minutes)
-    long_expires_at = now + timedelta(minutes=realm.long_code_minutes)
-    if request.test_type == TestType.USER_REPORT:
-        long_expires_at = expires_at  # self-reports get no long-lived link code
-    for _ in range(COLLISION_RETRIES):
-        short_code = generate_numeric_code(realm.short_code_length)
-        long_code = generate_alphanumeric_code(realm.long_code_length)
-        record = VerificationCode(
-            realm_id=realm.id,
-            uuid=code_uuid,
-            code_hmac=context.hasher.digest(short_code),
-            long_code_hmac=context.hasher.digest(long_code),
-            test_type=request.test_type,
-            symptom_date=symptom,
-            test_date=tested,
-            expires_at=expires_at,
-            long_expires_at=long_expires_at,
-            claimed=False,
-            issued_by_api_key_id=api_key.id,
-            external_issuer_id=request.external_issuer_id,
-            created_at=_truncate_to_hour(now),
-        )
-        if store.try_add_code(session, record):
-            return IssuedCode(code_uuid, short_code, long_code, expires_at, long_expires_at)
-        if store.code_by_uuid(session, realm.id, code_uuid) is not None:
-            raise UuidAlreadyExists("a code with this uuid was already issued")
-    raise RuntimeError("could not find an unused code; the code space is exhausted")
+    return IssuedCode(code_uuid, short_code, long_code, expires_at, long_expires_at)
 
 
-def code_status(session: Session, *, realm: Realm, uuid: str) -> CodeStatus:
+def code_status(session: Session, *, realm: RealmView, uuid: str) -> CodeStatus:
     record = store.code_by_uuid(session, realm.id, uuid)
     if record is None:
         raise CodeNotFound("no code with this uuid in this realm")
@@ -199,7 +205,7 @@ def code_status(session: Session, *, realm: Realm, uuid: str) -> CodeStatus:
 
 
 def expire_code(
-    session: Session, *, realm: Realm, uuid: str, now: datetime, actor: str
+    session: Session, *, realm: RealmView, uuid: str, now: datetime, actor: str
 ) -> CodeStatus:
     """Make a code unusable now; refused once claimed, a no-op once expired."""
     record = store.code_by_uuid(session, realm.id, uuid, for_update=True)
@@ -247,50 +253,51 @@ def verify_code(
     session: Session,
     context: VerificationContext,
     *,
-    realm: Realm,
+    realm: RealmView,
     code: str,
     accept: Sequence[str],
     now: datetime,
 ) -> VerifiedCode:
-    """Claim ``code`` and return a signed verification token; raise on any failure."""
+    """Claim ``code`` and return a signed verification token; raise on any failure.
+
+    The claim is one conditional UPDATE; only when it claims nothing is the code read again
+    to tell the caller why, and every such reason but an expired code or a test type the
+    app does not accept is the same ``code_invalid``.
+    """
     accepted = accepted_test_types(accept)
     # Hash even an obviously malformed code so every request takes the same path.
     candidates = context.hasher.candidates(code[:64])
-    record = store.code_for_claim(session, realm.id, candidates)
-    if record is None:
-        raise CodeInvalid("the code is invalid or was already used")
-    matched_long = record.long_code_hmac is not None and record.long_code_hmac in candidates
-    expiry = record.long_expires_at if matched_long else record.expires_at
-    if expiry <= now:
-        raise CodeExpired("the code has expired")
-    if record.claimed:
-        raise CodeInvalid("the code is invalid or was already used")
-    if record.test_type not in accepted:
-        raise UnsupportedTestType(
-            f"the code is for a {record.test_type} diagnosis, which this app does not accept"
-        )
-    record.claimed = True
+    claimed = store.claim_code(
+        session,
+        realm_id=realm.id,
+        code_hmacs=candidates,
+        accepted_test_types=sorted(accepted),
+        now=now,
+    )
+    if claimed is None:
+        _refuse(session, realm, candidates, accepted, now)
+    assert claimed is not None  # noqa: S101 - _refuse always raises
     jti = b64url_encode(random_bytes(JTI_BYTES))
     settings = context.settings
     expires_at = now + settings.token_lifetime
-    store.add_token(
+    store.insert_token(
         session,
-        VerificationToken(
-            realm_id=realm.id,
-            token_hmac=context.hasher.digest(jti),
-            test_type=record.test_type,
-            symptom_date=record.symptom_date,
-            test_date=record.test_date,
-            used=False,
-            expires_at=expires_at,
-        ),
+        {
+            "realm_id": realm.id,
+            "token_hmac": context.hasher.digest(jti),
+            "test_type": claimed.test_type,
+            "symptom_date": claimed.symptom_date,
+            "test_date": claimed.test_date,
+            "used": False,
+            "expires_at": expires_at,
+        },
     )
     key = token_signer(session, context, now)
     subject = ".".join(
         (
-            record.test_type,
-            record.symptom_date.isoformat() if record.symptom_date else "",
-            record.test_date.isoformat() if record.test_date else "",
+            claimed.test_type,
+            claimed.symptom_date.isoformat() if claimed.symptom_date else "",
+            claimed.test_date.isoformat() if claimed.test_date else "",
         )
     )
     token = sign_jwt_with_signer(
@@ -305,7 +312,32 @@ def verify_code(
         },
         kid=key.kid,
     )
-    return VerifiedCode(token, record.test_type, record.symptom_date, record.test_date)
+    return VerifiedCode(token, claimed.test_type, claimed.symptom_date, claimed.test_date)
+
+
+def _refuse(
+    session: Session,
+    realm: RealmView,
+    candidates: Sequence[bytes],
+    accepted: set[str],
+    now: datetime,
+) -> NoReturn:
+    """Why no code was claimed, in the order the checks have always answered."""
+    record = store.code_for_claim(session, realm.id, candidates)
+    if record is None:
+        raise CodeInvalid("the code is invalid or was already used")
+    matched_long = record.long_code_hmac is not None and record.long_code_hmac in candidates
+    expiry = record.long_expires_at if matched_long else record.expires_at
+    if expiry <= now:
+        raise CodeExpired("the code has expired")
+    if record.claimed:
+        raise CodeInvalid("the code is invalid or was already used")
+    if record.test_type not in accepted:
+        raise UnsupportedTestType(
+            f"the code is for a {record.test_type} diagnosis, which this app does not accept"
+        )
+    # Claimable now, though the claim found nothing: it changed in between. Fail closed.
+    raise CodeInvalid("the code is invalid or was already used")
 
 
 def utc_midnight(day: date) -> datetime:

@@ -2,6 +2,11 @@
 
 An API key is shown exactly once, when it is created; the database keeps its keyed hash and
 a six-character preview, so a stolen dump cannot be replayed against the API.
+
+Authentication reads a key and its realm through the context's cache, keyed by the key's
+keyed hash, so a disabled key keeps working for at most the cache TTL in processes that
+have seen it recently (see :mod:`verification.cache`). Unknown keys are never cached: a new
+key works at once, and a stream of wrong keys cannot crowd out the real ones.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from crypto.encoding import b64url_encode
 from crypto.randomness import random_bytes
 from exposure.api.verification import TestType
 from verification import store
+from verification.cache import ApiKeySnapshot, RealmSnapshot, RealmView
 from verification.context import VerificationContext
 from verification.errors import (
     ApiKeyNotFound,
@@ -103,7 +109,7 @@ def create_api_key(
     session: Session,
     context: VerificationContext,
     *,
-    realm: Realm,
+    realm: RealmView,
     kind: ApiKeyKind,
     name: str,
     now: datetime,
@@ -201,17 +207,27 @@ def find_realm(session: Session, name_or_id: str) -> Realm:
 
 def authenticate(
     session: Session, context: VerificationContext, *, api_key: str, kind: ApiKeyKind
-) -> tuple[ApiKey, Realm]:
+) -> tuple[ApiKeySnapshot, RealmSnapshot]:
     """The enabled key of ``kind`` that ``api_key`` is, and its realm; else Unauthorized."""
     if not api_key or len(api_key) > 256:
         raise Unauthorized("missing or invalid API key")
-    record = store.find_api_key(session, context.hasher.candidates(api_key))
-    if record is None or record.disabled_at is not None or record.kind != kind.value:
+    candidates = context.hasher.candidates(api_key)
+    # The hash under the current secret names the entry: only the key itself finds it.
+    cache_key = candidates[0]
+    found = context.caches.api_keys.get(cache_key)
+    if found is None:
+        record = store.find_api_key(session, candidates)
+        if record is None:
+            raise Unauthorized("missing or invalid API key")
+        realm = store.get_realm(session, record.realm_id)
+        if realm is None:  # impossible with the foreign key; fail closed anyway
+            raise Unauthorized("missing or invalid API key")
+        found = (ApiKeySnapshot.of(record), RealmSnapshot.of(realm))
+        context.caches.api_keys.put(cache_key, found)
+    key, key_realm = found
+    if key.disabled or key.kind != kind.value:
         raise Unauthorized("missing or invalid API key")
-    realm = store.get_realm(session, record.realm_id)
-    if realm is None:  # impossible with the foreign key; fail closed anyway
-        raise Unauthorized("missing or invalid API key")
-    return record, realm
+    return key, key_realm
 
 
 def disable_api_key(session: Session, *, api_key_id: int, now: datetime, actor: str) -> ApiKey:

@@ -8,10 +8,17 @@ from pathlib import Path
 
 import jwt
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import func, select, update
 
 from crypto.tokens import public_keys_from_jwk_set, verify_jwt
-from tests.functional.verification.conftest import Api, make_api
+from exposure.db import create_database_engine, make_session_factory, unit_of_work
+from tests.functional.verification.conftest import SECRET, Api, make_api
+from tests.unit.verification.conftest import Clock
+from verification.api import create_router
+from verification.context import VerificationContext
 from verification.models import (
     ApiKey,
     AuditEntry,
@@ -20,6 +27,8 @@ from verification.models import (
     VerificationCode,
     VerificationToken,
 )
+from verification.service import realms
+from verification.settings import VerificationSettings
 
 EKEYHMAC = base64.b64encode(bytes(range(32))).decode()
 TODAY = "2026-11-25"
@@ -379,3 +388,37 @@ def test_daily_issue_quota_is_429(api: Api) -> None:
 
     assert (refused["status"], refused["errorCode"]) == (429, "quota_exceeded")
     assert _counts(api)[0] == 1
+
+
+def test_a_disabled_key_stops_working_within_the_cache_ttl(
+    database_url: str, tmp_path: Path
+) -> None:
+    ttl = timedelta(seconds=10)
+    ticks = [100.0]
+    settings = VerificationSettings(secret_keys=SecretStr(SECRET), cache_ttl=ttl)
+    context = VerificationContext.from_settings(settings, tmp_path, cache_clock=lambda: ticks[0])
+    engine = create_database_engine(database_url)
+    factory = make_session_factory(engine)
+    clock = Clock()
+    with unit_of_work(factory) as session:
+        created = realms.create_realm(session, context, name="lab", now=clock(), actor="test")
+    app = FastAPI()
+    app.include_router(create_router(context, factory, clock))
+    headers = {"X-API-Key": created.device_key.plaintext}
+
+    def verify() -> int:
+        return client.post("/api/verify", json={"code": "12345678"}, headers=headers).status_code
+
+    try:
+        with TestClient(app) as client:
+            assert verify() == 400  # authenticated (the code is wrong), and now cached
+            with unit_of_work(factory) as session:
+                realms.disable_api_key(
+                    session, api_key_id=created.device_key.record.id, now=clock(), actor="test"
+                )
+            ticks[0] += ttl.total_seconds() - 1
+            assert verify() == 400  # the documented revocation delay
+            ticks[0] += 1
+            assert verify() == 401
+    finally:
+        engine.dispose()

@@ -9,17 +9,21 @@ from email.utils import parsedate_to_datetime
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.orm import Session
 
+from exposure import ratelimit
 from exposure.db import make_session_factory, unit_of_work
+from exposure.db.unit_of_work import autocommit
 from exposure.ratelimit import (
     MAX_COUNT,
+    BucketLimit,
     RateDecision,
     RateLimitWindow,
     bucket_key,
     hit,
     peek,
+    peek_many,
     purge_expired_windows,
     rate_limit_headers,
     window_start,
@@ -122,6 +126,48 @@ def test_peek_reports_a_lockout_once_the_limit_is_used_up(db_session: Session) -
 
     assert (locked.allowed, locked.remaining, locked.retry_after_seconds) == (False, 0, 30)
     assert peek(db_session, bucket=BUCKET, limit=3, window=MINUTE, now=NOW + MINUTE).allowed
+
+
+def test_peek_many_answers_each_limit_in_order(db_session: Session) -> None:
+    other = bucket_key(SECRET, "verify", "realm-2", "192.0.2.7")
+    for _ in range(2):
+        hit(db_session, bucket=BUCKET, limit=5, window=MINUTE, now=NOW)
+    hit(db_session, bucket=other, limit=5, window=DAY, now=NOW)
+    # A count from another window of the same bucket must not be mistaken for this one.
+    hit(db_session, bucket=other, limit=5, window=MINUTE, now=NOW, cost=4)
+    limits = [
+        BucketLimit(other, 1, DAY),
+        BucketLimit(BUCKET, 5, MINUTE),
+        BucketLimit(bucket_key(SECRET, "never", "hit"), 3, MINUTE),
+    ]
+
+    decisions = peek_many(db_session, limits, now=NOW)
+
+    assert [(d.allowed, d.remaining) for d in decisions] == [(False, 0), (True, 3), (True, 3)]
+    assert [d.reset_at for d in decisions] == [
+        datetime(2026, 11, 26, tzinfo=UTC),
+        datetime(2026, 11, 25, 12, 1, tzinfo=UTC),
+        datetime(2026, 11, 25, 12, 1, tzinfo=UTC),
+    ]
+    assert decisions[1] == peek(db_session, bucket=BUCKET, limit=5, window=MINUTE, now=NOW)
+    assert peek_many(db_session, [], now=NOW) == []
+
+
+def test_an_autocommit_hit_sticks_whatever_follows(engine: Engine) -> None:
+    factory = make_session_factory(engine)
+    decisions: list[RateDecision] = []
+
+    def count_then_fail() -> None:
+        with autocommit(factory) as connection:
+            decisions.append(hit(connection, bucket=BUCKET, limit=3, window=MINUTE, now=NOW))
+            raise RuntimeError("a later failure")
+
+    with pytest.raises(RuntimeError, match="later failure"):
+        count_then_fail()
+
+    assert [(d.allowed, d.remaining) for d in decisions] == [(True, 2)]
+    with unit_of_work(factory) as session:
+        assert _stored(session) == {(BUCKET, datetime(2026, 11, 25, 12, 0, tzinfo=UTC)): 1}
 
 
 def test_counters_saturate_instead_of_overflowing(db_session: Session) -> None:
@@ -332,3 +378,50 @@ def test_concurrent_hits_are_never_lost(engine: Engine) -> None:
         final = peek(session, bucket=BUCKET, limit=10, window=DAY, now=NOW)
     assert total == threads * rounds
     assert (final.allowed, final.remaining) == (False, 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("engine_name", ["postgresql"], indirect=True)
+def test_concurrent_autocommit_hits_are_never_lost(engine: Engine) -> None:
+    factory = make_session_factory(engine)
+    threads, rounds = 4, 50
+    barrier = threading.Barrier(threads)
+    failures: list[BaseException] = []
+
+    def hammer() -> None:
+        try:
+            barrier.wait(timeout=10)
+            for _ in range(rounds):
+                with autocommit(factory) as connection:
+                    hit(connection, bucket=BUCKET, limit=10, window=DAY, now=NOW)
+        except BaseException as error:  # reported below, a thread cannot fail the test
+            failures.append(error)
+
+    workers = [threading.Thread(target=hammer) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+
+    assert failures == []
+    with unit_of_work(factory) as session:
+        total = session.execute(select(func.sum(RateLimitWindow.count))).scalar_one()
+    assert total == threads * rounds
+
+
+def test_postgres_counts_through_the_driver_and_agrees_with_sqlalchemy(
+    engine_name: str, db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver_counts: list[int] = []
+    original = ratelimit._count_on_psycopg
+
+    def recording(session: Session | Connection, parameters: dict[str, object]) -> int:
+        driver_counts.append(original(session, parameters))
+        return driver_counts[-1]
+
+    monkeypatch.setattr(ratelimit, "_count_on_psycopg", recording)
+    decisions = [hit(db_session, bucket=BUCKET, limit=2, window=MINUTE, now=NOW) for _ in range(3)]
+
+    assert [d.remaining for d in decisions] == [1, 0, 0]
+    assert driver_counts == ([1, 2, 3] if engine_name == "postgresql" else [])
+    assert _stored(db_session) == {(BUCKET, datetime(2026, 11, 25, 12, 0, tzinfo=UTC)): 3}

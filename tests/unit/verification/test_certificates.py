@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import base64
+import threading
 from datetime import timedelta
 
 import jwt
 import pytest
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from crypto.signing import load_public_key
 from crypto.tokens import public_keys_from_jwk_set, verify_jwt
+from exposure.db import make_session_factory, unit_of_work
+from exposure.db.unit_of_work import autocommit
 from tests.unit.verification.conftest import Clock
+from verification import store
 from verification.context import VerificationContext
 from verification.errors import HmacInvalid, TokenExpired, TokenInvalid
 from verification.service import certificates, codes, realms, signing_keys
@@ -180,9 +185,52 @@ def test_rotation_publishes_before_signing_and_retires_later(
     clock.advance(timedelta(hours=1))
     active = signing_keys.certificate_signer(db_session, context, realm.realm, clock())
     assert active.kid == new_key.kid
-    assert load_public_key(active.signer.public_key_pem())
+    assert load_public_key(active.signer.public_key_pem()).public_numbers() == (
+        load_public_key(new_key.public_key_pem.encode()).public_numbers()
+    )
     clock.advance(timedelta(minutes=15))
     published = [jwk["kid"] for jwk in signing_keys.realm_jwks(db_session, realm.realm, clock())]
     assert published == [new_key.kid]
-    actions = [e.action for e in realms.store.audit_entries(db_session, realm_id=realm.realm.id)]
+    actions = [e.action for e in store.audit_entries(db_session, realm_id=realm.realm.id)]
     assert "rotated certificate signing key" in actions
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("engine_name", ["postgresql"], indirect=True)
+def test_concurrent_requests_with_one_token_get_one_certificate(
+    engine: Engine, context: VerificationContext, clock: Clock
+) -> None:
+    factory = make_session_factory(engine)
+    with unit_of_work(factory) as session:
+        created = realms.create_realm(session, context, name="lab", now=clock(), actor="t")
+        token = _token(session, context, created, clock)
+    threads = 6
+    barrier = threading.Barrier(threads)
+    outcomes: list[str] = []
+
+    def trade() -> None:
+        barrier.wait(timeout=10)
+        try:
+            # As the API runs it: no transaction around the claim, one statement commits it.
+            with autocommit(factory) as connection, Session(bind=connection) as session:
+                certificates.issue_certificate(
+                    session,
+                    context,
+                    realm=created.realm,
+                    token=token,
+                    ekeyhmac=EKEYHMAC,
+                    now=clock(),
+                )
+            outcomes.append("certificate")
+        except TokenExpired:
+            outcomes.append("token_expired")
+        except BaseException as error:  # reported below, a thread cannot fail the test
+            outcomes.append(repr(error))
+
+    workers = [threading.Thread(target=trade) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+
+    assert sorted(outcomes) == ["certificate"] + ["token_expired"] * (threads - 1)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import date, timedelta
 
 import jwt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from exposure.api.verification import TestType
+from exposure.db import make_session_factory, unit_of_work
 from tests.unit.verification.conftest import Clock
 from verification import store
 from verification.context import VerificationContext
@@ -28,7 +30,7 @@ from verification.errors import (
     UuidAlreadyExists,
 )
 from verification.models import VerificationCode, VerificationToken
-from verification.service import codes
+from verification.service import codes, realms
 from verification.service.codes import IssueRequest, accepted_test_types
 from verification.service.realms import NewRealm
 
@@ -296,3 +298,44 @@ def test_expire_refuses_a_claimed_code(
         codes.expire_code(
             db_session, realm=realm.realm, uuid=issued.uuid, now=clock(), actor="api_key:1"
         )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("engine_name", ["postgresql"], indirect=True)
+def test_concurrent_claims_of_one_code_make_exactly_one_token(
+    engine: Engine, context: VerificationContext, clock: Clock
+) -> None:
+    factory = make_session_factory(engine)
+    with unit_of_work(factory) as session:
+        created = realms.create_realm(session, context, name="lab", now=clock(), actor="t")
+        issued = _issue(session, context, created, clock)
+    threads = 6
+    barrier = threading.Barrier(threads)
+    outcomes: list[str] = []
+
+    def claim(code: str) -> None:
+        barrier.wait(timeout=10)
+        try:
+            with unit_of_work(factory) as session:
+                codes.verify_code(
+                    session, context, realm=created.realm, code=code, accept=[], now=clock()
+                )
+            outcomes.append("token")
+        except CodeInvalid:
+            outcomes.append("code_invalid")
+        except BaseException as error:  # reported below, a thread cannot fail the test
+            outcomes.append(repr(error))
+
+    # Short and long code race too: they name the same code, which is claimed once.
+    workers = [
+        threading.Thread(target=claim, args=(issued.code if n % 2 else issued.long_code,))
+        for n in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+
+    assert sorted(outcomes) == ["code_invalid"] * (threads - 1) + ["token"]
+    with unit_of_work(factory) as session:
+        assert session.execute(select(func.count(VerificationToken.id))).scalar_one() == 1
