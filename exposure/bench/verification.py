@@ -14,10 +14,10 @@ field, and a random sample of the certificates is verified against the keys the 
 publishes at ``/jwks/{realm}`` (signature, audience, issuer, ``tekmac``, report type and
 symptom onset), so a server that answers fast but wrongly makes the run fail.
 
-The benchmark bootstraps the default realm and raises its daily issue quota
-(``daily_issue_limit``) in the verification database before the server starts, to cover
-every code the run issues. Each phase stops after its requests or after ``time_limit``
-seconds, whichever comes first.
+Once the server answers, and before the first flow, the benchmark bootstraps the default
+realm (``exposure admin bootstrap``) and raises its daily issue quota
+(``daily_issue_limit``) in the verification database to cover every code the run issues.
+Each phase stops after its requests or after ``time_limit`` seconds, whichever comes first.
 
 Example::
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -47,6 +48,7 @@ from exposure.bench.harness import (
     BenchServer,
     CpuUsage,
     Database,
+    ExposureCommands,
     HealthResult,
     LatencySummary,
     ServerSetup,
@@ -54,7 +56,6 @@ from exposure.bench.harness import (
     cpu_snapshot,
     log_tail,
     measure_health,
-    run_exposure_json,
     running_server,
     summarize_latencies,
 )
@@ -70,7 +71,7 @@ from exposure.bench.loadgen import (
 )
 from exposure.bench.rpi import MachineInfo, machine_info
 from exposure.db import create_database_engine, make_session_factory, unit_of_work
-from exposure.settings import ExposureSettings, Service
+from exposure.settings import Service
 from verification.models import Realm
 from verification.service.realms import DEFAULT_AUDIENCE
 
@@ -184,17 +185,17 @@ def _raise_issue_quota(verification_url: str, realm_id: int, limit: int) -> None
         engine.dispose()
 
 
-def _bootstrap_realm(setup: ServerSetup, issue_quota: int) -> _Realm:
-    data = run_exposure_json(setup.environment, "admin", "bootstrap", "--json")
+def _bootstrap_realm(server: BenchServer, commands: ExposureCommands, issue_quota: int) -> _Realm:
+    # Before the first request, so the server has cached nothing of the realm yet.
+    [data] = commands.run(["admin", "bootstrap", "--json"])
     keys = ("realm_id", "jwks_url", "admin_api_key", "device_api_key")
     if not all(key in data for key in keys):
         raise BenchmarkError("exposure admin bootstrap --json printed something unexpected")
     jwks_url = str(data["jwks_url"])
-    if not jwks_url.startswith(f"{setup.base_url}/"):
+    if not jwks_url.startswith(f"{server.base_url}/"):
         raise BenchmarkError(f"bootstrap printed a JWKS URL off this server: {jwks_url}")
-    settings = ExposureSettings(data_dir=setup.data_dir, database_url=setup.database_url)
     _raise_issue_quota(
-        settings.database_url_for(Service.VERIFICATION), int(data["realm_id"]), issue_quota
+        server.database_url_for(Service.VERIFICATION), int(data["realm_id"]), issue_quota
     )
     return _Realm(str(data["admin_api_key"]), str(data["device_api_key"]), jwks_url)
 
@@ -440,9 +441,16 @@ def run_verification_benchmark(
     # Every code the run can issue, with room to spare; the server default is 20,000 a day.
     issue_quota = max(20_000, 2 * (flows + concurrency + 1))
     symptom_date = (datetime.now(UTC) - timedelta(days=_SYMPTOM_DAYS_AGO)).date()
-    with running_server(
-        database, database_url, server_workers, lambda setup: _bootstrap_realm(setup, issue_quota)
-    ) as (server, realm):
+    with ExitStack() as stack:
+
+        def preload(setup: ServerSetup) -> ExposureCommands:
+            # The CLI loads while the server starts; the bootstrap runs once it answers.
+            return stack.enter_context(ExposureCommands(setup.environment))
+
+        server, commands = stack.enter_context(
+            running_server(database, database_url, server_workers, preload)
+        )
+        realm = _bootstrap_realm(server, commands, issue_quota)
         flows_unit = _Flows(server, realm, symptom_date)
         measured = run_event_loop(
             lambda: _measure(

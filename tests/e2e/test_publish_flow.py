@@ -36,9 +36,7 @@ def _keys(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def _certificate(
-    client: httpx.Client, setup: dict[str, Any], test_type: str, hmac: bytes
-) -> str:
+def _certificate(client: httpx.Client, setup: dict[str, Any], test_type: str, hmac: bytes) -> str:
     symptoms = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
     issued = client.post(
         "/api/issue",

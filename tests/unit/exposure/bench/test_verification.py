@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -16,71 +15,104 @@ from crypto.tokens import jwk_from_public_key, sign_jwt
 from exposure.bench import harness
 from exposure.bench import verification as bench
 from exposure.bench.loadgen import LoadGenerator, LoadRun, run_event_loop
+from exposure.bench.rpi import machine_info
 from exposure.cli import app
 from tests.conftest import postgres_base_url
+from tests.unit.exposure.bench.fake_http import answer, fake_server, request_line, target
 
 # Whatever a loaded machine manages, a working server does more than this.
 SLOWEST_SANE_FLOWS_PER_SECOND = 1.0
 
 
-def assert_sane(result: bench.VerificationBenchmarkResult, flows: int) -> None:
-    assert result.flows_completed == result.flows_attempted == flows
-    assert result.flows_failed == 0
-    assert result.errors == {}
-    assert result.warmup_errors == {}
-    assert result.warmup_flows == result.concurrency + 1
-    assert not result.timed_out
-    assert result.flows_per_second > SLOWEST_SANE_FLOWS_PER_SECOND
-    assert result.requests_per_second == pytest.approx(3 * result.flows_per_second, rel=0.01)
-    for name in (*bench.STEPS, "flow"):
-        summary = result.latency[name]
-        assert summary.count == flows
-        assert 0 < summary.p50_ms <= summary.p95_ms <= summary.p99_ms <= summary.max_ms
-    # A flow is its three steps one after the other.
-    assert result.latency["flow"].mean_ms >= sum(
-        result.latency[step].mean_ms for step in bench.STEPS
-    )
-    # /health gets as many requests as the flows took.
-    assert result.health.ok == result.health.requests == 3 * flows
-    assert result.health.requests_per_second > 0
-    assert result.verified_certificates == min(flows, bench.DEFAULT_SAMPLE_SIZE)
-    assert result.cpu.requests == 3 * flows
-    assert result.cpu.server_seconds is not None
-    assert result.cpu.server_seconds > 0
-    assert result.cpu.client_per_request_ms is not None
-    assert result.cpu.client_per_request_ms > 0
-    assert result.event_loop in {"uvloop", "asyncio"}
-    assert result.machine.cores >= 1
-
-
-def test_cli_runs_flows_on_sqlite() -> None:
+@pytest.mark.postgres
+def test_cli_runs_flows_on_postgresql() -> None:
     outcome = CliRunner().invoke(
-        app, ["bench", "verification", "--flows", "12", "--concurrency", "3", "--json"]
+        app,
+        [
+            "bench",
+            "verification",
+            *("--flows", "12", "--concurrency", "3", "--database", "postgresql"),
+            *("--database-url", postgres_base_url(), "--json"),
+        ],
     )
     assert outcome.exit_code == 0, outcome.output
     data = json.loads(outcome.output)
-    assert data["database"] == "sqlite"
-    assert data["cpu"]["database_seconds"] is None
-    assert set(data["latency"]) == {"issue", "verify", "certificate", "flow"}
-    assert data["health"]["cpu"]["requests"] == 36
+    assert data["database"] == "postgresql"
+    assert data["flows_completed"] == data["flows_attempted"] == 12
+    assert data["errors"] == data["warmup_errors"] == {}
+    assert data["warmup_flows"] == 4
+    assert not data["timed_out"]
+    assert data["flows_per_second"] > SLOWEST_SANE_FLOWS_PER_SECOND
+    assert data["requests_per_second"] == pytest.approx(3 * data["flows_per_second"], rel=0.01)
+    latency = data["latency"]
+    assert {name: summary["count"] for name, summary in latency.items()} == {
+        "issue": 12,
+        "verify": 12,
+        "certificate": 12,
+        "flow": 12,
+    }
+    for summary in latency.values():
+        assert 0 < summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+    # A flow is its three steps one after the other.
+    assert latency["flow"]["mean_ms"] >= sum(latency[step]["mean_ms"] for step in bench.STEPS)
+    # /health gets as many requests as the flows took.
+    assert data["health"]["ok"] == data["health"]["requests"] == 36
+    assert data["verified_certificates"] == 12
+    cpu = data["cpu"]
+    assert cpu["requests"] == 36
+    assert cpu["server_seconds"] > 0
+    assert cpu["database_seconds"] is not None
+    assert cpu["client_per_request_ms"] > 0
 
 
-@pytest.mark.postgres
-def test_two_server_processes_on_postgresql() -> None:
-    # On PostgreSQL: two processes writing one SQLite file may wait out the busy timeout.
-    if not harness.serve_supports_workers():
-        pytest.skip("exposure serve runs one process only")
-    result = bench.run_verification_benchmark(
-        12,
-        concurrency=4,
-        database=bench.Database.POSTGRESQL,
-        database_url=postgres_base_url(),
-        server_workers=2,
+def canned_result() -> bench.VerificationBenchmarkResult:
+    summary = harness.summarize_latencies([0.01, 0.02])
+    cpu = harness.CpuUsage(
+        requests=300,
+        server_seconds=1.0,
+        client_seconds=0.1,
+        database_seconds=None,
+        other_seconds=0.0,
+        machine_utilization=0.9,
+        server_per_request_ms=3.3,
+        client_per_request_ms=0.3,
     )
-    assert_sane(result, 12)
-    assert result.database == "postgresql"
-    assert result.server_workers == 2
-    assert result.cpu.database_seconds is not None
+    health = harness.HealthResult(300, 300, 0, 0.5, 600.0, summary, {}, cpu)
+    return bench.VerificationBenchmarkResult(
+        database="sqlite",
+        flows_requested=100,
+        flows_attempted=100,
+        flows_completed=98,
+        flows_failed=2,
+        concurrency=4,
+        server_workers=1,
+        seconds=0.8,
+        flows_per_second=123.4,
+        requests_per_second=370.2,
+        timed_out=False,
+        latency={name: summary for name in (*bench.STEPS, "flow")},
+        errors={"verify/internal_server_error": 2},
+        warmup_flows=5,
+        warmup_errors={},
+        health=health,
+        verified_certificates=32,
+        cpu=cpu,
+        event_loop="uvloop",
+        machine=machine_info(),
+    )
+
+
+def test_results_print_as_tables_and_failures_set_the_exit_status(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bench, "run_verification_benchmark", lambda *_a, **_k: canned_result())
+    outcome = CliRunner().invoke(app, ["bench", "verification"])
+    # Printed in full, and the exit status says some flows failed.
+    assert outcome.exit_code == 1
+    for text in ("Verification flow benchmark", "flows/second", "123.4", "/health", "uvloop"):
+        assert text in outcome.output
+    assert "verify/internal_server_error" in outcome.output
+    assert "benchmark failed: 2 flows failed (0 in warm-up)" in outcome.output
 
 
 @pytest.mark.parametrize(
@@ -101,56 +133,24 @@ def test_meaningless_arguments_are_refused(arguments: dict[str, object]) -> None
 # ---- the flow against a server that answers wrong ---------------------------------------
 
 
-def _fake_server(answers: dict[bytes, bytes], seen: list[bytes]) -> asyncio.Server:
-    raise NotImplementedError
-
-
-async def _flows_against(answers: dict[str, tuple[int, object]], tmp_path: Path) -> tuple[LoadRun, bench._Flows, list[bytes]]:
+async def _flows_against(
+    answers: Mapping[str, tuple[int, object]], scratch: Path
+) -> tuple[LoadRun, bench._Flows, list[bytes]]:
     """Run 5 flows against a server answering each path with a fixed (status, JSON)."""
     seen: list[bytes] = []
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.lower() == b"content-length":
-                        length = int(value)
-                body = await reader.readexactly(length)
-                path = head.split(b" ")[1].decode()
-                seen.append(head.split(b"\r\n")[0] + b" " + body)
-                status, payload = answers[path]
-                data = json.dumps(payload).encode()
-                writer.write(
-                    b"HTTP/1.1 %d X\r\ncontent-length: %d\r\n\r\n%s" % (status, len(data), data)
-                )
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
+    async def respond(head: bytes, body: bytes) -> bytes:
+        line = request_line(head)
+        seen.append(line + b" " + body)
+        status, payload = answers[line.split(b" ")[1].decode()]
+        return answer(status, json.dumps(payload).encode())
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    target = harness.BenchServer(
-        host="127.0.0.1",
-        port=port,
-        base_url=f"http://127.0.0.1:{port}",
-        pid=os.getpid(),
-        log_path=tmp_path / "log",
-        environment={},
-        database=harness.Database.SQLITE,
-        data_dir=tmp_path,
-        database_url=None,
-        scratch=tmp_path,
-    )
-    flows = bench._Flows(target, bench._Realm("admin-key", "device-key", "unused"), date.today())
-    flows.prepare(5)
-    try:
+    async with fake_server(respond) as port:
+        realm = bench._Realm("admin-key", "device-key", "unused")
+        flows = bench._Flows(target(port, scratch), realm, date(2026, 1, 2))
+        flows.prepare(5)
         async with LoadGenerator("127.0.0.1", port, connections=2) as generator:
             run = await generator.run(flows, units=5, time_limit=10)
-    finally:
-        server.close()
-        await server.wait_closed()
     return run, flows, seen
 
 
