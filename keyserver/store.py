@@ -30,17 +30,21 @@ def lock_existing(session: Session, keys: Sequence[bytes]) -> dict[bytes, Exposu
 
 def insert_exposures(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert new keys, skipping any that another transaction stored first; return how many."""
+    if not rows:
+        return 0
+    # One statement executed with many parameter sets: SQLAlchemy compiles it once and
+    # caches it ("insertmanyvalues" batches the rows into multi-row INSERTs), where a
+    # statement built with .values(rows) would be compiled anew for every publish.
+    statement = (
+        upsert_insert(session, Exposure.__table__)
+        .on_conflict_do_nothing(index_elements=["key"])
+        # rowcount is not reliable for multi-row inserts on every driver; RETURNING is.
+        .returning(Exposure.__table__.c.key)
+    )
     inserted = 0
     for start in range(0, len(rows), INSERT_BATCH_SIZE):
-        chunk = rows[start : start + INSERT_BATCH_SIZE]
-        statement = (
-            upsert_insert(session, Exposure.__table__)
-            .values(list(chunk))
-            .on_conflict_do_nothing(index_elements=["key"])
-            # rowcount is not reliable for multi-row inserts on every driver; RETURNING is.
-            .returning(Exposure.__table__.c.key)
-        )
-        inserted += len(session.execute(statement).all())
+        chunk = [dict(row) for row in rows[start : start + INSERT_BATCH_SIZE]]
+        inserted += len(session.execute(statement, chunk).all())
     return inserted
 
 

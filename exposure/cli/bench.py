@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from exposure.bench import export as export_bench
 from exposure.bench import publish as publish_bench
 from exposure.bench import verification as verification_bench
 from exposure.bench.harness import (
@@ -22,7 +23,7 @@ from exposure.bench.harness import (
 from exposure.bench.rpi import BenchmarkMismatchError, MachineInfo, run_rpi_benchmark
 
 bench_app = typer.Typer(
-    help="Measure the hot paths (RPI derivation, verification flow, publish) on this machine.",
+    help="Measure the hot paths (RPI, verification flow, publish, export) on this machine.",
     no_args_is_help=True,
 )
 
@@ -208,6 +209,51 @@ def publish(
     else:
         _print_publish(result)
     _exit_if_failed(result.publishes_failed, result.warmup_errors, "publishes")
+
+
+@bench_app.command("export")
+def export(
+    keys: Annotated[
+        int, typer.Option("--keys", min=1, help="Keys seeded into one export window.")
+    ] = 1_000_000,
+    database: Annotated[
+        Database, typer.Option("--database", help="Where the keys are stored.")
+    ] = Database.POSTGRESQL,
+    database_url: DatabaseUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Export N stored keys as one batch of signed files; compare with a bare SELECT.
+
+    Seeds the keys into a fresh schema (or SQLite file), then in fresh processes runs the
+    export worker and a bare SELECT of the same rows, and reads the files back to check
+    every key is there. Reports keys/s, the ratio to the SELECT and peak memory.
+    """
+    try:
+        result = export_bench.run_export_benchmark(
+            keys=keys, database=database, postgres_url=database_url or DEFAULT_POSTGRES_URL
+        )
+    except ValueError as error:
+        raise _refuse(error, usage=True) from None
+    except BenchmarkError as error:
+        raise _refuse(error) from None
+    summary = {
+        "database": result.database.value,
+        "keys": result.keys,
+        "files": result.files,
+        "keys_in_files": result.keys_in_files,
+        "export_seconds": round(result.export_seconds, 3),
+        "keys_per_second": round(result.keys_per_second),
+        "bare_select_seconds": round(result.select_seconds, 3),
+        "export_to_select_ratio": round(result.select_ratio, 2),
+        "export_peak_mb": round(result.export_peak_mb, 1),
+        "interpreter_baseline_mb": round(result.baseline_peak_mb, 1),
+        "phases_seconds": {name: round(value, 3) for name, value in result.phases.items()},
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    for name, value in summary.items():
+        typer.echo(f"{name}: {value}")
 
 
 # ---- printing -------------------------------------------------------------------------
