@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from crypto.keystore import KeyStore
 from crypto.signing import ECDSA_SHA256_OID
+from exposure.clock import require_aware
 from keyserver.models import ExportConfig, SignatureInfo
 
 __all__ = [
@@ -91,11 +92,6 @@ class DuplicateSignatureInfo(ExportConfigError):
 
 class UnknownSignatureInfo(ExportConfigError):
     code = "unknown_signature_info"
-
-
-def _require_aware(value: datetime, name: str) -> None:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be an aware datetime")
 
 
 def _regions(regions: Sequence[str], name: str) -> tuple[str, ...]:
@@ -185,8 +181,8 @@ def create_export_config(
     only in case would share a directory on macOS and Windows) or
     :class:`UnknownSignatureInfo`.
     """
-    _require_aware(now, "now")
-    _require_aware(valid_from, "valid_from")
+    require_aware(now, "now")
+    require_aware(valid_from, "valid_from")
     if not FILENAME_ROOT_PATTERN.fullmatch(filename_root):
         raise InvalidExportConfig(
             "filename root must be 1 to 100 letters, digits, '_', '.' or '-', not starting with '.'"
@@ -205,7 +201,7 @@ def create_export_config(
     if isinstance(max_records, bool) or not 1 <= max_records <= MAX_FILE_RECORDS:
         raise InvalidExportConfig(f"max records must be between 1 and {MAX_FILE_RECORDS}")
     if valid_until is not None:
-        _require_aware(valid_until, "valid_until")
+        require_aware(valid_until, "valid_until")
         if valid_until <= valid_from:
             raise InvalidExportConfig("valid_until must be after valid_from")
     infos = _load_signature_infos(session, signature_info_ids)
@@ -267,12 +263,12 @@ def add_signature_info(
     ``[A-Za-z0-9_]`` or :class:`DuplicateSignatureInfo` when the pair exists (a version must
     keep naming one key, or phones would verify against the wrong one).
     """
-    _require_aware(now, "now")
+    require_aware(now, "now")
     for value, name in ((key_id, "key id"), (key_version, "key version")):
         if not KEY_NAME_PATTERN.fullmatch(value):
             raise InvalidExportConfig(f"{name} must be 1 to 100 letters, digits or '_'")
     if valid_until is not None:
-        _require_aware(valid_until, "valid_until")
+        require_aware(valid_until, "valid_until")
         if valid_until <= now:
             raise InvalidExportConfig("valid_until must be in the future")
     existing = session.scalars(
@@ -320,8 +316,8 @@ def rotate_signature_info(
     :class:`InvalidExportConfig` when ``old_valid_until`` is in the past or a config would
     list more than :data:`MAX_SIGNATURE_INFOS`, or what :func:`add_signature_info` raises.
     """
-    _require_aware(now, "now")
-    _require_aware(old_valid_until, "old_valid_until")
+    require_aware(now, "now")
+    require_aware(old_valid_until, "old_valid_until")
     if old_valid_until < now:
         raise InvalidExportConfig("old_valid_until must not be in the past")
     current = current_signature_infos(session, key_id, now)
@@ -361,7 +357,7 @@ def valid_signature_infos(
     session: Session, config: ExportConfig, now: datetime
 ) -> list[SignatureInfo]:
     """The config's signature infos that may sign at ``now``, in signing order (at most 10)."""
-    _require_aware(now, "now")
+    require_aware(now, "now")
     listed = config_signature_info_ids(config)
     if not listed:
         return []
@@ -379,7 +375,7 @@ def current_signature_infos(session: Session, key_id: str, now: datetime) -> lis
 
     Raises :class:`UnknownSignatureInfo` when there is none.
     """
-    _require_aware(now, "now")
+    require_aware(now, "now")
     infos = list(
         session.scalars(
             select(SignatureInfo).where(

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from crypto.errors import InvalidKey
 from crypto.signing import load_public_key, public_key_pem
+from exposure.clock import require_aware
 from exposure.db import SessionFactory, unit_of_work
 from keyserver.models import (
     AuthorizedApp,
@@ -104,11 +105,6 @@ class InvalidPublicKey(TrustError):
     code = "invalid_public_key"
 
 
-def _require_aware(value: datetime, name: str) -> None:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be an aware datetime")
-
-
 def _exact_text(value: str, name: str, limit: int = _SHORT_TEXT) -> str:
     # Issuers and audiences are compared byte for byte with the certificate's claims, so a
     # stray space would silently make every certificate fail: refuse it rather than strip.
@@ -154,7 +150,7 @@ def add_health_authority(
     now: datetime,
 ) -> HealthAuthority:
     """Trust a new certificate issuer; :class:`DuplicateIssuer` if ``issuer`` is known."""
-    _require_aware(now, "now")
+    require_aware(now, "now")
     issuer = _exact_text(issuer, "issuer")
     audience = _exact_text(audience, "audience")
     name = _exact_text(name.strip(), "name")
@@ -184,9 +180,9 @@ def add_health_authority_key(
     :class:`InvalidPublicKey`, :class:`DuplicateKeyVersion` (a version is never reused, even
     after revocation: a ``kid`` must keep naming one key) or :class:`InvalidTrustValue`.
     """
-    _require_aware(valid_from, "valid_from")
+    require_aware(valid_from, "valid_from")
     if valid_until is not None:
-        _require_aware(valid_until, "valid_until")
+        require_aware(valid_until, "valid_until")
         if valid_until <= valid_from:
             raise InvalidTrustValue("valid_until must be after valid_from")
     version = _exact_text(version, "key version (kid)")
@@ -215,7 +211,7 @@ def add_health_authority_key(
 
 def revoke_health_authority_key(session: Session, key: HealthAuthorityKey, now: datetime) -> None:
     """Stop trusting ``key`` from ``now`` on; an earlier end (or revocation) is kept."""
-    _require_aware(now, "now")
+    require_aware(now, "now")
     if key.valid_until is None or key.valid_until > now:
         key.valid_until = now
     session.flush()
@@ -246,7 +242,7 @@ def add_authorized_app(
     case-insensitively); regions are upper-cased, de-duplicated and sorted. Raises
     :class:`UnknownIssuer`, :class:`DuplicateApp` or :class:`InvalidTrustValue`.
     """
-    _require_aware(now, "now")
+    require_aware(now, "now")
     if not _APP_ID.fullmatch(app_id):
         raise InvalidTrustValue("app id must be 1 to 255 printable ASCII characters, no spaces")
     normalized_id = app_id.lower()
