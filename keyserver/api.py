@@ -144,7 +144,7 @@ def create_router(
         body = PublishResponse(
             revisionToken=outcome.revision_token,
             insertedExposures=outcome.inserted,
-            warnings=[*transformed.warnings, *outcome.warnings],
+            warnings=list(transformed.warnings),
         )
         result = "ok"
         if transformed.errors:

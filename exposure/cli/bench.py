@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -103,6 +105,20 @@ def _refuse(error: Exception, *, void: bool = False, usage: bool = False) -> typ
     return typer.Exit(code=1)
 
 
+@contextmanager
+def _benchmark_errors(void: type[BenchmarkError] | None = None) -> Iterator[None]:
+    """Turn a benchmark's refusals into exit codes: 2 for bad usage, 1 for a void or failed run.
+
+    ``void`` names the error a benchmark raises when the server answered wrongly.
+    """
+    try:
+        yield
+    except ValueError as error:
+        raise _refuse(error, usage=True) from None
+    except BenchmarkError as error:
+        raise _refuse(error, void=void is not None and isinstance(error, void)) from None
+
+
 def _exit_if_failed(failed: int, warmup_errors: dict[str, int], what: str) -> None:
     # The numbers are printed either way; the exit status tells a script they are not clean.
     if failed or warmup_errors:
@@ -135,7 +151,7 @@ def verification(
     issue -> verify -> certificate flows and then GET /health at the same
     concurrency. Sampled certificates are verified against the published keys.
     """
-    try:
+    with _benchmark_errors(void=verification_bench.CertificateMismatchError):
         result = verification_bench.run_verification_benchmark(
             flows,
             concurrency=concurrency,
@@ -144,12 +160,6 @@ def verification(
             server_workers=server_workers,
             time_limit=time_limit,
         )
-    except ValueError as error:
-        raise _refuse(error, usage=True) from None
-    except verification_bench.CertificateMismatchError as error:
-        raise _refuse(error, void=True) from None
-    except BenchmarkError as error:
-        raise _refuse(error) from None
 
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
@@ -188,7 +198,7 @@ def publish(
     the same concurrency. A publish counts only if the server answers 200 with
     14 inserted keys, and the database must hold every acknowledged key.
     """
-    try:
+    with _benchmark_errors(void=publish_bench.PublishMismatchError):
         result = publish_bench.run_publish_benchmark(
             publishes,
             concurrency=concurrency,
@@ -197,12 +207,6 @@ def publish(
             server_workers=server_workers,
             time_limit=time_limit,
         )
-    except ValueError as error:
-        raise _refuse(error, usage=True) from None
-    except publish_bench.PublishMismatchError as error:
-        raise _refuse(error, void=True) from None
-    except BenchmarkError as error:
-        raise _refuse(error) from None
 
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
@@ -228,14 +232,10 @@ def export(
     export worker and a bare SELECT of the same rows, and reads the files back to check
     every key is there. Reports keys/s, the ratio to the SELECT and peak memory.
     """
-    try:
+    with _benchmark_errors():
         result = export_bench.run_export_benchmark(
             keys=keys, database=database, postgres_url=database_url or DEFAULT_POSTGRES_URL
         )
-    except ValueError as error:
-        raise _refuse(error, usage=True) from None
-    except BenchmarkError as error:
-        raise _refuse(error) from None
     summary = {
         "database": result.database.value,
         "keys": result.keys,

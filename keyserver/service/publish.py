@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -61,12 +61,9 @@ class StoreOutcome:
     #: Stored keys silently left out because partial revisions are allowed.
     skipped: int = 0
     revision_token: str = ""
-    warnings: list[str] = field(default_factory=list)
 
 
 def _revisable(key: ValidatedKey | Exposure) -> RevisableKey:
-    if isinstance(key, ValidatedKey):
-        return RevisableKey(key.key, key.interval_number, key.interval_count)
     return RevisableKey(key.key, key.interval_number, key.interval_count)
 
 
