@@ -27,6 +27,10 @@ class KeyStore(Protocol):
         """The signer of a key created earlier."""
         ...
 
+    def destroy(self, reference: str) -> bool:
+        """Erase a key for good; return whether it existed (False is not an error)."""
+        ...
+
 
 class FileKeyStore:
     """PEM files in one directory, readable by the owner only."""
@@ -58,3 +62,13 @@ class FileKeyStore:
             cached = FileSigner.from_file(self._directory / reference)
             self._signers[reference] = cached
         return cached
+
+    def destroy(self, reference: str) -> bool:
+        if not _REFERENCE.match(reference):
+            raise ValueError("malformed key reference")
+        self._signers.pop(reference, None)
+        try:
+            (self._directory / reference).unlink()
+        except FileNotFoundError:
+            return False
+        return True

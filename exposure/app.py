@@ -19,9 +19,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from exposure.db import create_database_engine, make_session_factory
+from exposure.api.audit import create_router as create_audit_router
+from exposure.db import SessionFactory, create_database_engine, make_session_factory
 from exposure.http.chaff import ChaffMiddleware
 from exposure.jobs import Job, JobScheduler
+from exposure.retention.runtime import ServiceRetention
+from exposure.retention.settings import RetentionSettings
+from exposure.services import keyserver_retention, verification_retention
 from exposure.settings import ExposureSettings, Service
 from keyserver.api import CHAFF_PATHS as KEYSERVER_CHAFF_PATHS
 from keyserver.api import create_router as create_keyserver_router
@@ -32,6 +36,8 @@ from keyserver.settings import KeyserverSettings
 from verification.api import CHAFF_PATHS as VERIFICATION_CHAFF_PATHS
 from verification.api import create_router as create_verification_router
 from verification.context import VerificationContext
+from verification.errors import VerificationError
+from verification.service import realms
 from verification.settings import VerificationSettings
 
 _logger = logging.getLogger(__name__)
@@ -78,9 +84,29 @@ def database_answers(engine: Engine) -> bool:
     return True
 
 
-def scheduled_jobs(keyserver: KeyserverContext) -> list[Job]:
+def scheduled_jobs(
+    keyserver: KeyserverContext, retentions: Mapping[str, ServiceRetention]
+) -> list[Job]:
     """Every periodic job of the services this process serves."""
-    return keyserver_jobs(keyserver)
+    return [*keyserver_jobs(keyserver), *(retention.job() for retention in retentions.values())]
+
+
+def auditor_check(
+    context: VerificationContext, session_factory: SessionFactory
+) -> Callable[[str], bool]:
+    """Whether an API key is an enabled ``auditor`` key of some realm."""
+
+    def check(api_key: str) -> bool:
+        try:
+            with session_factory() as session:
+                realms.authenticate(
+                    session, context, api_key=api_key, kind=realms.ApiKeyKind.AUDITOR
+                )
+        except VerificationError:
+            return False
+        return True
+
+    return check
 
 
 def utc_now() -> datetime:
@@ -93,6 +119,7 @@ def create_app(
     *,
     verification_settings: VerificationSettings | None = None,
     keyserver_settings: KeyserverSettings | None = None,
+    retention_settings: RetentionSettings | None = None,
     clock: Callable[[], datetime] = utc_now,
     run_jobs: bool = False,
 ) -> FastAPI:
@@ -108,11 +135,23 @@ def create_app(
         verification_settings or VerificationSettings(), settings.data_dir
     )
 
+    verification_sessions = make_session_factory(active.engines[Service.VERIFICATION])
     keyserver_sessions = make_session_factory(active.engines[Service.KEYSERVER])
     keyserver_context = KeyserverContext.from_settings(
         keyserver_settings or KeyserverSettings(), settings.data_dir, keyserver_sessions
     )
-    scheduler = JobScheduler(scheduled_jobs(keyserver_context) if run_jobs else [], clock)
+    retention = retention_settings or RetentionSettings()
+    retentions = {
+        Service.KEYSERVER.value: keyserver_retention(
+            keyserver_context, retention, settings.data_dir
+        ),
+        Service.VERIFICATION.value: verification_retention(
+            verification_context, verification_sessions, retention, settings.data_dir
+        ),
+    }
+    scheduler = JobScheduler(
+        scheduled_jobs(keyserver_context, retentions) if run_jobs else [], clock
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -134,14 +173,15 @@ def create_app(
     app.state.settings = settings
     app.state.databases = active
     app.include_router(
-        create_verification_router(
-            verification_context,
-            make_session_factory(active.engines[Service.VERIFICATION]),
-            clock,
-        )
+        create_verification_router(verification_context, verification_sessions, clock)
     )
     app.include_router(create_keyserver_router(keyserver_context, keyserver_sessions, clock))
     app.include_router(create_export_router(keyserver_context.export_store))
+    app.include_router(
+        create_audit_router(
+            retentions, auditor_check(verification_context, verification_sessions), clock
+        )
+    )
     # One middleware per service, so each imitates its own service's responses.
     app.add_middleware(ChaffMiddleware, paths=VERIFICATION_CHAFF_PATHS)
     app.add_middleware(ChaffMiddleware, paths=KEYSERVER_CHAFF_PATHS)

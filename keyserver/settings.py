@@ -80,7 +80,9 @@ class KeyserverSettings(BaseSettings):
     revision_key_period: Annotated[timedelta, Field(ge=timedelta(hours=1))] = Field(
         default=timedelta(days=7), description="A new revision key is made this often."
     )
-    revision_key_destroy_after: Annotated[timedelta, Field(ge=timedelta(days=15))] = Field(
+    revision_key_destroy_after: Annotated[
+        timedelta, Field(ge=timedelta(days=15), le=timedelta(days=60))
+    ] = Field(
         default=timedelta(days=15),
         description=(
             "An old revision key is destroyed this long after a newer one took over; never "

@@ -76,7 +76,7 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
-    __table_args__ = (CheckConstraint("kind IN ('admin', 'device')", name="kind"),)
+    __table_args__ = (CheckConstraint("kind IN ('admin', 'device', 'auditor')", name="kind"),)
 
 
 class VerificationCode(Base):

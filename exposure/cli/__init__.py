@@ -9,15 +9,12 @@ from __future__ import annotations
 import typer
 
 from exposure.cli.admin import admin_app
+from exposure.cli.audit import audit_app
 from exposure.cli.bench import bench_app
 from exposure.cli.db import db_app
 from exposure.cli.export import export_app
-from exposure.cli.keyserver_admin import (
-    app_app,
-    export_config_app,
-    health_authority_app,
-    jobs_app,
-)
+from exposure.cli.jobs import jobs_app
+from exposure.cli.keyserver_admin import app_app, export_config_app, health_authority_app
 from exposure.cli.serve import serve
 
 app = typer.Typer(
@@ -36,6 +33,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(export_app, name="export")
 app.add_typer(bench_app, name="bench")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:

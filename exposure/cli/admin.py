@@ -64,6 +64,7 @@ DEFAULT_EXPORT_KEY_ID = "VN"
 class KeyType(StrEnum):
     admin = "admin"
     device = "device"
+    auditor = "auditor"
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,10 @@ def create_realm(
 @apikey_app.command("create")
 def create_api_key(
     realm: Annotated[str, typer.Option(help="Realm name or id.")],
-    key_type: Annotated[KeyType, typer.Option("--type", help="admin (labs) or device (apps).")],
+    key_type: Annotated[
+        KeyType,
+        typer.Option("--type", help="admin (labs), device (apps), auditor (/audit)."),
+    ],
     name: Annotated[str, typer.Option(help="A label for people.")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

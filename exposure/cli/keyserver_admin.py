@@ -1,19 +1,17 @@
-"""Key server administration: trusted health authorities, authorized apps, jobs.
+"""Key server administration: trusted health authorities, authorized apps, export configs.
 
 ``exposure admin health-authority add`` trusts a certificate issuer, with either a JWKS URL
 that the ``jwks-refresh`` job mirrors or one public key given here. ``exposure admin app
-add`` lets a GAEN app publish with certificates of listed issuers. ``exposure jobs run``
-runs one pass of a scheduled job now, under the same lease the server's scheduler takes.
-Each command opens (and migrates) the key server's database from the environment.
+add`` lets a GAEN app publish with certificates of listed issuers. Each command opens (and
+migrates) the key server's database from the environment.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,14 +27,12 @@ from exposure.cli.common import (
     utc_now,
 )
 from exposure.db import SessionFactory, unit_of_work
-from exposure.jobs import Job, run_job
 from exposure.settings import ExposureSettings, Service
 from keyserver.context import KeyserverContext
 from keyserver.export import configs
 from keyserver.export.api import index_url
 from keyserver.export.configs import ExportConfigError
 from keyserver.models import SignatureInfo
-from keyserver.schedule import scheduled_jobs
 from keyserver.service import trust
 from keyserver.settings import KeyserverSettings
 
@@ -45,7 +41,6 @@ health_authority_app = typer.Typer(
     no_args_is_help=True,
 )
 app_app = typer.Typer(help="GAEN apps allowed to publish keys.", no_args_is_help=True)
-jobs_app = typer.Typer(help="Run a scheduled job once, now.", no_args_is_help=True)
 
 _PEM_MARKER = "-----BEGIN"
 
@@ -170,66 +165,6 @@ def add_app(
         },
         as_json,
     )
-
-
-def _as_of(text: str | None, *, allow_future: bool) -> datetime:
-    """The time a job evaluates at: the real clock, or ``--now`` within the rules."""
-    real = utc_now()
-    if text is None:
-        return real
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise _fail(f"--now {text!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise _fail("--now needs a UTC offset, e.g. 2026-11-25T12:00:00+00:00")
-    if moment > real and not allow_future:
-        # A job run "in the future" would publish keys before their embargo ends.
-        raise _fail("--now is later than the real clock; add --allow-future to insist")
-    return moment
-
-
-def _jobs(runtime: KeyserverRuntime) -> dict[str, Job]:
-    """The server's own scheduled jobs, by name, so a manual run is the same code path."""
-    context = KeyserverContext.from_settings(
-        runtime.keyserver_settings, runtime.settings.data_dir, runtime.sessions
-    )
-    return {job.name: job for job in scheduled_jobs(context)}
-
-
-@jobs_app.command("run")
-def run(
-    name: Annotated[str, typer.Argument(help="The job, e.g. jwks-refresh.")],
-    now: Annotated[
-        str | None,
-        typer.Option(help="Evaluate as of this ISO 8601 time (with offset) instead of now."),
-    ] = None,
-    allow_future: Annotated[
-        bool, typer.Option(help="Allow --now later than the real clock (tests, backfills).")
-    ] = False,
-) -> None:
-    """Run one pass of a key server job; print its JSON summary (exit 1 if any failed)."""
-    as_of = _as_of(now, allow_future=allow_future)
-    with keyserver_runtime() as runtime:
-        jobs = _jobs(runtime)
-        job = jobs.get(name)
-        if job is None:
-            raise _fail(f"unknown job {name!r}; known jobs: {', '.join(sorted(jobs))}")
-        try:
-            result = run_job(job, now=as_of)
-        except Exception as error:  # an operator's command: a message, not a traceback
-            first_line = str(error).splitlines()[0] if str(error) else ""
-            raise _fail(f"job {name} failed: {type(error).__name__}: {first_line}") from None
-    typer.echo(
-        json.dumps(
-            {"job": result.job, "ran": result.ran, "summary": dict(result.summary)},
-            indent=2,
-            sort_keys=True,
-            default=str,
-        )
-    )
-    if result.summary.get("failed"):
-        raise typer.Exit(code=1)
 
 
 export_config_app = typer.Typer(

@@ -9,5 +9,6 @@ from __future__ import annotations
 from exposure import ratelimit as _ratelimit  # noqa: F401 - registers rate_limit_windows
 from exposure.db import lease as _lease  # noqa: F401 - registers the leases table
 from exposure.db.base import Base
+from exposure.retention import models as _retention  # noqa: F401 - the retention log tables
 
 metadata = Base.metadata

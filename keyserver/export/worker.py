@@ -80,9 +80,12 @@ __all__ = [
     "ORIGIN_PADDING",
     "STEPS",
     "BatchFailure",
+    "IndexBusy",
     "WorkerReport",
+    "acquire_index_lease",
     "export_filename",
     "index_lease_name",
+    "rewrite_index",
     "run_worker",
 ]
 
@@ -639,25 +642,10 @@ class _BatchJob:
         self._step("completed")
 
     def _acquire_index_lease(self, lease_name: str) -> None:
-        waited = 0.0
-        attempt = 0
-        while True:
-            with unit_of_work(self._session_factory) as session:
-                lease = acquire_lease(
-                    session,
-                    name=lease_name,
-                    holder=self._holder,
-                    ttl=INDEX_LEASE_TTL,
-                    now=self._clock(),
-                )
-            if lease is not None:
-                return
-            if waited >= INDEX_LEASE_WAIT.total_seconds():
-                raise _BatchRefused("index_busy", f"index lease {lease_name} stayed busy")
-            pause = _INDEX_RETRY_SECONDS[min(attempt, len(_INDEX_RETRY_SECONDS) - 1)]
-            time.sleep(pause)
-            waited += pause
-            attempt += 1
+        if not acquire_index_lease(
+            self._session_factory, lease_name, holder=self._holder, clock=self._clock
+        ):
+            raise _BatchRefused("index_busy", f"index lease {lease_name} stayed busy")
 
     def _complete(self, files: Sequence[tuple[str, int]], now: datetime) -> None:
         with unit_of_work(self._session_factory) as session:
@@ -705,6 +693,68 @@ def _listed_files(session: Session, config_id: int, since: datetime) -> list[str
             )
         )
     )
+
+
+def acquire_index_lease(
+    session_factory: SessionFactory,
+    lease_name: str,
+    *,
+    holder: str,
+    clock: Callable[[], datetime],
+) -> bool:
+    """Take a config's index lease, waiting up to :data:`INDEX_LEASE_WAIT`; False if busy."""
+    waited = 0.0
+    attempt = 0
+    while True:
+        with unit_of_work(session_factory) as session:
+            lease = acquire_lease(
+                session, name=lease_name, holder=holder, ttl=INDEX_LEASE_TTL, now=clock()
+            )
+        if lease is not None:
+            return True
+        if waited >= INDEX_LEASE_WAIT.total_seconds():
+            return False
+        pause = _INDEX_RETRY_SECONDS[min(attempt, len(_INDEX_RETRY_SECONDS) - 1)]
+        time.sleep(pause)
+        waited += pause
+        attempt += 1
+
+
+class IndexBusy(Exception):  # noqa: N818 - a condition, like LeaseUnavailable
+    """Another worker held a config's index lease for longer than we wait."""
+
+
+def rewrite_index(
+    session_factory: SessionFactory,
+    store: BlobStore,
+    *,
+    config_id: int,
+    filename_root: str,
+    since: datetime,
+    holder: str,
+    clock: Callable[[], datetime],
+) -> list[str]:
+    """Rewrite a config's index.txt to list its complete files of batches from ``since``.
+
+    The retention purge calls this before deleting old files, so phones stop being sent
+    to files that are about to disappear. Raises :class:`IndexBusy` if the lease stays held.
+    """
+    lease_name = index_lease_name(config_id)
+    if not acquire_index_lease(session_factory, lease_name, holder=holder, clock=clock):
+        raise IndexBusy(lease_name)
+    try:
+        with unit_of_work(session_factory) as session:
+            names = sorted(_listed_files(session, config_id, since))
+        store.put(
+            f"{filename_root}/{INDEX_FILENAME}",
+            "\n".join(names).encode("ascii"),
+            content_type=INDEX_CONTENT_TYPE,
+            cache_control=INDEX_CACHE_CONTROL,
+        )
+    finally:
+        with unit_of_work(session_factory) as session:
+            release_lease(session, name=lease_name, holder=holder)
+    return names
 
 
 # ---- queries ---------------------------------------------------------------------------

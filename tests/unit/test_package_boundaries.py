@@ -33,7 +33,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 }
 
 #: Modules allowed to compose the services.
-COMPOSERS = ("exposure/cli/", "exposure/app.py", "exposure/bench/")
+COMPOSERS = ("exposure/cli/", "exposure/app.py", "exposure/services.py", "exposure/bench/")
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -42,6 +42,8 @@ DEFAULT_AUDIENCE = "exposure-notifications-server"
 class ApiKeyKind(StrEnum):
     ADMIN = "admin"
     DEVICE = "device"
+    #: Read-only access to the retention log and compliance report (``/audit/...``).
+    AUDITOR = "auditor"
 
 
 class RealmExists(VerificationError):  # noqa: N818

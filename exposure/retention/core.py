@@ -1,0 +1,123 @@
+"""The policies of the core tables every service database has.
+
+Leases and rate-limit windows are purged by each service's purge job in its own database;
+the retention log and its checkpoints are truncated by the same job (see
+:mod:`exposure.retention.purge`); ``alembic_version`` is the schema's version, kept.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from exposure.db import SessionFactory
+from exposure.db.lease import LeaseRow
+from exposure.ratelimit import RateLimitWindow
+from exposure.retention.models import RetentionLogEntry
+from exposure.retention.policy import Action, PurgeResult, RetentionPolicy
+from exposure.retention.purge import LOG_KIND
+from exposure.retention.settings import LEASES, RATE_LIMIT_WINDOWS, RETENTION_LOG, RetentionSettings
+from exposure.retention.store import delete_in_batches, oldest_value
+from exposure.settings import Service
+
+__all__ = ["core_policies", "purge_job_name"]
+
+
+def purge_job_name(service: Service) -> str:
+    """The name of ``service``'s purge job (and of the lease that serializes it)."""
+    return f"purge-{service.value}"
+
+
+def core_policies(service: Service, settings: RetentionSettings) -> list[RetentionPolicy]:
+    """The core tables' declarations for ``service``'s database."""
+    batch = settings.batch_size
+    job = purge_job_name(service)
+
+    def purge_leases(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
+        rows = delete_in_batches(
+            sessions,
+            table="leases",
+            where="expires_at < :cutoff",
+            parameters={"cutoff": cutoff},
+            batch_size=batch,
+        )
+        return PurgeResult(rows=rows)
+
+    def oldest_lease(sessions: SessionFactory, now: datetime) -> datetime | None:
+        return oldest_value(sessions, LeaseRow.expires_at, LeaseRow.expires_at < now)
+
+    def purge_windows(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
+        rows = delete_in_batches(
+            sessions,
+            table="rate_limit_windows",
+            where="window_start < :cutoff",
+            parameters={"cutoff": cutoff},
+            batch_size=batch,
+        )
+        return PurgeResult(rows=rows)
+
+    def oldest_window(sessions: SessionFactory, _now: datetime) -> datetime | None:
+        return oldest_value(sessions, RateLimitWindow.window_start)
+
+    def oldest_entry(sessions: SessionFactory, _now: datetime) -> datetime | None:
+        return oldest_value(
+            sessions, RetentionLogEntry.recorded_at, RetentionLogEntry.service == service.value
+        )
+
+    return [
+        RetentionPolicy(
+            kind="leases",
+            service=service,
+            tables=("leases",),
+            purpose="Lets one replica at a time run a job or write an index; no personal data.",
+            measured_from="expires_at",
+            action=Action.DELETE,
+            bounds=LEASES,
+            deadline=settings.leases,
+            setting="EXPOSURE_RETENTION_LEASES",
+            enforced_by=job,
+            purge=purge_leases,
+            oldest=oldest_lease,
+        ),
+        RetentionPolicy(
+            kind="rate-limit-state",
+            service=service,
+            tables=("rate_limit_windows",),
+            purpose=(
+                "Counts requests per HMAC-named bucket to stop abuse and code guessing; "
+                "holds no address, key or code."
+            ),
+            measured_from="window_start",
+            action=Action.DELETE,
+            bounds=RATE_LIMIT_WINDOWS,
+            deadline=settings.rate_limit_windows,
+            setting="EXPOSURE_RETENTION_RATE_LIMIT_WINDOWS",
+            enforced_by=job,
+            purge=purge_windows,
+            oldest=oldest_window,
+        ),
+        RetentionPolicy(
+            kind=LOG_KIND,
+            service=service,
+            tables=("retention_log", "retention_checkpoints"),
+            purpose="Proves to auditors that every purge ran, on time, and what it removed.",
+            measured_from="recorded_at",
+            action=Action.DELETE,
+            bounds=RETENTION_LOG,
+            deadline=settings.log,
+            setting="EXPOSURE_RETENTION_LOG",
+            enforced_by=f"{job} (truncates the log's front behind a signed checkpoint)",
+            oldest=oldest_entry,
+        ),
+        RetentionPolicy(
+            kind="schema-version",
+            service=service,
+            tables=("alembic_version",),
+            purpose="Which migrations the database has; no personal data.",
+            measured_from="-",
+            action=Action.KEEP,
+            bounds=None,
+            deadline=None,
+            setting=None,
+            enforced_by="kept for the life of the database",
+        ),
+    ]

@@ -1,0 +1,79 @@
+"""One service's retention, assembled: its policies, database, log key and purge job."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from crypto.audit import AuditSigner
+from exposure.db import SessionFactory
+from exposure.jobs import Job
+from exposure.retention.core import purge_job_name
+from exposure.retention.policy import RetentionPolicy
+from exposure.retention.purge import PurgeReport, run_purge
+from exposure.retention.settings import RetentionSettings
+from exposure.settings import Service
+
+__all__ = ["PURGE_LEASE_TTL", "PurgeIncomplete", "ServiceRetention"]
+
+#: A purge of a large backlog takes minutes; the lease must outlast it.
+PURGE_LEASE_TTL = timedelta(minutes=30)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PurgeIncomplete(Exception):  # noqa: N818 - reads as a condition
+    """Some kinds failed to purge (each is logged); the others were purged."""
+
+    def __init__(self, service: str, kinds: Sequence[str]) -> None:
+        super().__init__(f"{service}: purge failed for {', '.join(kinds)}")
+        self.kinds = tuple(kinds)
+
+
+@dataclass(frozen=True)
+class ServiceRetention:
+    """Everything needed to purge one service's database and prove it."""
+
+    service: Service
+    policies: tuple[RetentionPolicy, ...]
+    session_factory: SessionFactory
+    signer: AuditSigner
+    settings: RetentionSettings
+
+    @property
+    def public_key(self) -> bytes:
+        return self.signer.public_key
+
+    def purge(self, now: datetime, clock: Callable[[], datetime] = _utc_now) -> PurgeReport:
+        """One purge run as of ``now`` (see :func:`exposure.retention.purge.run_purge`)."""
+        return run_purge(
+            service=self.service.value,
+            policies=self.policies,
+            session_factory=self.session_factory,
+            signer=self.signer,
+            now=now,
+            schedule=self.settings.purge_interval,
+            log_deadline=self.settings.log,
+            clock=clock,
+        )
+
+    def job(self) -> Job:
+        """The scheduled purge job; a run with failed kinds raises :class:`PurgeIncomplete`."""
+
+        def run(now: datetime) -> Mapping[str, Any]:
+            report = self.purge(now)
+            if report.failed:
+                raise PurgeIncomplete(self.service.value, report.failed)
+            return report.as_dict()
+
+        return Job(
+            name=purge_job_name(self.service),
+            interval=self.settings.purge_interval,
+            run=run,
+            session_factory=self.session_factory,
+            lease_ttl=PURGE_LEASE_TTL,
+        )

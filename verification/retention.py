@@ -1,0 +1,264 @@
+"""The verification service's retention declarations and the purges that enforce them.
+
+Deadlines follow Google's verification server (verification-and-peers.md §1.10): a code's
+hashes are blanked 48 hours after it expires (the row keeps only what the lab's status
+check and the issuing statistics need) and the row is deleted 14 days after expiry; a
+token goes 24 hours after it expires; audit entries after 30 days; signing keys 36 hours
+after retirement, together with their private key file; disabled API keys after 14 days
+(once no code names them). Realms are configuration and stay until an operator removes them.
+
+Example::
+
+    policies = verification_policies(context, RetentionSettings())
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import case, delete, select
+
+from exposure.db import SessionFactory, unit_of_work
+from exposure.retention.core import purge_job_name
+from exposure.retention.policy import Action, PurgeResult, RetentionPolicy
+from exposure.retention.settings import (
+    AUDIT_ENTRIES,
+    CODE_VALUES,
+    CODES,
+    DISABLED_API_KEYS,
+    RETIRED_SIGNING_KEYS,
+    TOKENS,
+    RetentionSettings,
+)
+from exposure.retention.store import blank_in_batches, delete_in_batches, oldest_value
+from exposure.settings import Service
+from verification.context import VerificationContext
+from verification.models import ApiKey, AuditEntry, SigningKey, VerificationCode, VerificationToken
+
+__all__ = ["verification_policies"]
+
+# A code is expired once both of its forms are; the later expiry is the one that counts.
+_BOTH_EXPIRED = "expires_at < :cutoff AND long_expires_at < :cutoff"
+_LATER_EXPIRY = case(
+    (VerificationCode.expires_at > VerificationCode.long_expires_at, VerificationCode.expires_at),
+    else_=VerificationCode.long_expires_at,
+)
+
+
+def verification_policies(
+    context: VerificationContext, settings: RetentionSettings
+) -> list[RetentionPolicy]:
+    """Every declaration of the verification tables, with deadlines from settings."""
+    batch = settings.batch_size
+    job = purge_job_name(Service.VERIFICATION)
+
+    def blank_codes(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
+        rows = blank_in_batches(
+            sessions,
+            table="verification_codes",
+            assignments="code_hmac = NULL, long_code_hmac = NULL",
+            where=f"(code_hmac IS NOT NULL OR long_code_hmac IS NOT NULL) AND {_BOTH_EXPIRED}",
+            parameters={"cutoff": cutoff},
+            batch_size=batch,
+        )
+        return PurgeResult(rows=rows)
+
+    def oldest_code_value(sessions: SessionFactory, _now: datetime) -> datetime | None:
+        return oldest_value(
+            sessions,
+            _LATER_EXPIRY,
+            VerificationCode.code_hmac.is_not(None) | VerificationCode.long_code_hmac.is_not(None),
+        )
+
+    def delete_codes(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
+        rows = delete_in_batches(
+            sessions,
+            table="verification_codes",
+            where=_BOTH_EXPIRED,
+            parameters={"cutoff": cutoff},
+            batch_size=batch,
+        )
+        return PurgeResult(rows=rows)
+
+    def oldest_code(sessions: SessionFactory, _now: datetime) -> datetime | None:
+        return oldest_value(sessions, _LATER_EXPIRY)
+
+    def delete_tokens(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
+        rows = delete_in_batches(
+            sessions,
+            table="verification_tokens",
+            where="expires_at < :cutoff",
+            parameters={"cutoff": cutoff},
+            batch_size=batch,
+        )
+        return PurgeResult(rows=rows)
+
+    def oldest_token(sessions: SessionFactory, _now: datetime) -> datetime | None:
+        return oldest_value(sessions, VerificationToken.expires_at)
+
+    def delete_audit(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
+        rows = delete_in_batches(
+            sessions,
+            table="verification_audit_entries",
+            where="created_at < :cutoff",
+            parameters={"cutoff": cutoff},
+            batch_size=batch,
+        )
+        return PurgeResult(rows=rows)
+
+    def oldest_audit(sessions: SessionFactory, _now: datetime) -> datetime | None:
+        return oldest_value(sessions, AuditEntry.created_at)
+
+    def delete_signing_keys(
+        sessions: SessionFactory, cutoff: datetime, _now: datetime
+    ) -> PurgeResult:
+        with unit_of_work(sessions) as session:
+            retired = session.execute(
+                select(SigningKey.id, SigningKey.key_reference).where(
+                    SigningKey.retired_at < cutoff
+                )
+            ).all()
+        files = 0
+        for _id, reference in retired:
+            # The private key first: a row without its file is harmless, the reverse is not.
+            files += int(context.key_store.destroy(reference))
+        if not retired:
+            return PurgeResult(rows=0)
+        with unit_of_work(sessions) as session:
+            result = session.execute(
+                delete(SigningKey).where(SigningKey.id.in_([key_id for key_id, _ in retired]))
+            )
+        context.caches.signing_keys.clear()
+        return PurgeResult(rows=int(getattr(result, "rowcount", 0)), blobs=files)
+
+    def oldest_retired_key(sessions: SessionFactory, now: datetime) -> datetime | None:
+        return oldest_value(sessions, SigningKey.retired_at, SigningKey.retired_at < now)
+
+    def delete_api_keys(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
+        # A key still named by a code row waits for that row's own deadline.
+        rows = delete_in_batches(
+            sessions,
+            table="verification_api_keys",
+            where=(
+                "disabled_at IS NOT NULL AND disabled_at < :cutoff AND NOT EXISTS ("
+                "SELECT 1 FROM verification_codes "
+                "WHERE verification_codes.issued_by_api_key_id = verification_api_keys.id)"
+            ),
+            parameters={"cutoff": cutoff},
+            batch_size=batch,
+        )
+        if rows:
+            context.caches.api_keys.clear()
+        return PurgeResult(rows=rows)
+
+    def oldest_disabled(sessions: SessionFactory, _now: datetime) -> datetime | None:
+        return oldest_value(sessions, ApiKey.disabled_at, ApiKey.disabled_at.is_not(None))
+
+    service = Service.VERIFICATION
+    return [
+        RetentionPolicy(
+            kind="verification-code-values",
+            service=service,
+            tables=("verification_codes",),
+            purpose=(
+                "Keyed hashes of the short and long codes, so a phone can redeem the code a "
+                "lab gave; no use once the code expired."
+            ),
+            measured_from="the code's expiry (the later of expires_at and long_expires_at)",
+            action=Action.BLANK,
+            bounds=CODE_VALUES,
+            deadline=settings.code_values,
+            setting="EXPOSURE_RETENTION_CODE_VALUES",
+            enforced_by=job,
+            purge=blank_codes,
+            oldest=oldest_code_value,
+        ),
+        RetentionPolicy(
+            kind="verification-codes",
+            service=service,
+            tables=("verification_codes",),
+            purpose=(
+                "The code record (test type, dates, claimed or not) for the lab's status "
+                "check and expiry; names no person."
+            ),
+            measured_from="the code's expiry (the later of expires_at and long_expires_at)",
+            action=Action.DELETE,
+            bounds=CODES,
+            deadline=settings.codes,
+            setting="EXPOSURE_RETENTION_CODES",
+            enforced_by=job,
+            purge=delete_codes,
+            oldest=oldest_code,
+        ),
+        RetentionPolicy(
+            kind="verification-tokens",
+            service=service,
+            tables=("verification_tokens",),
+            purpose="Keyed hash of a token's id, so each token buys one certificate only.",
+            measured_from="expires_at",
+            action=Action.DELETE,
+            bounds=TOKENS,
+            deadline=settings.tokens,
+            setting="EXPOSURE_RETENTION_TOKENS",
+            enforced_by=job,
+            purge=delete_tokens,
+            oldest=oldest_token,
+        ),
+        RetentionPolicy(
+            kind="audit-entries",
+            service=service,
+            tables=("verification_audit_entries",),
+            purpose="Who changed realms, API keys and signing keys, and who expired a code.",
+            measured_from="created_at",
+            action=Action.DELETE,
+            bounds=AUDIT_ENTRIES,
+            deadline=settings.audit_entries,
+            setting="EXPOSURE_RETENTION_AUDIT_ENTRIES",
+            enforced_by=job,
+            purge=delete_audit,
+            oldest=oldest_audit,
+        ),
+        RetentionPolicy(
+            kind="retired-signing-keys",
+            service=service,
+            tables=("verification_signing_keys",),
+            purpose=(
+                "Public halves (JWKS) and key-file references of the token and certificate "
+                "signing keys; no personal data."
+            ),
+            measured_from="retired_at",
+            action=Action.DESTROY,
+            bounds=RETIRED_SIGNING_KEYS,
+            deadline=settings.retired_signing_keys,
+            setting="EXPOSURE_RETENTION_RETIRED_SIGNING_KEYS",
+            enforced_by=f"{job} (the private key file first, then the row)",
+            purge=delete_signing_keys,
+            oldest=oldest_retired_key,
+        ),
+        RetentionPolicy(
+            kind="disabled-api-keys",
+            service=service,
+            tables=("verification_api_keys",),
+            purpose="Keyed hashes of lab, app and auditor API keys, to authenticate them.",
+            measured_from="disabled_at",
+            action=Action.DELETE,
+            bounds=DISABLED_API_KEYS,
+            deadline=settings.disabled_api_keys,
+            setting="EXPOSURE_RETENTION_DISABLED_API_KEYS",
+            enforced_by=f"{job} (once no code row names the key)",
+            purge=delete_api_keys,
+            oldest=oldest_disabled,
+        ),
+        RetentionPolicy(
+            kind="realms",
+            service=service,
+            tables=("verification_realms",),
+            purpose="Each health authority's code policy and certificate identity. Configuration.",
+            measured_from="-",
+            action=Action.KEEP,
+            bounds=None,
+            deadline=None,
+            setting=None,
+            enforced_by="an operator (exposure admin realm)",
+        ),
+    ]
