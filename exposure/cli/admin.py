@@ -270,11 +270,30 @@ def bootstrap(
                         actor=ACTOR,
                     )
                     saved[f"{kind.value}_api_key"] = new_key.plaintext
+            if "auditor_api_key" not in saved:
+                # Installs bootstrapped before auditor keys existed get one now.
+                saved = {
+                    **saved,
+                    "auditor_api_key": realms.create_api_key(
+                        session,
+                        runtime.context,
+                        realm=realm,
+                        kind=realms.ApiKeyKind.AUDITOR,
+                        name="bootstrap auditor",
+                        now=utc_now(),
+                        actor=ACTOR,
+                    ).plaintext,
+                }
             if saved != stored:
                 _write_private_json(saved_path, saved)
             data = _realm_summary(runtime.settings, realm.id, realm.name)
             data["admin_api_key"] = saved["admin_api_key"]
             data["device_api_key"] = saved["device_api_key"]
+            data["auditor_api_key"] = saved["auditor_api_key"]
+            base = runtime.settings.base_url
+            data["audit_log_url"] = f"{base}/audit/log"
+            data["audit_compliance_url"] = f"{base}/audit/compliance"
+            data["audit_public_keys_url"] = f"{base}/audit/public-keys"
             trusted = TrustedRealm(
                 issuer=realm.certificate_issuer,
                 audience=realm.certificate_audience,
