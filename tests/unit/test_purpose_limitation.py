@@ -1,0 +1,316 @@
+"""Purpose limitation in code: stored exposure keys leave the server only as export files.
+
+Three inventories, each compared with an explicit allowlist, so that a new way in or out
+fails here until a reviewer has classified it:
+
+- every HTTP route of the app (method and path), and which of them can answer with stored
+  keys: only the export downloads, which read signed files from the blob store;
+- every CLI command, and every job ``exposure jobs run`` can run: none prints stored keys,
+  the export worker turns them into files (the export path);
+- every module of the packages that can read the exposure table: the ORM model named in
+  code (``Exposure``, so ``Exposure.key`` and whole rows alike) or the table named in SQL.
+
+To add an entry, give the one-line reason a reviewer would accept; a module, route or
+command that reads keys for any purpose but the export, publish or retention needs a
+design review first (docs/privacy.md).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import fastapi.routing
+import typer.main
+from fastapi import FastAPI
+from typer.testing import CliRunner
+
+from exposure.app import create_app
+from exposure.cli import app as cli_app
+from exposure.settings import ExposureSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("exposure", "keyserver", "verification", "crypto")
+
+
+# ---- HTTP routes ------------------------------------------------------------------------
+
+
+class Route(NamedTuple):
+    reason: str
+    #: Whether the answer can carry stored exposure keys.
+    serves_exposure_keys: bool = False
+
+
+EXPORT_FILE = Route("export path: one signed export file (a zip of keys)", True)
+
+ROUTES: dict[tuple[str, str], Route] = {
+    ("GET", "/openapi.json"): Route("API description generated from the routes; no data"),
+    ("HEAD", "/openapi.json"): Route("API description, headers only"),
+    ("GET", "/health"): Route("whether the databases answer; a status word only"),
+    ("GET", "/metrics"): Route("Prometheus counters and histograms; numbers only"),
+    ("POST", "/api/issue"): Route("lab issues a verification code; answers the code"),
+    ("POST", "/api/batch-issue"): Route("lab issues up to ten codes; answers the codes"),
+    ("POST", "/api/checkcodestatus"): Route("lab asks if a code was claimed; answers times"),
+    ("POST", "/api/expirecode"): Route("lab voids a code; answers its status"),
+    ("POST", "/api/verify"): Route("phone trades a code for a token; never sees keys"),
+    ("POST", "/api/certificate"): Route("phone trades a token and a tekmac for a certificate"),
+    ("GET", "/jwks/{realm}"): Route("public keys of a realm's certificate signers"),
+    ("POST", "/v1/publish"): Route(
+        "phone uploads its keys; answers a count and a revision token, never keys back"
+    ),
+    ("GET", "/exports/{root}/index.txt"): Route("export path: names of the current files"),
+    ("HEAD", "/exports/{root}/index.txt"): Route("export path: the index, headers only"),
+    ("GET", "/exports/{root}/{filename}"): EXPORT_FILE,
+    ("HEAD", "/exports/{root}/{filename}"): EXPORT_FILE,
+    ("GET", "/exports/{rest:path}"): Route("export path: any other name answers 404"),
+    ("HEAD", "/exports/{rest:path}"): Route("export path: the same 404, headers only"),
+    ("GET", "/audit/public-keys"): Route("audit, never returns key material: log public keys"),
+    ("GET", "/audit/log"): Route("audit, never returns key material: counts and times"),
+    ("GET", "/audit/compliance"): Route("audit, never returns key material: oldest item ages"),
+}
+
+
+def _routes(app: FastAPI) -> dict[tuple[str, str], Callable[..., Any]]:
+    """(method, path) → endpoint of every route, routers included, hidden ones too."""
+    # FastAPI keeps included routers as nodes of their own from 0.16x on; its iterator
+    # flattens them. Older versions list every route in app.routes already.
+    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
+    routes = list(flatten(app.routes)) if flatten is not None else list(app.routes)
+    found: dict[tuple[str, str], Callable[..., Any]] = {}
+    for route in routes:
+        path = getattr(route, "path", None)
+        methods = getattr(route, "methods", None)
+        # A mount, a websocket or a static directory has no methods: classify it by hand.
+        assert path, f"route without a path: {route!r}"
+        assert methods, f"route without methods: {route!r}"
+        for method in methods:
+            key = (method, path)
+            assert key not in found, f"{method} {path} is served twice"
+            found[key] = getattr(route, "endpoint", None)
+    return found
+
+
+def _app(tmp_path: Path) -> FastAPI:
+    return create_app(ExposureSettings(data_dir=tmp_path, database_url=None))
+
+
+def test_every_route_is_classified(tmp_path: Path) -> None:
+    served = set(_routes(_app(tmp_path)))
+
+    unclassified = sorted(served - set(ROUTES))
+    gone = sorted(set(ROUTES) - served)
+    assert unclassified == [], f"add these routes to ROUTES with a reason: {unclassified}"
+    assert gone == [], f"ROUTES lists routes the app no longer serves: {gone}"
+
+
+def test_only_export_downloads_can_answer_with_stored_keys(tmp_path: Path) -> None:
+    endpoints = _routes(_app(tmp_path))
+    serving = {key for key, route in ROUTES.items() if route.serves_exposure_keys}
+
+    assert serving, "the export files are how keys reach phones; they must be listed"
+    for method, path in serving:
+        assert path.startswith("/exports/"), f"{method} {path} is not an export download"
+        assert endpoints[(method, path)].__module__ == "keyserver.export.api"
+
+
+def test_export_downloads_read_the_blob_store_not_the_database() -> None:
+    """The download routes serve files the worker wrote, so they cannot select keys."""
+    source = ROOT / "keyserver" / "export" / "api.py"
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text(), filename=str(source))):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    database = sorted(
+        name
+        for name in imported
+        if name.split(".")[0] == "sqlalchemy"
+        or name in {"keyserver.models", "keyserver.store", "exposure.db"}
+    )
+    assert database == []
+
+
+# ---- CLI commands and jobs ------------------------------------------------------------
+
+#: Every command; none reads stored exposure keys back out of the database to show them.
+COMMANDS: dict[str, str] = {
+    "serve": "runs the HTTP server (whose routes are classified above)",
+    "db upgrade": "migrates schemas; prints revision names",
+    "admin bootstrap": "creates the default realm, trust and export config; prints API keys",
+    "admin realm create": "creates a realm; prints its first API keys",
+    "admin apikey create": "creates an API key; prints it once",
+    "admin apikey disable": "disables an API key; prints its id and preview",
+    "admin signing-key add": "creates an export signing key; prints the public key",
+    "admin signing-key rotate": "rotates a certificate or export signing key",
+    "admin health-authority add": "trusts a certificate issuer",
+    "admin app add": "authorizes an app to publish",
+    "admin export-config add": "creates an export series; prints its index URL",
+    "export inspect": "reads an export file the operator already holds; prints counts only",
+    "bench rpi": "derives identifiers from random keys it makes itself",
+    "bench verification": "drives the code flow against a scratch server",
+    "bench publish": "publishes random keys to a scratch database and checks them there",
+    "bench export": "exports random keys from a scratch database and counts them",
+    "bench purge": "purges expired random keys it seeded in a scratch database",
+    "jobs run": "runs one scheduled job (listed in JOBS below); prints its summary",
+    "audit export": "audit, never returns key material: the retention logs (counts, times)",
+    "audit verify": "audit: checks the retention logs' hash chain and signatures",
+    "audit compliance": "audit: ages of the oldest item of each kind against deadlines",
+    "audit public-key": "audit: the retention logs' public keys",
+    "audit registry": "audit: the retention declarations (kinds, purposes, deadlines)",
+}
+
+#: Every job `exposure jobs run` can run (those `exposure serve` schedules, and "purge").
+JOBS: dict[str, str] = {
+    "jwks-refresh": "mirrors health authorities' public keys",
+    "revision-key-rotation": "creates and destroys revision-token keys",
+    "export-batches": "closes export windows into batches; reads no keys",
+    "export-worker": "export path: reads the window's keys and writes signed files",
+    "purge": "retention: runs both purges below",
+    "purge-keyserver": "retention: deletes expired keys and files; reports counts only",
+    "purge-verification": "retention: deletes expired codes, tokens, keys; reports counts",
+}
+
+
+def _command_paths(command: Any, prefix: tuple[str, ...] = ()) -> Iterator[str]:
+    # Typer ships its own copy of click, so groups are recognized by their commands.
+    subcommands = getattr(command, "commands", None)
+    if isinstance(subcommands, dict):
+        for name, subcommand in subcommands.items():
+            yield from _command_paths(subcommand, (*prefix, name))
+    else:
+        yield " ".join(prefix)
+
+
+def test_every_cli_command_is_classified() -> None:
+    commands = set(_command_paths(typer.main.get_command(cli_app)))
+
+    assert sorted(commands - set(COMMANDS)) == [], "add these commands to COMMANDS"
+    assert sorted(set(COMMANDS) - commands) == [], "COMMANDS lists commands that are gone"
+
+
+def _job_names(data_dir: Path) -> set[str]:
+    """What ``exposure jobs run`` can run, from its own answer to an unknown job name."""
+    environment = {
+        "EXPOSURE_DATA_DIR": str(data_dir),
+        "EXPOSURE_DATABASE_URL": "",
+        "EXPOSURE_KEYSERVER_DATABASE_URL": "",
+        "EXPOSURE_VERIFICATION_DATABASE_URL": "",
+    }
+    result = CliRunner().invoke(cli_app, ["jobs", "run", "no-such-job"], env=environment)
+    listed = re.search(r"known jobs: (.+)", result.output)
+    assert listed is not None, result.output
+    return {name.strip() for name in listed.group(1).split(",")}
+
+
+def test_every_job_is_classified(tmp_path: Path) -> None:
+    names = _job_names(tmp_path)
+
+    assert sorted(names - set(JOBS)) == [], "add these jobs to JOBS with a reason"
+    assert sorted(set(JOBS) - names) == [], "JOBS lists jobs that are gone"
+
+
+# ---- who can read the exposure table --------------------------------------------------
+
+#: Modules (paths under the repository) that may read the exposure table, and why.
+KEY_READERS: dict[str, str] = {
+    "keyserver/models.py": "defines the table",
+    "keyserver/store.py": "publish: locks the stored rows of incoming keys to revise them",
+    "keyserver/service/publish.py": "publish: compares stored rows with the keys sent",
+    "keyserver/export/worker.py": "export path: selects a window's keys into signed files",
+    "exposure/db/migrations/versions/k0001_keyserver.py": "creates the table (DDL only)",
+    "exposure/bench/publish.py": "benchmark: checks its scratch database holds what it sent",
+    "exposure/bench/export.py": "benchmark: seeds and selects keys in its scratch database",
+    "keyserver/retention.py": "retention: counts and deletes expired keys, never returns them",
+    "exposure/bench/purge.py": "benchmark: seeds expired keys in its scratch database",
+    # keyserver/service/revision.py would be allowed too, but it never touches the table.
+}
+
+MODEL = "Exposure"
+TABLE = re.compile(r"\bkeyserver_exposures\b")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the constant nodes that are docstrings (prose, not code)."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.add(id(body[0].value))
+    return found
+
+
+def exposure_table_uses(source: str, filename: str = "<source>") -> list[str]:
+    """Where ``source`` can read the exposure table: the model in code, the table in SQL.
+
+    Naming the ORM class at all counts (``Exposure.key``, ``select(Exposure)``,
+    ``models.Exposure``, an aliased import), as does any string, docstrings aside, that
+    names the table (raw SQL, ``metadata.tables[...]``). Constraint names that merely
+    contain the table name do not.
+    """
+    tree = ast.parse(source, filename=filename)
+    prose = _docstrings(tree)
+    uses: list[str] = []
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.ImportFrom) and any(a.name == MODEL for a in node.names):
+            uses.append(f"line {line}: imports {MODEL} from {node.module}")
+        elif isinstance(node, ast.Name) and node.id == MODEL:
+            uses.append(f"line {line}: uses {MODEL}")
+        elif isinstance(node, ast.Attribute) and node.attr == MODEL:
+            uses.append(f"line {line}: uses .{MODEL}")
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in prose
+            and TABLE.search(node.value)
+        ):
+            uses.append(f"line {line}: names the table in {node.value[:60]!r}")
+    return sorted(set(uses), key=lambda use: int(use.split(":")[0].removeprefix("line ")))
+
+
+def _modules() -> Iterator[Path]:
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if not path.name.endswith("_pb2.py"):
+                yield path
+
+
+def test_only_allowed_modules_read_the_exposure_table() -> None:
+    readers = {}
+    for path in _modules():
+        uses = exposure_table_uses(path.read_text(), str(path))
+        if uses:
+            readers[path.relative_to(ROOT).as_posix()] = uses[:3]  # enough to find them
+
+    unexpected = {module: uses for module, uses in readers.items() if module not in KEY_READERS}
+    assert unexpected == {}, "modules that read exposure keys; review and add to KEY_READERS"
+    stale = sorted(set(KEY_READERS) - set(readers))
+    assert stale == [], f"KEY_READERS lists modules that no longer read the table: {stale}"
+
+
+def test_the_table_check_finds_every_way_of_naming_it() -> None:
+    source = '''
+"""Mentions Exposure and keyserver_exposures in prose only."""
+from keyserver import models
+from keyserver.models import Exposure as Row
+from sqlalchemy import select, text
+
+def leak(session):
+    """Reads keyserver_exposures (prose again)."""
+    session.scalars(select(models.Exposure.key))
+    session.execute(text("SELECT key FROM keyserver_exposures"))
+    session.execute(text("ALTER INDEX ix_keyserver_exposures_created_at RENAME TO x"))
+'''
+    uses = exposure_table_uses(source)
+
+    assert uses == [
+        "line 4: imports Exposure from keyserver.models",
+        "line 9: uses .Exposure",
+        "line 10: names the table in 'SELECT key FROM keyserver_exposures'",
+    ]
