@@ -49,7 +49,9 @@ def _int_parameter(request: Request, name: str, default: int, low: int, high: in
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 10:
+    # ASCII only: str.isdigit() also accepts superscripts (int() refuses them, a 500) and
+    # other scripts' digits (int() reads them).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
         return None
     value = int(raw)
     return value if low <= value <= high else None

@@ -9,6 +9,8 @@
   whether every scheduled purge ran on time. Exit 1 if anything is found.
 - ``public-key``: the public keys auditors should verify against (as ``GET
   /audit/public-keys`` serves them).
+- ``registry``: every kind of stored data, why it is kept, how long, and what enforces it
+  (the table in docs/privacy.md is this command's output).
 
 An auditor verifying an export should pass ``--public-key`` with keys obtained independently
 (the service's published keys); without it, the keys inside the export are used, which only
@@ -21,7 +23,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,6 +34,7 @@ from exposure.cli.services import services_runtime
 from exposure.db import unit_of_work
 from exposure.retention.compliance import compliance_report
 from exposure.retention.log import DOCUMENT_FORMAT, export_document, verify_document
+from exposure.retention.policy import Action, RetentionPolicy
 
 audit_app = typer.Typer(
     help="Retention-log export and verification, and compliance checks (for auditors).",
@@ -123,8 +126,10 @@ def _read_public_keys(path: Path, services: Sequence[str]) -> dict[str, bytes]:
     """One base64 key (for a single log), or JSON ``{"keys": {service: key}}`` / a map."""
     try:
         text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as error:
-        raise _fail(f"cannot read public key file {path}: {error}") from None
+    except OSError as error:
+        raise _fail(f"cannot read public key file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise _fail(f"{path}: not a base64 public key") from None
     stripped = text.strip()
     if stripped.startswith("{"):
         try:
@@ -184,10 +189,17 @@ def verify(
             for document in _read_documents(log_file)
             if service is None or document.get("service") == service
         ]
+        if service is not None and not documents:
+            raise _fail(f"{log_file} holds no log of service {service!r}")
         trusted = {}
     names = [str(document.get("service", "")) for document in documents]
     if public_key is not None:
         trusted = _read_public_keys(public_key, names)
+        # Given keys are the only ones trusted: falling back to the key inside the export
+        # would let a forged log of a service left out of the file pass.
+        missing = [name for name in names if name not in trusted]
+        if missing:
+            raise _fail(f"{public_key} has no public key for {', '.join(map(repr, missing))}")
     reports = []
     warnings = []
     for name, document in zip(names, documents, strict=True):
@@ -226,7 +238,8 @@ def _verification_line(report: Mapping[str, Any]) -> str:
             f"(seq {report['first_seq']}..{report['head_seq']}), head {report['head']}"
         )
     problem = report["problem"]
-    return f"{name}: BROKEN at seq {problem['seq']}: {problem['reason']} ({problem['detail']})"
+    where = "" if problem["seq"] is None else f" at seq {problem['seq']}"
+    return f"{name}: BROKEN{where}: {problem['reason']} ({problem['detail']})"
 
 
 @audit_app.command("compliance")
@@ -262,3 +275,76 @@ def public_key_command() -> None:
     with services_runtime() as runtime:
         keys = {name: _b64(r.public_key) for name, r in runtime.retentions.items()}
     typer.echo(json.dumps({"keys": keys}, indent=2, sort_keys=True))
+
+
+def _duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400} d"
+    return f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds} s"
+
+
+def registry_rows(policies: Sequence[RetentionPolicy]) -> list[dict[str, str]]:
+    """The registry as rows of text, one per declaration."""
+    rows = []
+    for policy in policies:
+        if policy.bounds is None or policy.deadline is None:
+            deadline = "kept (configuration)" if policy.action is Action.KEEP else "-"
+        else:
+            deadline = (
+                f"{_duration(policy.deadline)} "
+                f"({_duration(policy.bounds.floor)}-{_duration(policy.bounds.ceiling)})"
+            )
+        rows.append(
+            {
+                "service": policy.service.value,
+                "kind": policy.kind,
+                "tables": ", ".join(policy.tables),
+                "purpose": policy.purpose,
+                "measured_from": policy.measured_from,
+                "action": policy.action.value,
+                "deadline": deadline,
+                "setting": policy.setting or "-",
+                "enforced_by": policy.enforced_by,
+            }
+        )
+    return rows
+
+
+def registry_markdown(rows: Sequence[Mapping[str, str]]) -> str:
+    """The registry as the Markdown table docs/privacy.md carries."""
+    header = (
+        "| Service | Kind | Tables | Why it is kept | Age from | At the deadline "
+        "| Deadline (floor-ceiling) | Setting | Enforced by |"
+    )
+    lines = [header, "|" + "---|" * 9]
+    for row in rows:
+        cells = [
+            row["service"],
+            f"`{row['kind']}`",
+            row["tables"],
+            row["purpose"],
+            row["measured_from"],
+            row["action"],
+            row["deadline"],
+            f"`{row['setting']}`" if row["setting"] != "-" else "-",
+            row["enforced_by"],
+        ]
+        lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
+    return "\n".join(lines)
+
+
+@audit_app.command("registry")
+def registry(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the retention registry: every kind of stored data, why, how long, enforced by."""
+    with services_runtime() as runtime:
+        policies = [
+            policy for retention in runtime.retentions.values() for policy in retention.policies
+        ]
+    rows = registry_rows(policies)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        typer.echo(registry_markdown(rows))
