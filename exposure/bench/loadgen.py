@@ -529,12 +529,13 @@ class LoadGenerator:
         units: int,
         time_limit: float,
         connections: int | None = None,
+        stop: asyncio.Event | None = None,
     ) -> LoadRun:
         """Run up to ``units`` units on the first ``connections`` clients (default: all).
 
-        No unit starts after ``time_limit`` seconds; one in flight then still finishes or
-        times out. Exceptions of a unit other than :class:`UnitFailed` propagate (a bug in
-        the benchmark, not a failure of the server).
+        No unit starts after ``time_limit`` seconds, or once ``stop`` is set; one in flight
+        then still finishes or times out. Exceptions of a unit other than
+        :class:`UnitFailed` propagate (a bug in the benchmark, not a failure of the server).
         """
         if not self._clients:
             raise RuntimeError("use the generator inside 'async with'")
@@ -557,7 +558,11 @@ class LoadGenerator:
         async def worker(client: Client) -> None:
             nonlocal started_units, completed_units
             # One event loop thread: the shared counters need no lock.
-            while started_units < units and time.perf_counter() < deadline:
+            while (
+                started_units < units
+                and time.perf_counter() < deadline
+                and not (stop is not None and stop.is_set())
+            ):
                 index = started_units
                 started_units += 1
                 unit_started = time.perf_counter()

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from exposure.bench import export as export_bench
 from exposure.bench import publish as publish_bench
+from exposure.bench import purge as purge_bench
 from exposure.bench import verification as verification_bench
 from exposure.bench.harness import (
     DEFAULT_POSTGRES_URL,
@@ -25,7 +26,7 @@ from exposure.bench.harness import (
 from exposure.bench.rpi import BenchmarkMismatchError, MachineInfo, run_rpi_benchmark
 
 bench_app = typer.Typer(
-    help="Measure the hot paths (RPI, verification flow, publish, export) on this machine.",
+    help="Measure the hot paths (RPI, verification flow, publish, export, purge) on this machine.",
     no_args_is_help=True,
 )
 
@@ -256,6 +257,56 @@ def export(
         typer.echo(f"{name}: {value}")
 
 
+@bench_app.command("purge")
+def purge(
+    rows: Annotated[
+        int, typer.Option("--rows", min=1, help="Expired keys seeded, then purged.")
+    ] = purge_bench.DEFAULT_ROWS,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, help="Connections publishing at once.")
+    ] = purge_bench.DEFAULT_CONCURRENCY,
+    database: DatabaseOption = Database.POSTGRESQL,
+    database_url: DatabaseUrlOption = None,
+    server_workers: ServerWorkersOption = 1,
+    baseline_seconds: Annotated[
+        float,
+        typer.Option(
+            "--baseline-seconds", min=1, max=120, help="Seconds of publishing without a purge."
+        ),
+    ] = purge_bench.DEFAULT_BASELINE_SECONDS,
+    as_json: JsonOption = False,
+) -> None:
+    """Time the key server's purge of N expired keys while publishes keep coming.
+
+    Seeds N keys uploaded 20 days ago and a tenth as many fresh ones into a server of its
+    own, measures publish latency without a purge, then runs the purge-keyserver job once
+    while the same publish load runs. Exits 1 if a publish failed, an expired key was
+    left or a fresh one was lost; the targets (under 10 s, p99 less than 2x) are reported.
+    """
+    with _benchmark_errors(void=publish_bench.PublishMismatchError):
+        result = purge_bench.run_purge_benchmark(
+            rows,
+            concurrency=concurrency,
+            database=database,
+            database_url=database_url,
+            server_workers=server_workers,
+            baseline_seconds=baseline_seconds,
+        )
+
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        _print_purge(result)
+    if not result.clean:
+        typer.echo(
+            f"benchmark failed: {result.publishes_failed:,} publishes failed, "
+            f"{result.expired_rows_left:,} expired keys left, "
+            f"{result.fresh_rows_kept:,} of {result.fresh_rows:,} fresh keys kept",
+            err=True,
+        )
+        raise typer.Exit(code=1)
+
+
 # ---- printing -------------------------------------------------------------------------
 
 
@@ -410,3 +461,91 @@ def _print_publish(result: publish_bench.PublishBenchmarkResult) -> None:
     )
     _print_latency(console, {"publish": result.latency}, health)
     _print_failures(console, result.errors, result.warmup_errors, health, result.server_log_tail)
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "NO"
+
+
+def _print_purge(result: purge_bench.PurgeBenchmarkResult) -> None:
+    console = Console()
+    during = result.during_purge
+    baseline = result.baseline
+    load = "n/a" if result.load_average is None else " / ".join(map(str, result.load_average))
+    job_rows = "n/a" if result.job_rows is None else f"{result.job_rows:,}"
+    _print_summary(
+        console,
+        "Purge benchmark",
+        [
+            ("database", result.database),
+            ("concurrency / server processes", f"{result.concurrency} / {result.server_workers}"),
+            ("expired keys deleted / seeded", f"{result.rows_deleted:,} / {result.rows:,}"),
+            ("  the job says it deleted", job_rows),
+            ("expired keys left", f"{result.expired_rows_left:,}"),
+            ("fresh keys kept", f"{result.fresh_rows_kept:,} of {result.fresh_rows:,}"),
+            ("purge seconds", f"{result.purge_seconds:,.2f}"),
+            ("rows/second", f"{result.rows_per_second:,.0f}"),
+            (
+                "publish p99: baseline / purge",
+                f"{baseline.latency.p99_ms:,.1f} / {during.latency.p99_ms:,.1f} ms",
+            ),
+            ("p99 ratio", f"{result.p99_ratio:.2f}x"),
+            (
+                "publishes/s: baseline / purge",
+                f"{baseline.publishes_per_second:,.1f} / {during.publishes_per_second:,.1f}",
+            ),
+            ("publishes during the purge", f"{during.publishes:,} ({during.failed:,} failed)"),
+            ("publishes failed (all phases)", f"{result.publishes_failed:,}"),
+            (
+                f"purge under {result.target_purge_seconds:.0f} s",
+                _yes(result.purge_within_target),
+            ),
+            (f"p99 ratio under {result.target_p99_ratio:.0f}x", _yes(result.p99_within_target)),
+            ("published keys checked", f"{result.published_keys_checked:,}"),
+            ("seeding seconds (not timed)", f"{result.seed_seconds:,.1f}"),
+            ("purge CPU: server / bench", _cpu_pair(during.cpu)),
+            (
+                "purge CPU: postgres / others",
+                f"{_cpu(during.cpu.database_seconds)} / {_cpu(during.cpu.other_seconds)}",
+            ),
+            ("machine busy: baseline / purge", _busy(baseline.cpu, during.cpu)),
+            ("load average at start", load),
+            *_machine_rows(result.machine, result.event_loop),
+        ],
+    )
+    _print_latency_phases(console, {"baseline": baseline, "during purge": during})
+    failed = {**result.errors, **_warmup(result.warmup_errors)}
+    if failed:
+        failures = Table(title="Failed publishes")
+        failures.add_column("phase request/code")
+        failures.add_column("count", justify="right")
+        for name, count in failed.items():
+            failures.add_row(name, f"{count:,}")
+        console.print(failures)
+    if result.server_log_tail:
+        console.print("[bold]server log (tail)[/bold]")
+        console.print(result.server_log_tail, markup=False, highlight=False)
+
+
+def _warmup(errors: dict[str, int]) -> dict[str, int]:
+    return {f"warm-up {name}": count for name, count in errors.items()}
+
+
+def _cpu_pair(cpu: CpuUsage) -> str:
+    return f"{_cpu(cpu.server_seconds)} / {_cpu(cpu.client_seconds)}"
+
+
+def _busy(*usages: CpuUsage) -> str:
+    return " / ".join(
+        "n/a" if usage.machine_utilization is None else f"{usage.machine_utilization:.0%}"
+        for usage in usages
+    )
+
+
+def _print_latency_phases(console: Console, phases: dict[str, purge_bench.PhaseResult]) -> None:
+    latency = Table(title="Publish latency (ms)")
+    for column in ("phase", "count", "p50", "p95", "p99", "max"):
+        latency.add_column(column, justify="left" if column == "phase" else "right")
+    for name, phase in phases.items():
+        latency.add_row(*_latency_row(name, phase.latency))
+    console.print(latency)

@@ -331,25 +331,29 @@ def _decode_b64(text: object, what: str, seq: int | None) -> bytes:
     try:
         if not isinstance(text, str):
             raise ValueError(what)
-        return base64.b64decode(text, validate=True)
+        data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as error:
         raise _Failed(Problem(seq, "malformed", f"{what} is not base64")) from error
+    # Only the canonical spelling: stray bits in the last character are a change too.
+    if _b64(data) != text:
+        raise _Failed(Problem(seq, "malformed", f"{what} is not canonical base64"))
+    return data
 
 
-def _check_checkpoint(
-    item: Mapping[str, Any], service: str, public_key: bytes
-) -> tuple[int, bytes]:
+@dataclass(frozen=True)
+class _Checkpoint:
+    seq: int
+    head: bytes
+    body: str
+    signature: bytes
+
+
+def _parse_checkpoint(item: Mapping[str, Any], service: str) -> _Checkpoint:
     seq = item.get("seq")
     body = item.get("body")
-    if not isinstance(seq, int) or not isinstance(body, str):
+    if not isinstance(seq, int) or not isinstance(body, str) or not body.isascii():
         raise _Failed(Problem(None, "malformed", "a checkpoint lacks seq or body"))
     signature = _decode_b64(item.get("signature"), "checkpoint signature", seq)
-    try:
-        verify_ed25519(public_key, CHECKPOINT_DOMAIN + body.encode("ascii"), signature)
-    except (InvalidSignature, UnicodeEncodeError) as error:
-        raise _Failed(
-            Problem(seq, "signature", "checkpoint not signed by the public key")
-        ) from error
     try:
         parsed = json.loads(body)
         head = bytes.fromhex(parsed["head"])
@@ -357,7 +361,27 @@ def _check_checkpoint(
             raise ValueError("mismatch")
     except (ValueError, KeyError, TypeError) as error:
         raise _Failed(Problem(seq, "malformed", "checkpoint body does not match")) from error
-    return seq, head
+    return _Checkpoint(seq=seq, head=head, body=body, signature=signature)
+
+
+def _signed_by_any(keys: Sequence[bytes], message: bytes, signature: bytes) -> bool:
+    for key in keys:
+        try:
+            verify_ed25519(key, message, signature)
+        except InvalidSignature:
+            continue
+        return True
+    return False
+
+
+def _checked(checkpoint: _Checkpoint, keys: Sequence[bytes]) -> bytes:
+    """The checkpoint's head, once its signature holds under one of ``keys``."""
+    message = CHECKPOINT_DOMAIN + checkpoint.body.encode("ascii")
+    if not _signed_by_any(keys, message, checkpoint.signature):
+        raise _Failed(
+            Problem(checkpoint.seq, "signature", "checkpoint not signed by the published key")
+        )
+    return checkpoint.head
 
 
 def _entries_of(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -369,22 +393,22 @@ def _entries_of(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def _start_point(
     entries: Sequence[Mapping[str, Any]],
-    checkpoints: Mapping[int, bytes],
+    checkpoints: Mapping[int, _Checkpoint],
     start_index: int,
-    public_key: bytes,
+    keys: Sequence[bytes],
 ) -> bytes:
     """The link before ``entries[start_index]``: genesis, a checkpoint or a signed entry."""
     first_seq = entries[start_index].get("seq")
     if not isinstance(first_seq, int):
         raise _Failed(Problem(None, "malformed", "an entry lacks its seq"))
     if first_seq - 1 in checkpoints:
-        return checkpoints[first_seq - 1]
+        return _checked(checkpoints[first_seq - 1], keys)
     if first_seq == 1:
         return GENESIS
     if start_index > 0:
         previous = entries[start_index - 1]
         link = _entry_link(previous, first_seq - 1)
-        _check_signature(previous, link, public_key, first_seq - 1)
+        _check_signature(previous, link, keys, first_seq - 1)
         return link
     raise _Failed(
         Problem(first_seq, "anchor", f"no checkpoint for seq {first_seq - 1} to start from")
@@ -392,31 +416,39 @@ def _start_point(
 
 
 def _entry_link(item: Mapping[str, Any], seq: int) -> bytes:
+    text = str(item.get("link"))
     try:
-        link = bytes.fromhex(str(item.get("link")))
+        link = bytes.fromhex(text)
     except ValueError as error:
         raise _Failed(Problem(seq, "malformed", "link is not hex")) from error
-    if len(link) != len(GENESIS):
-        raise _Failed(Problem(seq, "malformed", "link is not 32 bytes"))
+    # One spelling only (lower-case hex, as written): a changed character is a change.
+    if len(link) != len(GENESIS) or text != link.hex():
+        raise _Failed(Problem(seq, "malformed", "link is not 32 bytes of lower-case hex"))
     return link
 
 
-def _check_signature(item: Mapping[str, Any], link: bytes, public_key: bytes, seq: int) -> None:
+def _check_signature(
+    item: Mapping[str, Any], link: bytes, keys: Sequence[bytes], seq: int
+) -> None:
     signature = _decode_b64(item.get("signature"), "signature", seq)
-    try:
-        verify_ed25519(public_key, ENTRY_DOMAIN + link, signature)
-    except InvalidSignature as error:
-        raise _Failed(Problem(seq, "signature", "entry not signed by the published key")) from error
+    if not _signed_by_any(keys, ENTRY_DOMAIN + link, signature):
+        raise _Failed(Problem(seq, "signature", "entry not signed by the published key"))
 
 
 def verify_document(
-    document: Mapping[str, Any], *, public_key: bytes, since: datetime | None = None
+    document: Mapping[str, Any],
+    *,
+    public_key: bytes | Sequence[bytes],
+    since: datetime | None = None,
 ) -> VerificationReport:
     """Verify an exported log against ``public_key``; never raises for a bad document.
 
-    With ``since``, verification starts at the first entry recorded at or after it (the
-    link before it comes from a signed checkpoint or the signed previous entry).
+    ``public_key`` may be several keys (the current one and those it replaced): each
+    signature must hold under one of them. With ``since``, verification starts at the first
+    entry recorded at or after it (the link before it comes from a signed checkpoint or the
+    signed previous entry). Checkpoints before the start are not checked.
     """
+    keys = (public_key,) if isinstance(public_key, bytes) else tuple(public_key)
     service = str(document.get("service", ""))
     checked = 0
     kinds: dict[str, int] = {}
@@ -429,11 +461,14 @@ def verify_document(
         raw_checkpoints = document.get("checkpoints", [])
         if not isinstance(raw_checkpoints, list):
             raise _Failed(Problem(None, "malformed", "checkpoints must be a list"))
-        checkpoints = dict(
-            _check_checkpoint(item, service, public_key)
-            for item in raw_checkpoints
-            if isinstance(item, dict)
-        )
+        checkpoints = {
+            checkpoint.seq: checkpoint
+            for checkpoint in (
+                _parse_checkpoint(item, service)
+                for item in raw_checkpoints
+                if isinstance(item, dict)
+            )
+        }
         entries = _entries_of(document)
         start_index = 0
         if since is not None:
@@ -442,7 +477,7 @@ def verify_document(
                 len(entries),
             )
         if start_index < len(entries):
-            previous = _start_point(entries, checkpoints, start_index, public_key)
+            previous = _start_point(entries, checkpoints, start_index, keys)
             expected_seq = int(entries[start_index]["seq"])
             first_seq = expected_seq
             for item in entries[start_index:]:
@@ -466,7 +501,7 @@ def verify_document(
                             "the entry or one before it was changed, removed or reordered",
                         )
                     )
-                _check_signature(item, stored, public_key, expected_seq)
+                _check_signature(item, stored, keys, expected_seq)
                 body = _parsed(text, expected_seq)
                 if body.get("seq") != expected_seq or body.get("service") != service:
                     raise _Failed(
@@ -479,19 +514,19 @@ def verify_document(
                 checked += 1
                 expected_seq += 1
             # A checkpoint past the head proves entries were cut off the end.
-            beyond = [seq for seq in checkpoints if head_seq is not None and seq > head_seq]
-            if beyond:
-                raise _Failed(
-                    Problem(
-                        max(beyond),
-                        "sequence",
-                        f"a signed checkpoint names seq {max(beyond)}, past the last entry",
-                    )
-                )
-            for seq, link in checkpoints.items():
+            for seq, checkpoint in sorted(checkpoints.items()):
                 position = seq - first_seq
-                if 0 <= position < checked and not hmac.compare_digest(
-                    _entry_link(entries[start_index + position], seq), link
+                if position < 0:
+                    continue  # before the verified range
+                head_link = _checked(checkpoint, keys)
+                if position >= checked:
+                    raise _Failed(
+                        Problem(
+                            seq, "sequence", f"a signed checkpoint names seq {seq}, past the end"
+                        )
+                    )
+                if not hmac.compare_digest(
+                    _entry_link(entries[start_index + position], seq), head_link
                 ):
                     raise _Failed(Problem(seq, "link", "a signed checkpoint disagrees"))
     except _Failed as failure:
