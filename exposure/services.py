@@ -11,7 +11,7 @@ from pathlib import Path
 
 from exposure.db import SessionFactory
 from exposure.retention.core import core_policies
-from exposure.retention.keys import load_log_signer, log_key_path
+from exposure.retention.keys import load_log_signers, log_key_path
 from exposure.retention.runtime import ServiceRetention
 from exposure.retention.settings import RetentionSettings
 from exposure.settings import Service
@@ -26,6 +26,9 @@ __all__ = ["keyserver_retention", "verification_retention"]
 def keyserver_retention(
     context: KeyserverContext, settings: RetentionSettings, data_dir: Path
 ) -> ServiceRetention:
+    signer, *previous = load_log_signers(
+        settings.keyserver_log_key, log_key_path(data_dir, Service.KEYSERVER.value)
+    )
     return ServiceRetention(
         service=Service.KEYSERVER,
         policies=(
@@ -33,10 +36,9 @@ def keyserver_retention(
             *core_policies(Service.KEYSERVER, settings),
         ),
         session_factory=context.session_factory,
-        signer=load_log_signer(
-            settings.keyserver_log_key, log_key_path(data_dir, Service.KEYSERVER.value)
-        ),
+        signer=signer,
         settings=settings,
+        previous_public_keys=tuple(key.public_key for key in previous),
     )
 
 
@@ -46,6 +48,9 @@ def verification_retention(
     settings: RetentionSettings,
     data_dir: Path,
 ) -> ServiceRetention:
+    signer, *previous = load_log_signers(
+        settings.verification_log_key, log_key_path(data_dir, Service.VERIFICATION.value)
+    )
     return ServiceRetention(
         service=Service.VERIFICATION,
         policies=(
@@ -53,8 +58,7 @@ def verification_retention(
             *core_policies(Service.VERIFICATION, settings),
         ),
         session_factory=session_factory,
-        signer=load_log_signer(
-            settings.verification_log_key, log_key_path(data_dir, Service.VERIFICATION.value)
-        ),
+        signer=signer,
         settings=settings,
+        previous_public_keys=tuple(key.public_key for key in previous),
     )

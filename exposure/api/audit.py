@@ -14,7 +14,6 @@ Errors are ``{"error": message, "code": stable_code}``.
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from enum import StrEnum
@@ -27,7 +26,7 @@ from fastapi.responses import JSONResponse
 from exposure.db import unit_of_work
 from exposure.retention.compliance import compliance_report
 from exposure.retention.log import export_document
-from exposure.retention.runtime import ServiceRetention
+from exposure.retention.runtime import ServiceRetention, public_keys_document
 
 __all__ = ["MAX_PAGE", "AuditErrorCode", "create_router"]
 
@@ -72,15 +71,8 @@ def create_router(
 
     @router.get("/public-keys")
     def public_keys() -> JSONResponse:
-        """Each service's retention-log public key (base64), to verify exported logs with."""
-        return JSONResponse(
-            {
-                "keys": {
-                    name: base64.b64encode(retention.public_key).decode("ascii")
-                    for name, retention in retentions.items()
-                }
-            }
-        )
+        """Each service's retention-log public keys (base64), to verify exported logs with."""
+        return JSONResponse(public_keys_document(retentions))
 
     @router.get("/log")
     async def log(request: Request) -> JSONResponse:

@@ -23,7 +23,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,6 +35,7 @@ from exposure.db import unit_of_work
 from exposure.retention.compliance import compliance_report
 from exposure.retention.log import DOCUMENT_FORMAT, export_document, verify_document
 from exposure.retention.policy import Action, RetentionPolicy
+from exposure.retention.runtime import public_keys_document
 
 audit_app = typer.Typer(
     help="Retention-log export and verification, and compliance checks (for auditors).",
@@ -54,7 +55,9 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _live_documents(service: str | None) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+def _live_documents(
+    service: str | None,
+) -> tuple[list[dict[str, Any]], dict[str, list[bytes]]]:
     with services_runtime() as runtime:
         retentions = runtime.retentions
         if service is not None and service not in retentions:
@@ -68,7 +71,7 @@ def _live_documents(service: str | None) -> tuple[list[dict[str, Any]], dict[str
                 documents.append(
                     export_document(session, service=name, public_key=retention.public_key)
                 )
-            keys[name] = retention.public_key
+            keys[name] = list(retention.public_keys)
     return documents, keys
 
 
@@ -122,8 +125,15 @@ def _decode_key(text: str, where: str) -> bytes:
     return key
 
 
-def _read_public_keys(path: Path, services: Sequence[str]) -> dict[str, bytes]:
-    """One base64 key (for a single log), or JSON ``{"keys": {service: key}}`` / a map."""
+def _key_list(value: object, where: str) -> list[bytes]:
+    values = value if isinstance(value, list) else [value]
+    return [_decode_key(str(item), where) for item in values]
+
+
+def _read_public_keys(path: Path, services: Sequence[str]) -> dict[str, list[bytes]]:
+    """One base64 key (for a single log), or JSON as ``GET /audit/public-keys`` returns it
+    (``{"keys": {service: key}, "previous_keys": {service: [key, ...]}}``) or a plain map of
+    service to a key or a list of keys."""
     try:
         text = path.read_text(encoding="ascii")
     except OSError as error:
@@ -137,18 +147,19 @@ def _read_public_keys(path: Path, services: Sequence[str]) -> dict[str, bytes]:
         except ValueError:
             raise _fail(f"{path} is not JSON") from None
         mapping = data.get("keys", data) if isinstance(data, dict) else None
-        if not isinstance(mapping, dict):
+        previous = data.get("previous_keys", {}) if isinstance(data, dict) else {}
+        if not isinstance(mapping, dict) or not isinstance(previous, dict):
             raise _fail(f"{path}: expected {{'keys': {{service: base64 key}}}}")
-        return {
-            str(name): _decode_key(str(value), f"{path} ({name})")
-            for name, value in mapping.items()
-        }
+        keys = {str(name): _key_list(value, f"{path} ({name})") for name, value in mapping.items()}
+        for name, value in previous.items():
+            keys.setdefault(str(name), []).extend(_key_list(value, f"{path} ({name})"))
+        return keys
     if len(services) != 1:
         raise _fail(
             f"{path} holds one key but there are {len(services)} logs; give a JSON map "
             "(as GET /audit/public-keys returns) or --service"
         )
-    return {services[0]: _decode_key(stripped, str(path))}
+    return {services[0]: [_decode_key(stripped, str(path))]}
 
 
 def _parse_since(text: str | None) -> datetime | None:
@@ -158,6 +169,8 @@ def _parse_since(text: str | None) -> datetime | None:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise _fail(f"--from {text!r} is not an ISO 8601 date or time") from None
+    if moment.tzinfo is None and len(text) == len("2026-11-01"):
+        return moment.replace(tzinfo=UTC)  # a bare date: from its UTC midnight
     if moment.tzinfo is None:
         raise _fail("--from needs a UTC offset, e.g. 2026-11-01T00:00:00+00:00")
     return moment
@@ -203,17 +216,17 @@ def verify(
     reports = []
     warnings = []
     for name, document in zip(names, documents, strict=True):
-        key = trusted.get(name)
-        if key is None:
+        keys = trusted.get(name)
+        if keys is None:
             embedded = document.get("public_key")
             if not isinstance(embedded, str):
                 raise _fail(f"no public key for {name!r}; pass --public-key")
-            key = _decode_key(embedded, f"the export's key of {name}")
+            keys = [_decode_key(embedded, f"the export's key of {name}")]
             warnings.append(
                 f"{name}: verified against the key inside the export; "
                 "pass --public-key to verify against the published one"
             )
-        reports.append(verify_document(document, public_key=key, since=start).as_dict())
+        reports.append(verify_document(document, public_key=keys, since=start).as_dict())
     ok = bool(reports) and all(report["ok"] for report in reports)
     if as_json:
         typer.echo(json.dumps({"ok": ok, "logs": reports, "warnings": warnings}, indent=2))
@@ -271,10 +284,10 @@ def compliance(
 
 @audit_app.command("public-key")
 def public_key_command() -> None:
-    """Print each service's retention-log public key (base64 Ed25519) as JSON."""
+    """Print each service's retention-log public keys (base64 Ed25519) as JSON."""
     with services_runtime() as runtime:
-        keys = {name: _b64(r.public_key) for name, r in runtime.retentions.items()}
-    typer.echo(json.dumps({"keys": keys}, indent=2, sort_keys=True))
+        document = public_keys_document(runtime.retentions)
+    typer.echo(json.dumps(document, indent=2, sort_keys=True))
 
 
 def _duration(value: timedelta) -> str:

@@ -104,7 +104,7 @@ def _service_report(retention: ServiceRetention, now: datetime) -> dict[str, Any
         document = export_document(
             session, service=retention.service.value, public_key=retention.public_key
         )
-    verification = verify_document(document, public_key=retention.public_key)
+    verification = verify_document(document, public_key=retention.public_keys)
     findings: list[str] = []
     if not verification.ok and verification.problem is not None:
         problem = verification.problem

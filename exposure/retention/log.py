@@ -427,9 +427,7 @@ def _entry_link(item: Mapping[str, Any], seq: int) -> bytes:
     return link
 
 
-def _check_signature(
-    item: Mapping[str, Any], link: bytes, keys: Sequence[bytes], seq: int
-) -> None:
+def _check_signature(item: Mapping[str, Any], link: bytes, keys: Sequence[bytes], seq: int) -> None:
     signature = _decode_b64(item.get("signature"), "signature", seq)
     if not _signed_by_any(keys, ENTRY_DOMAIN + link, signature):
         raise _Failed(Problem(seq, "signature", "entry not signed by the published key"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from exposure.retention.purge import PurgeReport, run_purge
 from exposure.retention.settings import RetentionSettings
 from exposure.settings import Service
 
-__all__ = ["PURGE_LEASE_TTL", "PurgeIncomplete", "ServiceRetention"]
+__all__ = ["PURGE_LEASE_TTL", "PurgeIncomplete", "ServiceRetention", "public_keys_document"]
 
 #: A purge of a large backlog takes minutes; the lease must outlast it.
 PURGE_LEASE_TTL = timedelta(minutes=30)
@@ -43,10 +44,17 @@ class ServiceRetention:
     session_factory: SessionFactory
     signer: AuditSigner
     settings: RetentionSettings
+    #: Public keys of log keys the signer replaced, newest first (still trusted to verify).
+    previous_public_keys: tuple[bytes, ...] = ()
 
     @property
     def public_key(self) -> bytes:
         return self.signer.public_key
+
+    @property
+    def public_keys(self) -> tuple[bytes, ...]:
+        """Every key the log verifies against: the current one first."""
+        return (self.signer.public_key, *self.previous_public_keys)
 
     def purge(self, now: datetime, clock: Callable[[], datetime] = _utc_now) -> PurgeReport:
         """One purge run as of ``now`` (see :func:`exposure.retention.purge.run_purge`)."""
@@ -77,3 +85,20 @@ class ServiceRetention:
             session_factory=self.session_factory,
             lease_ttl=PURGE_LEASE_TTL,
         )
+
+
+def public_keys_document(retentions: Mapping[str, ServiceRetention]) -> dict[str, Any]:
+    """The published log keys: ``{"keys": {service: current}, "previous_keys": {service:
+    [replaced, ...]}}``, base64; what ``GET /audit/public-keys`` serves and ``exposure audit
+    verify --public-key`` reads."""
+
+    def b64(key: bytes) -> str:
+        return base64.b64encode(key).decode("ascii")
+
+    return {
+        "keys": {name: b64(retention.public_key) for name, retention in retentions.items()},
+        "previous_keys": {
+            name: [b64(key) for key in retention.previous_public_keys]
+            for name, retention in retentions.items()
+        },
+    }

@@ -97,8 +97,9 @@ class RetentionSettings(BaseSettings):
     keyserver_log_key: SecretStr | None = Field(
         default=None,
         description=(
-            "Base64 Ed25519 seed (32 bytes) that signs the key server's retention log; unset: "
-            "made once under the data directory. Replicas of one service must share it."
+            "Base64 Ed25519 seeds (32 bytes), comma-separated, newest first, for the key "
+            "server's retention log: the first signs, the rest are keys it replaced. Unset: "
+            "one made under the data directory. Replicas of one service must share it."
         ),
     )
     verification_log_key: SecretStr | None = Field(
