@@ -23,14 +23,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, delete, select
 
 from exposure.db import SessionFactory, unit_of_work
 from exposure.db.lease import new_holder_token
 from exposure.retention.core import purge_job_name
 from exposure.retention.policy import Action, Deadline, PurgeResult, RetentionPolicy
 from exposure.retention.settings import KEYS, REVOKED_AUTHORITY_KEYS, RetentionSettings
-from exposure.retention.store import delete_in_batches, oldest_value
+from exposure.retention.store import batched_delete, oldest_of, oldest_value
 from exposure.settings import Service
 from keyserver.context import KeyserverContext
 from keyserver.export.batcher import STATUS_PENDING
@@ -71,19 +71,6 @@ def _keys_policy(
     setting: str,
     batch_size: int,
 ) -> RetentionPolicy:
-    def purge(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
-        rows = delete_in_batches(
-            sessions,
-            table=_TABLE,
-            where=f"created_at < :cutoff AND {condition}",
-            parameters={"cutoff": cutoff},
-            batch_size=batch_size,
-        )
-        return PurgeResult(rows=rows)
-
-    def oldest(sessions: SessionFactory, _now: datetime) -> datetime | None:
-        return oldest_value(sessions, Exposure.created_at, *orm_conditions)
-
     return RetentionPolicy(
         kind=kind,
         service=Service.KEYSERVER,
@@ -95,8 +82,8 @@ def _keys_policy(
         deadline=deadline,
         setting=setting,
         enforced_by=purge_job_name(Service.KEYSERVER),
-        purge=purge,
-        oldest=oldest,
+        purge=batched_delete(_TABLE, f"created_at < :cutoff AND {condition}", batch_size),
+        oldest=oldest_of(Exposure.created_at, *orm_conditions),
     )
 
 
@@ -149,10 +136,11 @@ def _purge_export_files(
     return PurgeResult(rows=rows, blobs=blobs)
 
 
-def _oldest_batch(sessions: SessionFactory, _now: datetime) -> datetime | None:
-    with sessions() as session:
-        value: datetime | None = session.scalar(select(func.min(ExportBatch.start_at)))
-        return value
+def _oldest_revoked_key(sessions: SessionFactory, now: datetime) -> datetime | None:
+    # Keys still valid are in use; only those past their validity are aging.
+    return oldest_value(
+        sessions, HealthAuthorityKey.valid_until, HealthAuthorityKey.valid_until < now
+    )
 
 
 def _superseded(sessions: SessionFactory) -> list[tuple[RevisionKey, datetime]]:
@@ -194,27 +182,6 @@ def keyserver_policies(
 
     def purge_exports(sessions: SessionFactory, cutoff: datetime, now: datetime) -> PurgeResult:
         return _purge_export_files(context, sessions, cutoff, now)
-
-    def purge_authority_keys(
-        sessions: SessionFactory, cutoff: datetime, _now: datetime
-    ) -> PurgeResult:
-        rows = delete_in_batches(
-            sessions,
-            table="keyserver_health_authority_keys",
-            where="valid_until IS NOT NULL AND valid_until < :cutoff",
-            parameters={"cutoff": cutoff},
-            batch_size=batch,
-        )
-        return PurgeResult(rows=rows)
-
-    def oldest_authority_key(sessions: SessionFactory, now: datetime) -> datetime | None:
-        with sessions() as session:
-            value: datetime | None = session.scalar(
-                select(func.min(HealthAuthorityKey.valid_until)).where(
-                    HealthAuthorityKey.valid_until < now
-                )
-            )
-            return value
 
     return [
         _keys_policy(
@@ -271,7 +238,7 @@ def keyserver_policies(
             setting="EXPOSURE_KEYSERVER_EXPORT_RETENTION",
             enforced_by=f"{job} (index.txt rewritten first, then blobs, then rows)",
             purge=purge_exports,
-            oldest=_oldest_batch,
+            oldest=oldest_of(ExportBatch.start_at),
         ),
         RetentionPolicy(
             kind="revision-keys",
@@ -300,8 +267,12 @@ def keyserver_policies(
             deadline=settings.revoked_authority_keys,
             setting="EXPOSURE_RETENTION_REVOKED_AUTHORITY_KEYS",
             enforced_by=job,
-            purge=purge_authority_keys,
-            oldest=oldest_authority_key,
+            purge=batched_delete(
+                "keyserver_health_authority_keys",
+                "valid_until IS NOT NULL AND valid_until < :cutoff",
+                batch,
+            ),
+            oldest=_oldest_revoked_key,
         ),
         _configuration(
             "health-authorities",

@@ -30,7 +30,13 @@ from exposure.retention.settings import (
     TOKENS,
     RetentionSettings,
 )
-from exposure.retention.store import blank_in_batches, delete_in_batches, oldest_value
+from exposure.retention.store import (
+    batched_delete,
+    blank_in_batches,
+    delete_in_batches,
+    oldest_of,
+    oldest_value,
+)
 from exposure.settings import Service
 from verification.context import VerificationContext
 from verification.models import ApiKey, AuditEntry, SigningKey, VerificationCode, VerificationToken
@@ -62,52 +68,6 @@ def verification_policies(
             batch_size=batch,
         )
         return PurgeResult(rows=rows)
-
-    def oldest_code_value(sessions: SessionFactory, _now: datetime) -> datetime | None:
-        return oldest_value(
-            sessions,
-            _LATER_EXPIRY,
-            VerificationCode.code_hmac.is_not(None) | VerificationCode.long_code_hmac.is_not(None),
-        )
-
-    def delete_codes(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
-        rows = delete_in_batches(
-            sessions,
-            table="verification_codes",
-            where=_BOTH_EXPIRED,
-            parameters={"cutoff": cutoff},
-            batch_size=batch,
-        )
-        return PurgeResult(rows=rows)
-
-    def oldest_code(sessions: SessionFactory, _now: datetime) -> datetime | None:
-        return oldest_value(sessions, _LATER_EXPIRY)
-
-    def delete_tokens(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
-        rows = delete_in_batches(
-            sessions,
-            table="verification_tokens",
-            where="expires_at < :cutoff",
-            parameters={"cutoff": cutoff},
-            batch_size=batch,
-        )
-        return PurgeResult(rows=rows)
-
-    def oldest_token(sessions: SessionFactory, _now: datetime) -> datetime | None:
-        return oldest_value(sessions, VerificationToken.expires_at)
-
-    def delete_audit(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
-        rows = delete_in_batches(
-            sessions,
-            table="verification_audit_entries",
-            where="created_at < :cutoff",
-            parameters={"cutoff": cutoff},
-            batch_size=batch,
-        )
-        return PurgeResult(rows=rows)
-
-    def oldest_audit(sessions: SessionFactory, _now: datetime) -> datetime | None:
-        return oldest_value(sessions, AuditEntry.created_at)
 
     def delete_signing_keys(
         sessions: SessionFactory, cutoff: datetime, _now: datetime
@@ -151,9 +111,6 @@ def verification_policies(
             context.caches.api_keys.clear()
         return PurgeResult(rows=rows)
 
-    def oldest_disabled(sessions: SessionFactory, _now: datetime) -> datetime | None:
-        return oldest_value(sessions, ApiKey.disabled_at, ApiKey.disabled_at.is_not(None))
-
     service = Service.VERIFICATION
     return [
         RetentionPolicy(
@@ -171,7 +128,11 @@ def verification_policies(
             setting="EXPOSURE_RETENTION_CODE_VALUES",
             enforced_by=job,
             purge=blank_codes,
-            oldest=oldest_code_value,
+            oldest=oldest_of(
+                _LATER_EXPIRY,
+                VerificationCode.code_hmac.is_not(None)
+                | VerificationCode.long_code_hmac.is_not(None),
+            ),
         ),
         RetentionPolicy(
             kind="verification-codes",
@@ -187,8 +148,8 @@ def verification_policies(
             deadline=settings.codes,
             setting="EXPOSURE_RETENTION_CODES",
             enforced_by=job,
-            purge=delete_codes,
-            oldest=oldest_code,
+            purge=batched_delete("verification_codes", _BOTH_EXPIRED, batch),
+            oldest=oldest_of(_LATER_EXPIRY),
         ),
         RetentionPolicy(
             kind="verification-tokens",
@@ -201,8 +162,8 @@ def verification_policies(
             deadline=settings.tokens,
             setting="EXPOSURE_RETENTION_TOKENS",
             enforced_by=job,
-            purge=delete_tokens,
-            oldest=oldest_token,
+            purge=batched_delete("verification_tokens", "expires_at < :cutoff", batch),
+            oldest=oldest_of(VerificationToken.expires_at),
         ),
         RetentionPolicy(
             kind="audit-entries",
@@ -215,8 +176,8 @@ def verification_policies(
             deadline=settings.audit_entries,
             setting="EXPOSURE_RETENTION_AUDIT_ENTRIES",
             enforced_by=job,
-            purge=delete_audit,
-            oldest=oldest_audit,
+            purge=batched_delete("verification_audit_entries", "created_at < :cutoff", batch),
+            oldest=oldest_of(AuditEntry.created_at),
         ),
         RetentionPolicy(
             kind="retired-signing-keys",
@@ -247,7 +208,7 @@ def verification_policies(
             setting="EXPOSURE_RETENTION_DISABLED_API_KEYS",
             enforced_by=f"{job} (once no code row names the key)",
             purge=delete_api_keys,
-            oldest=oldest_disabled,
+            oldest=oldest_of(ApiKey.disabled_at, ApiKey.disabled_at.is_not(None)),
         ),
         RetentionPolicy(
             kind="realms",

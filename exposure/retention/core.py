@@ -13,10 +13,10 @@ from exposure.db import SessionFactory
 from exposure.db.lease import LeaseRow
 from exposure.ratelimit import RateLimitWindow
 from exposure.retention.models import RetentionLogEntry
-from exposure.retention.policy import Action, PurgeResult, RetentionPolicy
+from exposure.retention.policy import Action, RetentionPolicy
 from exposure.retention.purge import LOG_KIND
 from exposure.retention.settings import LEASES, RATE_LIMIT_WINDOWS, RETENTION_LOG, RetentionSettings
-from exposure.retention.store import delete_in_batches, oldest_value
+from exposure.retention.store import batched_delete, oldest_of, oldest_value
 from exposure.settings import Service
 
 __all__ = ["core_policies", "purge_job_name"]
@@ -32,36 +32,9 @@ def core_policies(service: Service, settings: RetentionSettings) -> list[Retenti
     batch = settings.batch_size
     job = purge_job_name(service)
 
-    def purge_leases(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
-        rows = delete_in_batches(
-            sessions,
-            table="leases",
-            where="expires_at < :cutoff",
-            parameters={"cutoff": cutoff},
-            batch_size=batch,
-        )
-        return PurgeResult(rows=rows)
-
     def oldest_lease(sessions: SessionFactory, now: datetime) -> datetime | None:
+        # Only leases that expired are aging; live ones are in use.
         return oldest_value(sessions, LeaseRow.expires_at, LeaseRow.expires_at < now)
-
-    def purge_windows(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
-        rows = delete_in_batches(
-            sessions,
-            table="rate_limit_windows",
-            where="window_start < :cutoff",
-            parameters={"cutoff": cutoff},
-            batch_size=batch,
-        )
-        return PurgeResult(rows=rows)
-
-    def oldest_window(sessions: SessionFactory, _now: datetime) -> datetime | None:
-        return oldest_value(sessions, RateLimitWindow.window_start)
-
-    def oldest_entry(sessions: SessionFactory, _now: datetime) -> datetime | None:
-        return oldest_value(
-            sessions, RetentionLogEntry.recorded_at, RetentionLogEntry.service == service.value
-        )
 
     return [
         RetentionPolicy(
@@ -75,7 +48,7 @@ def core_policies(service: Service, settings: RetentionSettings) -> list[Retenti
             deadline=settings.leases,
             setting="EXPOSURE_RETENTION_LEASES",
             enforced_by=job,
-            purge=purge_leases,
+            purge=batched_delete("leases", "expires_at < :cutoff", batch),
             oldest=oldest_lease,
         ),
         RetentionPolicy(
@@ -92,8 +65,8 @@ def core_policies(service: Service, settings: RetentionSettings) -> list[Retenti
             deadline=settings.rate_limit_windows,
             setting="EXPOSURE_RETENTION_RATE_LIMIT_WINDOWS",
             enforced_by=job,
-            purge=purge_windows,
-            oldest=oldest_window,
+            purge=batched_delete("rate_limit_windows", "window_start < :cutoff", batch),
+            oldest=oldest_of(RateLimitWindow.window_start),
         ),
         RetentionPolicy(
             kind=LOG_KIND,
@@ -106,7 +79,9 @@ def core_policies(service: Service, settings: RetentionSettings) -> list[Retenti
             deadline=settings.log,
             setting="EXPOSURE_RETENTION_LOG",
             enforced_by=f"{job} (truncates the log's front behind a signed checkpoint)",
-            oldest=oldest_entry,
+            oldest=oldest_of(
+                RetentionLogEntry.recorded_at, RetentionLogEntry.service == service.value
+            ),
         ),
         RetentionPolicy(
             kind="schema-version",

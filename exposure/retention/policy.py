@@ -26,6 +26,7 @@ from exposure.settings import Service
 __all__ = [
     "Action",
     "Deadline",
+    "OldestItem",
     "PurgeResult",
     "Purger",
     "RetentionPolicy",

@@ -17,8 +17,16 @@ from sqlalchemy import ColumnElement, Engine, TextClause, bindparam, func, selec
 from sqlalchemy.orm import QueryableAttribute
 
 from exposure.db import SessionFactory, UTCDateTime
+from exposure.retention.policy import OldestItem, Purger, PurgeResult
 
-__all__ = ["blank_in_batches", "delete_in_batches", "engine_of", "oldest_value"]
+__all__ = [
+    "batched_delete",
+    "blank_in_batches",
+    "delete_in_batches",
+    "engine_of",
+    "oldest_of",
+    "oldest_value",
+]
 
 
 def engine_of(session_factory: SessionFactory) -> Engine:
@@ -125,3 +133,30 @@ def oldest_value(
     with session_factory() as session:
         value: datetime | None = session.scalar(select(func.min(column)).where(*conditions))
         return value
+
+
+def batched_delete(table: str, where: str, batch_size: int) -> Purger:
+    """A purger deleting the rows of ``table`` where ``where`` holds for ``:cutoff``."""
+
+    def purge(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
+        rows = delete_in_batches(
+            sessions,
+            table=table,
+            where=where,
+            parameters={"cutoff": cutoff},
+            batch_size=batch_size,
+        )
+        return PurgeResult(rows=rows)
+
+    return purge
+
+
+def oldest_of(
+    column: ColumnElement[Any] | QueryableAttribute[Any], *conditions: ColumnElement[bool]
+) -> OldestItem:
+    """An :data:`OldestItem` reading the smallest ``column`` among rows matching."""
+
+    def oldest(sessions: SessionFactory, _now: datetime) -> datetime | None:
+        return oldest_value(sessions, column, *conditions)
+
+    return oldest
