@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Dialect, LargeBinary, TextClause, any_, bindparam, func, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from exposure.db.upsert import upsert_insert
@@ -20,18 +22,59 @@ from keyserver.models import ExportBatch, Exposure
 INSERT_BATCH_SIZE = 500
 
 
+def _is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# On PostgreSQL the keys travel as one array parameter: the statement's text is the same
+# for any number of keys, so the driver prepares it once per connection and the server
+# skips parsing and planning on every publish.
+_LOCK_BY_ARRAY = (
+    select(Exposure)
+    .where(Exposure.key == any_(bindparam("keys", type_=postgresql.ARRAY(LargeBinary))))
+    .with_for_update()
+)
+
+
 def lock_existing(session: Session, keys: Sequence[bytes]) -> dict[bytes, Exposure]:
     """The stored rows of ``keys`` (those that exist), locked until the transaction ends."""
     if not keys:
         return {}
-    statement = select(Exposure).where(Exposure.key.in_(keys)).with_for_update()
-    return {row.key: row for row in session.scalars(statement)}
+    if _is_postgresql(session):
+        rows = session.scalars(_LOCK_BY_ARRAY, {"keys": list(keys)})
+    else:
+        rows = session.scalars(select(Exposure).where(Exposure.key.in_(keys)).with_for_update())
+    return {row.key: row for row in rows}
+
+
+@cache
+def _unnest_insert(columns: tuple[str, ...]) -> TextClause:
+    """``INSERT ... SELECT * FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING key``.
+
+    One array per column, each cast to its column's type: a fixed text however many rows,
+    which PostgreSQL prepares once per connection.
+    """
+    table = Exposure.__table__
+    dialect: Dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+    arrays = ", ".join(
+        f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns
+    )
+    return text(
+        f"INSERT INTO {Exposure.__tablename__} ({', '.join(columns)}) "  # noqa: S608 - model constants
+        f"SELECT * FROM unnest({arrays}) ON CONFLICT (key) DO NOTHING RETURNING key"
+    )
 
 
 def insert_exposures(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert new keys, skipping any that another transaction stored first; return how many."""
     if not rows:
         return 0
+    if _is_postgresql(session):
+        columns = tuple(rows[0])
+        if any(tuple(row) != columns for row in rows):
+            raise ValueError("every row must name the same columns in the same order")
+        arrays = {name: [row[name] for row in rows] for name in columns}
+        return len(session.execute(_unnest_insert(columns), arrays).all())
     # One statement executed with many parameter sets: SQLAlchemy compiles it once and
     # caches it ("insertmanyvalues" batches the rows into multi-row INSERTs), where a
     # statement built with .values(rows) would be compiled anew for every publish.
