@@ -21,12 +21,19 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from exposure.db import create_database_engine
 from exposure.db.migrate import upgrade
 from tests.interop import running_in_ci
+
+# CI explores the same examples on every run, so a landing never hinges on a lucky draw;
+# local runs keep drawing new ones, which is how new counterexamples are found.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if running_in_ci():
+    hypothesis_settings.load_profile("ci")
 
 POSTGRES_URL_VARIABLE = "EXPOSURE_TEST_DATABASE_URL"
 ALL_TARGETS = ("heads",)
