@@ -150,6 +150,18 @@ def write_checkpoint(
     )
     if exists:
         return None
+    return _add_checkpoint(session, signer, service=service, seq=seq, head=head, now=now)
+
+
+def _add_checkpoint(
+    session: Session,
+    signer: AuditSigner,
+    *,
+    service: str,
+    seq: int,
+    head: bytes,
+    now: datetime,
+) -> RetentionCheckpoint:
     body = canonical_json(
         {"service": service, "seq": seq, "head": head.hex(), "signed_at": now.isoformat()}
     )
@@ -161,6 +173,7 @@ def write_checkpoint(
         signature=signer.sign(CHECKPOINT_DOMAIN + body.encode("ascii")),
     )
     session.add(row)
+    # Flushed now so the rest of the transaction (a truncation) sees it.
     session.flush()
     return row
 
@@ -192,22 +205,8 @@ def truncate_before(
         .where(RetentionCheckpoint.service == service, RetentionCheckpoint.seq == last_expired)
     )
     if not has_checkpoint:
-        body = canonical_json(
-            {
-                "service": service,
-                "seq": last_expired,
-                "head": anchor.link.hex(),
-                "signed_at": now.isoformat(),
-            }
-        )
-        session.add(
-            RetentionCheckpoint(
-                service=service,
-                seq=last_expired,
-                signed_at=now,
-                body=body,
-                signature=signer.sign(CHECKPOINT_DOMAIN + body.encode("ascii")),
-            )
+        _add_checkpoint(
+            session, signer, service=service, seq=last_expired, head=anchor.link, now=now
         )
     deleted = session.execute(
         delete(RetentionLogEntry).where(
