@@ -13,17 +13,14 @@ against the service's public key. Any finding makes the report not clean.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import select
-
 from exposure.db import unit_of_work
 from exposure.retention.log import export_document, verify_document
-from exposure.retention.models import RetentionLogEntry
 from exposure.retention.policy import Action
 from exposure.retention.purge import LOG_KIND
 from exposure.retention.runtime import ServiceRetention
@@ -65,24 +62,18 @@ class KindCompliance:
         }
 
 
-def _runs_by_kind(retention: ServiceRetention) -> dict[str, list[tuple[datetime, str, int]]]:
+def _runs_by_kind(document: Mapping[str, Any]) -> dict[str, list[tuple[datetime, str, int]]]:
     """(as_of, outcome, schedule seconds) of every logged run, by kind, oldest first."""
     runs: dict[str, list[tuple[datetime, str, int]]] = {}
-    with unit_of_work(retention.session_factory) as session:
-        rows = session.execute(
-            select(RetentionLogEntry.kind, RetentionLogEntry.entry)
-            .where(RetentionLogEntry.service == retention.service.value)
-            .order_by(RetentionLogEntry.seq)
-        )
-        for kind, text in rows:
-            body = json.loads(text)
-            runs.setdefault(kind, []).append(
-                (
-                    datetime.fromisoformat(body["as_of"]),
-                    str(body.get("outcome")),
-                    int(body["policy"]["schedule_seconds"]),
-                )
+    for item in document["entries"]:
+        body = json.loads(item["entry"])
+        runs.setdefault(body["kind"], []).append(
+            (
+                datetime.fromisoformat(body["as_of"]),
+                str(body.get("outcome")),
+                int(body["policy"]["schedule_seconds"]),
             )
+        )
     return runs
 
 
@@ -112,7 +103,8 @@ def _service_report(retention: ServiceRetention, now: datetime) -> dict[str, Any
             f"retention log does not verify at seq {problem.seq}: {problem.reason} "
             f"({problem.detail})"
         )
-    runs = _runs_by_kind(retention)
+    # The exported document is what was just verified: read the runs from it, not again.
+    runs = _runs_by_kind(document)
     kinds = []
     for policy in retention.policies:
         if policy.action is Action.KEEP or policy.deadline is None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ from crypto.audit import AuditSigner
 from exposure.db import SessionFactory, unit_of_work
 from exposure.retention import metrics
 from exposure.retention.log import append_entry, truncate_before, write_checkpoint
-from exposure.retention.policy import RetentionPolicy
+from exposure.retention.policy import PurgeResult, RetentionPolicy
 
 __all__ = ["ENTRY_VERSION", "LOG_KIND", "KindOutcome", "PurgeReport", "run_purge"]
 
@@ -154,44 +154,43 @@ def _purge_one(
         raise ValueError(f"{policy.kind} is not purged by this job")
     cutoff = policy.cutoff(now)
     started = clock()
-    rows = blobs = 0
+    result = PurgeResult(rows=0)
     error: str | None = None
     oldest: datetime | None = None
     try:
         result = policy.purge(session_factory, cutoff, now)
-        rows, blobs = result.rows, result.blobs
         if policy.oldest is not None:
             oldest = policy.oldest(session_factory, now)
     except Exception as failure:
         # The trace is for operators; purgers put no data values in their exceptions.
         _logger.exception("purge of %s (%s) failed", policy.kind, policy.service)
         error = type(failure).__name__
-    finished = clock()
     outcome = KindOutcome(
         kind=policy.kind,
         ok=error is None,
-        rows=rows,
-        blobs=blobs,
+        rows=result.rows,
+        blobs=result.blobs,
         cutoff=cutoff,
         oldest_remaining_age_seconds=_age_seconds(oldest, now),
         error=error,
         seq=None,
     )
-    fields = _entry_fields(
+    return _logged(
         outcome,
-        now=now,
-        started=started,
-        finished=finished,
+        service=policy.service,
         policy=_policy_fields(
             action=policy.action.value,
             deadline=policy.deadline,
             measured_from=policy.measured_from,
             schedule=schedule,
         ),
+        deadline=policy.deadline,
+        session_factory=session_factory,
+        signer=signer,
+        now=now,
+        started=started,
+        finished=clock(),
     )
-    seq = _append(session_factory, signer, policy.service, policy.kind, fields, now)
-    _record_metrics(policy.service, policy.kind, outcome, policy.deadline, finished)
-    return KindOutcome(**{**outcome.__dict__, "seq": seq})
 
 
 def _truncate_log(
@@ -208,7 +207,6 @@ def _truncate_log(
     started = clock()
     with unit_of_work(session_factory) as session:
         rows = truncate_before(session, signer, service=service, cutoff=cutoff, now=now)
-    finished = clock()
     outcome = KindOutcome(
         kind=LOG_KIND,
         ok=True,
@@ -219,18 +217,41 @@ def _truncate_log(
         error=None,
         seq=None,
     )
-    fields = _entry_fields(
+    return _logged(
         outcome,
-        now=now,
-        started=started,
-        finished=finished,
+        service=service,
         policy=_policy_fields(
             action="delete", deadline=deadline, measured_from="recorded_at", schedule=schedule
         ),
+        deadline=deadline,
+        session_factory=session_factory,
+        signer=signer,
+        now=now,
+        started=started,
+        finished=clock(),
     )
-    seq = _append(session_factory, signer, service, LOG_KIND, fields, now)
-    _record_metrics(service, LOG_KIND, outcome, deadline, finished)
-    return KindOutcome(**{**outcome.__dict__, "seq": seq})
+
+
+def _logged(
+    outcome: KindOutcome,
+    *,
+    service: str,
+    policy: dict[str, Any],
+    deadline: timedelta,
+    session_factory: SessionFactory,
+    signer: AuditSigner,
+    now: datetime,
+    started: datetime,
+    finished: datetime,
+) -> KindOutcome:
+    """Append ``outcome``'s entry to the log, record its metrics, and return it with its seq."""
+    fields = _entry_fields(outcome, now=now, started=started, finished=finished, policy=policy)
+    with unit_of_work(session_factory) as session:
+        seq = append_entry(
+            session, signer, service=service, kind=outcome.kind, fields=fields, recorded_at=now
+        ).seq
+    _record_metrics(service, outcome.kind, outcome, deadline, finished)
+    return replace(outcome, seq=seq)
 
 
 def _entry_fields(
@@ -255,21 +276,6 @@ def _entry_fields(
         "outcome": "ok" if outcome.ok else "failed",
         "error": outcome.error,
     }
-
-
-def _append(
-    session_factory: SessionFactory,
-    signer: AuditSigner,
-    service: str,
-    kind: str,
-    fields: dict[str, Any],
-    now: datetime,
-) -> int:
-    with unit_of_work(session_factory) as session:
-        row = append_entry(
-            session, signer, service=service, kind=kind, fields=fields, recorded_at=now
-        )
-        return row.seq
 
 
 def _record_metrics(
