@@ -12,13 +12,19 @@ Example::
     assert open_sealed(ring, box.key_id, box.data, b"server-wide aad") == b"revisable keys"
     ring = ring.rotate("2", random_bytes(32))  # seals with "2", still opens "1"
 
+:func:`derived_keyring` turns a list of secrets (newest first) into a ring: each secret
+gives one sealing key and a short public id, both derived under labels that name their use,
+so one secret can serve several uses without any of them revealing it or each other.
+
 The nonce is 96 random bits per message. Under one key that keeps the chance of a repeated
 nonce below 2**-32 for up to 2**32 messages (NIST SP 800-38D, 8.3); rotate well before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -30,10 +36,12 @@ from crypto.randomness import random_bytes
 
 __all__ = [
     "KEY_LENGTH",
+    "MINIMUM_SECRET_LENGTH",
     "NONCE_LENGTH",
     "TAG_LENGTH",
     "Keyring",
     "SealedBox",
+    "derived_keyring",
     "open_sealed",
     "seal",
 ]
@@ -44,6 +52,10 @@ KEY_LENGTH = 32
 NONCE_LENGTH = 12
 #: GCM authentication tag length in bytes.
 TAG_LENGTH = 16
+#: A secret that keys are derived from must be at least as strong as the keys.
+MINIMUM_SECRET_LENGTH = 32
+#: Hex characters of a derived key id: enough to tell a handful of secrets apart.
+_DERIVED_ID_HEX = 8
 
 
 class Keyring:
@@ -143,3 +155,23 @@ def open_sealed(keyring: Keyring, key_id: str, data: bytes, aad: bytes) -> bytes
         return cipher.decrypt(data[:NONCE_LENGTH], data[NONCE_LENGTH:], aad)
     except InvalidTag as exc:
         raise InvalidSealedData from exc
+
+
+def derived_keyring(secrets: Sequence[bytes], *, key_label: bytes, id_label: bytes) -> Keyring:
+    """A ring with one key per secret, the first (newest) current.
+
+    Each key is ``HMAC-SHA512(secret, key_label)`` cut to 32 bytes and its id the first
+    eight hex digits of ``HMAC-SHA512(secret, id_label)``: stable while the secret is
+    configured, wherever it sits in the list, and safe to print or store.
+
+    Raises :class:`InvalidKey` if there is no secret or one is shorter than 32 bytes.
+    """
+    if not secrets:
+        raise InvalidKey
+    keys: dict[str, bytes] = {}
+    for secret in secrets:
+        if len(secret) < MINIMUM_SECRET_LENGTH:
+            raise InvalidKey
+        key_id = hmac.new(secret, id_label, hashlib.sha512).hexdigest()[:_DERIVED_ID_HEX]
+        keys.setdefault(key_id, hmac.new(secret, key_label, hashlib.sha512).digest()[:KEY_LENGTH])
+    return Keyring(keys, current=next(iter(keys)))

@@ -15,3 +15,6 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def configure_logging(level: str) -> None:
     """Send log records to stderr at ``level`` in the project's format."""
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, force=True)
+    if level != "debug":
+        # Each migration step says which dialect it uses; only debugging wants that.
+        logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)

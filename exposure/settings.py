@@ -22,6 +22,18 @@ class Service(StrEnum):
     VERIFICATION = "verification"
 
 
+class ServiceNotConfigured(Exception):  # noqa: N818 - reads as a condition
+    """A service was asked for whose database the settings name none."""
+
+    def __init__(self, service: Service) -> None:
+        variable = f"EXPOSURE_{service.value.upper()}_DATABASE_URL"
+        super().__init__(
+            f"the {service.value} service has no database: set {variable} (or "
+            f"EXPOSURE_DATABASE_URL for both services), or run only the services that have one"
+        )
+        self.service = service
+
+
 #: Drivers we test against. ``postgresql://`` is accepted and mapped to psycopg 3.
 _SUPPORTED_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
 
@@ -63,8 +75,8 @@ class ExposureSettings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         description=(
-            "One database for every service (small installs). Unset: one SQLite file per "
-            "service under data_dir."
+            "One database for every service (small installs). When no database URL is set at "
+            "all, the embedded default: one SQLite file per service under data_dir."
         ),
     )
     keyserver_database_url: str | None = Field(
@@ -113,8 +125,22 @@ class ExposureSettings(BaseSettings):
             return self.public_url.rstrip("/")
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def embedded(self) -> bool:
+        """No database URL is set: every service uses its SQLite file under data_dir."""
+        return (
+            self.database_url is None
+            and self.keyserver_database_url is None
+            and self.verification_database_url is None
+        )
+
     def database_url_for(self, service: Service) -> str:
-        """The database URL ``service`` uses: its own, the shared one, or its SQLite file."""
+        """The database URL ``service`` uses: its own, the shared one, or its SQLite file.
+
+        Once any URL is set, a service without one is not configured: a process must not
+        quietly make an embedded database beside a production one. Raises
+        :class:`ServiceNotConfigured` then.
+        """
         own = {
             Service.KEYSERVER: self.keyserver_database_url,
             Service.VERIFICATION: self.verification_database_url,
@@ -123,4 +149,17 @@ class ExposureSettings(BaseSettings):
             return own
         if self.database_url is not None:
             return self.database_url
+        if not self.embedded:
+            raise ServiceNotConfigured(service)
         return f"sqlite:///{(self.data_dir / f'{service.value}.sqlite3').resolve()}"
+
+    def configured_services(self) -> list[Service]:
+        """The services whose database the settings name (all of them when embedded)."""
+        services = []
+        for service in Service:
+            try:
+                self.database_url_for(service)
+            except ServiceNotConfigured:
+                continue
+            services.append(service)
+        return services

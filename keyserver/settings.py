@@ -14,8 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from crypto.encoding import decode_base64_lenient
-from exposure.secrets import MINIMUM_SECRET_BYTES, decode_secret_keys
+from exposure.keys.kek import decode_keks
 
 
 class KeyserverSettings(BaseSettings):
@@ -63,20 +62,6 @@ class KeyserverSettings(BaseSettings):
     revision_token_min_length: Annotated[int, Field(ge=1, le=100)] = Field(
         default=28, description="Revision tokens are padded to at least this many entries."
     )
-    revision_token_aad: SecretStr | None = Field(
-        default=None,
-        description=(
-            "Base64 (>= 32 bytes): authenticated data of every revision token. Unset: "
-            "generated once under the data directory."
-        ),
-    )
-    revision_secrets: SecretStr | None = Field(
-        default=None,
-        description=(
-            "Comma-separated base64 secrets (>= 32 bytes, newest first) that seal revision "
-            "keys at rest. Unset: generated once under the data directory."
-        ),
-    )
     revision_key_period: Annotated[timedelta, Field(ge=timedelta(hours=1))] = Field(
         default=timedelta(days=7), description="A new revision key is made this often."
     )
@@ -100,6 +85,15 @@ class KeyserverSettings(BaseSettings):
         timedelta, Field(ge=timedelta(seconds=1), le=timedelta(minutes=2))
     ] = timedelta(seconds=30)
     maintenance_mode: bool = False
+    kek: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key-encryption keys (base64, >= 32 bytes each, comma-separated, newest first) "
+            "that seal the key server's private keys and secrets (export signing keys, "
+            "revision keys, the retention-log key) in its database. Required on PostgreSQL, "
+            "the same in every replica; embedded (SQLite): made once under the data directory."
+        ),
+    )
 
     # ---- exports ---------------------------------------------------------------------
     export_min_window_age: Annotated[
@@ -149,24 +143,12 @@ class KeyserverSettings(BaseSettings):
     def _upper_region(cls, value: str) -> str:
         return value.strip().upper()
 
-    @field_validator("revision_token_aad")
+    @field_validator("kek")
     @classmethod
-    def _check_aad(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return value
-        try:
-            raw = decode_base64_lenient(value.get_secret_value())
-        except ValueError as error:
-            raise ValueError("revision_token_aad must be base64") from error
-        if len(raw) < MINIMUM_SECRET_BYTES:
-            raise ValueError(f"revision_token_aad needs at least {MINIMUM_SECRET_BYTES} bytes")
-        return value
-
-    @field_validator("revision_secrets")
-    @classmethod
-    def _check_revision_secrets(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not decode_secret_keys(value.get_secret_value()):
-            raise ValueError("revision_secrets is set but holds no secret")
+    def _check_kek(cls, value: SecretStr | None) -> SecretStr | None:
+        # decode_keks refuses malformed, short and empty values with its own message.
+        if value is not None:
+            decode_keks(value.get_secret_value())
         return value
 
     @model_validator(mode="after")

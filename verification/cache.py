@@ -174,6 +174,7 @@ class RealmSnapshot:
     certificate_audience: str
     certificate_lifetime_seconds: int
     daily_issue_limit: int
+    disabled: bool = False
 
     @classmethod
     def of(cls, realm: Realm) -> RealmSnapshot:
@@ -190,6 +191,7 @@ class RealmSnapshot:
             certificate_audience=realm.certificate_audience,
             certificate_lifetime_seconds=realm.certificate_lifetime_seconds,
             daily_issue_limit=realm.daily_issue_limit,
+            disabled=realm.disabled_at is not None,
         )
 
 

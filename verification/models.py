@@ -47,6 +47,8 @@ class Realm(Base):
     certificate_lifetime_seconds: Mapped[int] = mapped_column(Integer, default=900)
     daily_issue_limit: Mapped[int] = mapped_column(Integer, default=20_000)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: Set by ``exposure admin realm disable``: its API keys stop working, its JWKS stays.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (
         CheckConstraint("short_code_length >= 6", name="short_code_floor"),

@@ -4,7 +4,7 @@ Deadlines follow Google's verification server (verification-and-peers.md §1.10)
 hashes are blanked 48 hours after it expires (the row keeps only what the lab's status
 check and the issuing statistics need) and the row is deleted 14 days after expiry; a
 token goes 24 hours after it expires; audit entries after 30 days; signing keys 36 hours
-after retirement, together with their private key file; disabled API keys after 14 days
+after retirement, together with their sealed private key; disabled API keys after 14 days
 (once no code names them). Realms are configuration and stay until an operator removes them.
 
 Example::
@@ -72,24 +72,24 @@ def verification_policies(
     def delete_signing_keys(
         sessions: SessionFactory, cutoff: datetime, _now: datetime
     ) -> PurgeResult:
+        # The rows and their sealed private keys go in one transaction: neither outlives
+        # the other.
         with unit_of_work(sessions) as session:
             retired = session.execute(
                 select(SigningKey.id, SigningKey.key_reference).where(
                     SigningKey.retired_at < cutoff
                 )
             ).all()
-        files = 0
-        for _id, reference in retired:
-            # The private key first: a row without its file is harmless, the reverse is not.
-            files += int(context.key_store.destroy(reference))
-        if not retired:
-            return PurgeResult(rows=0)
-        with unit_of_work(sessions) as session:
+            if not retired:
+                return PurgeResult(rows=0)
+            destroyed = sum(
+                int(context.key_store.destroy(session, reference)) for _id, reference in retired
+            )
             result = session.execute(
                 delete(SigningKey).where(SigningKey.id.in_([key_id for key_id, _ in retired]))
             )
         context.caches.signing_keys.clear()
-        return PurgeResult(rows=int(getattr(result, "rowcount", 0)), blobs=files)
+        return PurgeResult(rows=int(getattr(result, "rowcount", 0)), blobs=destroyed)
 
     def oldest_retired_key(sessions: SessionFactory, now: datetime) -> datetime | None:
         return oldest_value(sessions, SigningKey.retired_at, SigningKey.retired_at < now)
@@ -184,7 +184,7 @@ def verification_policies(
             service=service,
             tables=("verification_signing_keys",),
             purpose=(
-                "Public halves (JWKS) and key-file references of the token and certificate "
+                "Public halves (JWKS) and sealed-key references of the token and certificate "
                 "signing keys; no personal data."
             ),
             measured_from="retired_at",
@@ -192,7 +192,7 @@ def verification_policies(
             bounds=RETIRED_SIGNING_KEYS,
             deadline=settings.retired_signing_keys,
             setting="EXPOSURE_RETENTION_RETIRED_SIGNING_KEYS",
-            enforced_by=f"{job} (the private key file first, then the row)",
+            enforced_by=f"{job} (the row and its sealed private key together)",
             purge=delete_signing_keys,
             oldest=oldest_retired_key,
         ),

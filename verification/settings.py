@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from exposure.secrets import decode_secret_keys
+from exposure.keys.kek import decode_keks
 
 #: A key server polls the JWKS every few minutes; a new signing key must be published at
 #: least this long before it signs, or certificates would fail to verify in the gap.
@@ -22,12 +22,13 @@ class VerificationSettings(BaseSettings):
         env_prefix="EXPOSURE_VERIFICATION_", extra="ignore", frozen=True
     )
 
-    secret_keys: SecretStr | None = Field(
+    kek: SecretStr | None = Field(
         default=None,
         description=(
-            "Comma-separated base64 keys (>= 32 bytes each, newest first) for the keyed hashes "
-            "of codes, tokens, API keys and rate-limit buckets. Unset: generated once under "
-            "the data directory."
+            "Key-encryption keys (base64, >= 32 bytes each, comma-separated, newest first) "
+            "that seal this service's private keys and secrets in its database. Required on "
+            "PostgreSQL, the same in every process; embedded (SQLite): made once under the "
+            "data directory."
         ),
     )
     token_issuer: str = Field(
@@ -79,10 +80,10 @@ class VerificationSettings(BaseSettings):
             return float(value)
         return value
 
-    @field_validator("secret_keys")
+    @field_validator("kek")
     @classmethod
-    def _check_secret_keys(cls, value: SecretStr | None) -> SecretStr | None:
-        # decode_secret_keys refuses malformed and short keys with its own message.
-        if value is not None and not decode_secret_keys(value.get_secret_value()):
-            raise ValueError("secret_keys is set but holds no key")
+    def _check_kek(cls, value: SecretStr | None) -> SecretStr | None:
+        # decode_keks refuses malformed, short and empty values with its own message.
+        if value is not None:
+            decode_keks(value.get_secret_value())
         return value

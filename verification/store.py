@@ -260,3 +260,27 @@ def audit_entries(session: Session, *, realm_id: int | None = None) -> list[Audi
     if realm_id is not None:
         query = query.where(AuditEntry.realm_id == realm_id)
     return list(session.execute(query).scalars())
+
+
+def signing_key_references(session: Session) -> list[str]:
+    """The key-store reference of every token and certificate key, oldest first."""
+    return list(session.scalars(select(SigningKey.key_reference).order_by(SigningKey.id)))
+
+
+def list_realms(session: Session) -> list[Realm]:
+    return list(session.scalars(select(Realm).order_by(Realm.id)))
+
+
+def list_api_keys(session: Session, *, realm_id: int | None = None) -> list[ApiKey]:
+    statement = select(ApiKey).order_by(ApiKey.id)
+    if realm_id is not None:
+        statement = statement.where(ApiKey.realm_id == realm_id)
+    return list(session.scalars(statement))
+
+
+def all_signing_keys(session: Session, *, realm_id: int | None = None) -> list[SigningKey]:
+    """Every token and certificate key (of one realm's certificates when given), by id."""
+    statement = select(SigningKey).order_by(SigningKey.id)
+    if realm_id is not None:
+        statement = statement.where(SigningKey.realm_id == realm_id)
+    return list(session.scalars(statement))

@@ -1,52 +1,57 @@
-"""``exposure admin ...``: realms, API keys, signing keys, and the embedded bootstrap."""
+"""``exposure admin ...``: realms, API keys, signing keys, and the embedded bootstrap.
+
+Every command opens only the service it changes (a verification admin needs no key-server
+database and the other way round), prints what the next step needs, and takes ``--json``.
+Creating, disabling and rotating are recorded in the verification audit entries.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from sqlalchemy.orm import Session
 
-from crypto.keystore import FileKeyStore
 from crypto.signing import public_key_pem
 from crypto.tokens import public_key_from_jwk
 from exposure.api.v1 import PUBLISH_PATH
-from exposure.cli.common import (
-    build_settings,
-    emit,
-    load_settings,
-    migrated_database,
-    parse_duration,
-    utc_now,
+from exposure.cli.common import emit, emit_rows, open_services, parse_duration, utc_now
+from exposure.cli.failures import fail
+from exposure.cli.keyserver_admin import (
+    add_export_signing_key,
+    export_signing_key_rows,
+    retire_export_signing_key,
+    rotate_export_signing_key,
 )
-from exposure.cli.keyserver_admin import add_export_signing_key, rotate_export_signing_key
-from exposure.db import SessionFactory, unit_of_work
+from exposure.compose import Deployment
+from exposure.db import unit_of_work
 from exposure.settings import ExposureSettings, Service
 from keyserver.export import configs
 from keyserver.export.api import index_url
 from keyserver.service import trust
-from verification.context import VerificationContext
 from verification.errors import VerificationError
-from verification.models import Realm
+from verification.models import ApiKey, Realm
 from verification.service import realms, signing_keys
-from verification.settings import VerificationSettings
 
 admin_app = typer.Typer(
-    help="Administration: realms, API keys, signing keys.", no_args_is_help=True
+    help="Administration: realms, API keys, signing keys, keys and KEKs, auditors.",
+    no_args_is_help=True,
 )
 realm_app = typer.Typer(
     help="Verification realms (one per health authority).", no_args_is_help=True
 )
 apikey_app = typer.Typer(help="Verification API keys.", no_args_is_help=True)
-signing_key_app = typer.Typer(help="Certificate signing keys.", no_args_is_help=True)
+signing_key_app = typer.Typer(
+    help="Signing keys: realms' certificate keys and the key server's export keys.",
+    no_args_is_help=True,
+)
 admin_app.add_typer(realm_app, name="realm")
 admin_app.add_typer(apikey_app, name="apikey")
 admin_app.add_typer(signing_key_app, name="signing-key")
@@ -60,6 +65,8 @@ DEFAULT_REGION = "VN"
 DEFAULT_EXPORT_ROOT = "v1"
 DEFAULT_EXPORT_KEY_ID = "VN"
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
 
 class KeyType(StrEnum):
     admin = "admin"
@@ -67,31 +74,37 @@ class KeyType(StrEnum):
     auditor = "auditor"
 
 
-@dataclass(frozen=True)
-class VerificationRuntime:
-    settings: ExposureSettings
-    sessions: SessionFactory
-    context: VerificationContext
+def _verification_errors(error: VerificationError) -> NoReturn:
+    fail(error.message)
 
 
-@contextmanager
-def verification_runtime() -> Iterator[VerificationRuntime]:
-    """The verification database (migrated) and context, from the environment."""
-    settings = load_settings()
-    verification_settings = build_settings(VerificationSettings)
-    try:
-        with migrated_database(settings, Service.VERIFICATION) as sessions:
-            context = VerificationContext.from_settings(verification_settings, settings.data_dir)
-            yield VerificationRuntime(settings, sessions, context)
-    except VerificationError as error:
-        typer.echo(f"error: {error.message}", err=True)
-        raise typer.Exit(code=1) from None
+def _realm_facts(settings: ExposureSettings, realm: Realm) -> dict[str, Any]:
+    """What the next steps need: the key server trusts the realm by issuer and JWKS URL."""
+    return {
+        "realm": realm.name,
+        "realm_id": realm.id,
+        "issuer": realm.certificate_issuer,
+        "audience": realm.certificate_audience,
+        "jwks_url": f"{settings.base_url}/jwks/{realm.id}",
+        "verification_url": settings.base_url,
+    }
+
+
+def _trust_command(facts: dict[str, Any]) -> str:
+    return (
+        f"exposure admin health-authority add --issuer '{facts['issuer']}' "
+        f"--audience '{facts['audience']}' --name '{facts['realm']}' "
+        f"--jwks-url '{facts['jwks_url']}'"
+    )
+
+
+# ---- realms --------------------------------------------------------------------------
 
 
 @realm_app.command("create")
 def create_realm(
     name: str,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
     issuer: Annotated[str | None, typer.Option(help="Certificate iss claim.")] = None,
     audience: Annotated[str, typer.Option(help="Certificate aud claim.")] = realms.DEFAULT_AUDIENCE,
     allow_user_report: Annotated[bool, typer.Option(help="Allow user-report codes.")] = False,
@@ -103,7 +116,8 @@ def create_realm(
     daily_issue_limit: Annotated[int, typer.Option(help="Codes per day.")] = 20_000,
     require_date: Annotated[bool, typer.Option(help="Codes need a symptom or test date.")] = True,
 ) -> None:
-    """Create a realm; prints its id and its first admin and device API keys (shown once)."""
+    """Create a realm; prints its id, issuer and JWKS URL (what the key server needs) and its
+    first admin and device API keys (shown once)."""
     policy = realms.RealmPolicy(
         short_code_length=short_code_length,
         short_code_minutes=short_code_minutes,
@@ -116,14 +130,103 @@ def create_realm(
         certificate_lifetime_seconds=certificate_lifetime,
         daily_issue_limit=daily_issue_limit,
     )
-    with verification_runtime() as runtime, unit_of_work(runtime.sessions) as session:
-        created = realms.create_realm(
-            session, runtime.context, name=name, now=utc_now(), actor=ACTOR, policy=policy
-        )
-        data = _realm_summary(runtime.settings, created.realm.id, created.realm.name)
-        data["admin_api_key"] = created.admin_key.plaintext
-        data["device_api_key"] = created.device_key.plaintext
+    with open_services([Service.VERIFICATION]) as deployment:
+        bundle = deployment.verification
+        try:
+            with unit_of_work(bundle.session_factory) as session:
+                created = realms.create_realm(
+                    session, bundle.context, name=name, now=utc_now(), actor=ACTOR, policy=policy
+                )
+                data = _realm_facts(deployment.settings.base, created.realm)
+        except VerificationError as error:
+            _verification_errors(error)
+    data["admin_api_key"] = created.admin_key.plaintext
+    data["admin_api_key_id"] = created.admin_key.record.id
+    data["device_api_key"] = created.device_key.plaintext
+    data["device_api_key_id"] = created.device_key.record.id
+    data["next_step"] = f"on the key server: {_trust_command(data)}"
     emit(data, as_json)
+
+
+def _realm_row(settings: ExposureSettings, realm: Realm) -> dict[str, Any]:
+    return {
+        **_realm_facts(settings, realm),
+        "created_at": realm.created_at,
+        "disabled_at": realm.disabled_at,
+    }
+
+
+@realm_app.command("list")
+def list_realms(as_json: JsonOption = False) -> None:
+    """Every realm: id, name, issuer, JWKS URL, whether disabled."""
+    with (
+        open_services([Service.VERIFICATION]) as deployment,
+        unit_of_work(deployment.verification.session_factory) as session,
+    ):
+        rows = [_realm_row(deployment.settings.base, r) for r in realms.list_realms(session)]
+    emit_rows(rows, ["realm_id", "realm", "issuer", "jwks_url", "disabled_at"], as_json)
+
+
+@realm_app.command("show")
+def show_realm(
+    realm: Annotated[str, typer.Argument(help="Realm name or id.")], as_json: JsonOption = False
+) -> None:
+    """One realm's policy, identity and signing keys."""
+    with open_services([Service.VERIFICATION]) as deployment:
+        bundle = deployment.verification
+        try:
+            with unit_of_work(bundle.session_factory) as session:
+                found = realms.find_realm(session, realm)
+                data = _realm_row(deployment.settings.base, found)
+                data.update(
+                    {
+                        "short_code_length": found.short_code_length,
+                        "short_code_minutes": found.short_code_minutes,
+                        "long_code_length": found.long_code_length,
+                        "long_code_minutes": found.long_code_minutes,
+                        "allowed_test_types": found.allowed_test_types,
+                        "require_date": found.require_date,
+                        "certificate_lifetime_seconds": found.certificate_lifetime_seconds,
+                        "daily_issue_limit": found.daily_issue_limit,
+                        "signing_keys": [
+                            key["kid"] for key in signing_keys.realm_jwks(session, found, utc_now())
+                        ],
+                        "api_keys": len(realms.list_api_keys(session, realm_id=found.id)),
+                    }
+                )
+        except VerificationError as error:
+            _verification_errors(error)
+    emit(data, as_json)
+
+
+@realm_app.command("disable")
+def disable_realm(realm: Annotated[str, typer.Argument(help="Realm name or id.")]) -> None:
+    """Stop every API key of a realm (within the cache TTL); its JWKS stays published."""
+    with open_services([Service.VERIFICATION]) as deployment:
+        try:
+            with unit_of_work(deployment.verification.session_factory) as session:
+                found = realms.find_realm(session, realm)
+                changed = realms.disable_realm(session, found, now=utc_now(), actor=ACTOR)
+                name, realm_id = found.name, found.id
+        except VerificationError as error:
+            _verification_errors(error)
+    state = "disabled" if changed else "was already disabled"
+    typer.echo(f"realm {name} ({realm_id}) {state}")
+
+
+# ---- API keys ------------------------------------------------------------------------
+
+
+def _api_key_row(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "realm_id": key.realm_id,
+        "type": key.kind,
+        "name": key.name,
+        "preview": f"{key.preview}...",
+        "created_at": key.created_at,
+        "disabled_at": key.disabled_at,
+    }
 
 
 @apikey_app.command("create")
@@ -134,44 +237,91 @@ def create_api_key(
         typer.Option("--type", help="admin (labs), device (apps), auditor (/audit)."),
     ],
     name: Annotated[str, typer.Option(help="A label for people.")] = "",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Create an API key; it is printed once and stored only as a keyed hash."""
-    with verification_runtime() as runtime, unit_of_work(runtime.sessions) as session:
-        found = realms.find_realm(session, realm)
-        created = realms.create_api_key(
-            session,
-            runtime.context,
-            realm=found,
-            kind=realms.ApiKeyKind(key_type.value),
-            name=name or key_type.value,
-            now=utc_now(),
-            actor=ACTOR,
-        )
-        data = {
-            "realm_id": found.id,
-            "id": created.record.id,
-            "type": key_type.value,
-            "api_key": created.plaintext,
-        }
+    with open_services([Service.VERIFICATION]) as deployment:
+        bundle = deployment.verification
+        try:
+            with unit_of_work(bundle.session_factory) as session:
+                found = realms.find_realm(session, realm)
+                created = realms.create_api_key(
+                    session,
+                    bundle.context,
+                    realm=found,
+                    kind=realms.ApiKeyKind(key_type.value),
+                    name=name or key_type.value,
+                    now=utc_now(),
+                    actor=ACTOR,
+                )
+                data = {
+                    "realm_id": found.id,
+                    "id": created.record.id,
+                    "type": key_type.value,
+                    "api_key": created.plaintext,
+                }
+        except VerificationError as error:
+            _verification_errors(error)
+    emit(data, as_json)
+
+
+@apikey_app.command("list")
+def list_api_keys(
+    realm: Annotated[str | None, typer.Option(help="Only this realm (name or id).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """API keys by id, with their realm, type, name and first characters (never the key)."""
+    with open_services([Service.VERIFICATION]) as deployment:
+        try:
+            with unit_of_work(deployment.verification.session_factory) as session:
+                realm_id = realms.find_realm(session, realm).id if realm is not None else None
+                rows = [_api_key_row(k) for k in realms.list_api_keys(session, realm_id=realm_id)]
+        except VerificationError as error:
+            _verification_errors(error)
+    columns = ["id", "realm_id", "type", "name", "preview", "created_at", "disabled_at"]
+    emit_rows(rows, columns, as_json)
+
+
+@apikey_app.command("show")
+def show_api_key(
+    api_key_id: Annotated[int, typer.Option("--id", help="The key's id (from create or list).")],
+    as_json: JsonOption = False,
+) -> None:
+    """One API key's record (never the key)."""
+    with open_services([Service.VERIFICATION]) as deployment:
+        try:
+            with unit_of_work(deployment.verification.session_factory) as session:
+                data = _api_key_row(realms.get_api_key(session, api_key_id))
+        except VerificationError as error:
+            _verification_errors(error)
     emit(data, as_json)
 
 
 @apikey_app.command("disable")
 def disable_api_key(
-    api_key_id: Annotated[int, typer.Option("--id", help="The key's id (from create).")],
+    api_key_id: Annotated[int, typer.Option("--id", help="The key's id (from create or list).")],
 ) -> None:
     """Disable an API key at once; requests with it get 401 from then on."""
-    with verification_runtime() as runtime, unit_of_work(runtime.sessions) as session:
-        record = realms.disable_api_key(session, api_key_id=api_key_id, now=utc_now(), actor=ACTOR)
-        typer.echo(f"disabled {record.kind} API key {record.id} ({record.preview}...)")
+    with open_services([Service.VERIFICATION]) as deployment:
+        try:
+            with unit_of_work(deployment.verification.session_factory) as session:
+                record = realms.disable_api_key(
+                    session, api_key_id=api_key_id, now=utc_now(), actor=ACTOR
+                )
+                line = f"disabled {record.kind} API key {record.id} ({record.preview}...)"
+        except VerificationError as error:
+            _verification_errors(error)
+    typer.echo(line)
+
+
+# ---- signing keys --------------------------------------------------------------------
 
 
 @signing_key_app.command("add")
 def add_signing_key(
     key_id: Annotated[str, typer.Option(help="verification_key_id phones know (e.g. the MCC).")],
     version: Annotated[str, typer.Option(help="verification_key_version (e.g. v1).")] = "v1",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Create an export signing key; prints the public key to register with Apple and Google."""
     add_export_signing_key(key_id, version, as_json)
@@ -189,7 +339,7 @@ def rotate_signing_key(
     old_valid_for: Annotated[
         str, typer.Option(help="How long the old export key keeps signing (e.g. 7d).")
     ] = "7d",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Rotate a realm's certificate key (--realm) or an export signing key (--key-id).
 
@@ -198,30 +348,85 @@ def rotate_signing_key(
     phones that know either public key keep verifying.
     """
     if (realm is None) == (key_id is None):
-        typer.echo("error: give exactly one of --realm and --key-id", err=True)
-        raise typer.Exit(code=1)
+        fail("give exactly one of --realm and --key-id", 2)
     if realm is None:
         if key_id is None or version is None:
-            typer.echo("error: --key-id needs --version (the new version)", err=True)
-            raise typer.Exit(code=1)
+            fail("--key-id needs --version (the new version)", 2)
         rotate_export_signing_key(key_id, version, parse_duration(old_valid_for), as_json)
         return
-    with verification_runtime() as runtime, unit_of_work(runtime.sessions) as session:
-        found = realms.find_realm(session, realm)
-        key = signing_keys.rotate_certificate_key(
-            session, runtime.context, found, now=utc_now(), actor=ACTOR
-        )
-        data = {"realm_id": found.id, "kid": key.kid, "active_at": key.active_at.isoformat()}
+    with open_services([Service.VERIFICATION]) as deployment:
+        bundle = deployment.verification
+        try:
+            with unit_of_work(bundle.session_factory) as session:
+                found = realms.find_realm(session, realm)
+                key = signing_keys.rotate_certificate_key(
+                    session, bundle.context, found, now=utc_now(), actor=ACTOR
+                )
+                data = {
+                    "realm_id": found.id,
+                    "kid": key.kid,
+                    "active_at": key.active_at.isoformat(),
+                    "jwks_url": f"{deployment.settings.base.base_url}/jwks/{found.id}",
+                }
+        except VerificationError as error:
+            _verification_errors(error)
     emit(data, as_json)
 
 
-def _realm_summary(settings: ExposureSettings, realm_id: int, name: str) -> dict[str, Any]:
-    return {
-        "realm": name,
-        "realm_id": realm_id,
-        "jwks_url": f"{settings.base_url}/jwks/{realm_id}",
-        "verification_url": settings.base_url,
-    }
+@signing_key_app.command("list")
+def list_signing_keys(
+    realm: Annotated[
+        str | None, typer.Option(help="Only this realm's certificate keys (name or id).")
+    ] = None,
+    export: Annotated[bool, typer.Option("--export", help="Only export signing keys.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Signing keys of the configured services: realms' certificate and token keys
+    (verification) and export signing keys (key server). Public facts only."""
+    rows: list[dict[str, Any]] = []
+    with open_services() as deployment:
+        if Service.VERIFICATION in deployment.bundles and not export:
+            rows.extend(_certificate_key_rows(deployment, realm))
+        if Service.KEYSERVER in deployment.bundles and realm is None:
+            rows.extend(export_signing_key_rows(deployment))
+    columns = ["service", "realm_id", "key_id", "version", "active_at", "retired_at"]
+    emit_rows(rows, columns, as_json)
+
+
+def _certificate_key_rows(deployment: Deployment, realm: str | None) -> list[dict[str, Any]]:
+    bundle = deployment.verification
+    try:
+        with unit_of_work(bundle.session_factory) as session:
+            realm_id = realms.find_realm(session, realm).id if realm is not None else None
+            keys = signing_keys.list_signing_keys(session, realm_id=realm_id)
+            return [
+                {
+                    "service": "verification",
+                    "purpose": key.purpose,
+                    "realm_id": key.realm_id,
+                    "key_id": key.kid,
+                    "version": "-",
+                    "active_at": key.active_at,
+                    "retired_at": key.retired_at,
+                    "public_key_pem": key.public_key_pem,
+                }
+                for key in keys
+            ]
+    except VerificationError as error:
+        _verification_errors(error)
+
+
+@signing_key_app.command("retire")
+def retire_signing_key(
+    key_id: Annotated[str, typer.Option(help="The export signing key's id.")],
+    version: Annotated[str, typer.Option(help="The version that stops signing.")],
+    after: Annotated[str, typer.Option(help="Stop signing after this long (0s: now).")] = "0s",
+) -> None:
+    """Stop an export signing key version from signing new files (files keep signatures)."""
+    retire_export_signing_key(key_id, version, parse_duration(after))
+
+
+# ---- the embedded bootstrap ----------------------------------------------------------
 
 
 def _write_private_json(path: Path, data: dict[str, Any]) -> None:
@@ -232,76 +437,81 @@ def _write_private_json(path: Path, data: dict[str, Any]) -> None:
 
 
 @admin_app.command("bootstrap")
-def bootstrap(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Set up the embedded default once (realm ``default`` with an admin and a device key).
+def bootstrap(as_json: JsonOption = False) -> None:
+    """Set up the embedded default once (realm ``default`` with admin, device and auditor
+    keys, the key server trusting it, an app and an export series).
 
     Running it again prints the same keys: they are kept, readable by the owner only, in
     ``$EXPOSURE_DATA_DIR/secrets/bootstrap.json`` because a key cannot be shown twice
     otherwise. Production deployments create realms and keys explicitly instead.
     """
-    with verification_runtime() as runtime:
-        saved_path = runtime.settings.data_dir / "secrets" / "bootstrap.json"
-        stored: dict[str, Any] = json.loads(saved_path.read_text()) if saved_path.exists() else {}
-        saved = stored
-        with unit_of_work(runtime.sessions) as session:
-            realm = _find_optional(session, DEFAULT_REALM)
-            if realm is None:
-                created = realms.create_realm(
-                    session, runtime.context, name=DEFAULT_REALM, now=utc_now(), actor=ACTOR
-                )
-                realm = created.realm
-                saved = {
-                    "realm_id": realm.id,
-                    "admin_api_key": created.admin_key.plaintext,
-                    "device_api_key": created.device_key.plaintext,
-                }
-            elif saved.get("realm_id") != realm.id:
-                saved = {"realm_id": realm.id}
-                for kind in realms.ApiKeyKind:
-                    new_key = realms.create_api_key(
-                        session,
-                        runtime.context,
-                        realm=realm,
-                        kind=kind,
-                        name=f"bootstrap {kind.value}",
-                        now=utc_now(),
-                        actor=ACTOR,
-                    )
-                    saved[f"{kind.value}_api_key"] = new_key.plaintext
-            if "auditor_api_key" not in saved:
-                # Installs bootstrapped before auditor keys existed get one now.
-                saved = {
-                    **saved,
-                    "auditor_api_key": realms.create_api_key(
-                        session,
-                        runtime.context,
-                        realm=realm,
-                        kind=realms.ApiKeyKind.AUDITOR,
-                        name="bootstrap auditor",
-                        now=utc_now(),
-                        actor=ACTOR,
-                    ).plaintext,
-                }
-            if saved != stored:
-                _write_private_json(saved_path, saved)
-            data = _realm_summary(runtime.settings, realm.id, realm.name)
-            data["admin_api_key"] = saved["admin_api_key"]
-            data["device_api_key"] = saved["device_api_key"]
-            data["auditor_api_key"] = saved["auditor_api_key"]
-            base = runtime.settings.base_url
-            data["audit_log_url"] = f"{base}/audit/log"
-            data["audit_compliance_url"] = f"{base}/audit/compliance"
-            data["audit_public_keys_url"] = f"{base}/audit/public-keys"
-            trusted = TrustedRealm(
-                issuer=realm.certificate_issuer,
-                audience=realm.certificate_audience,
-                jwks_url=data["jwks_url"],
-                jwks=signing_keys.realm_jwks(session, realm, utc_now()),
-            )
-    data.update(_bootstrap_keyserver(runtime.settings, trusted))
+    with open_services([Service.VERIFICATION, Service.KEYSERVER]) as deployment:
+        data, trusted = _bootstrap_verification(deployment)
+        data.update(_bootstrap_keyserver(deployment, trusted))
     emit(data, as_json)
+
+
+def _bootstrap_verification(deployment: Deployment) -> tuple[dict[str, Any], TrustedRealm]:
+    bundle = deployment.verification
+    settings = deployment.settings.base
+    saved_path = settings.data_dir / "secrets" / "bootstrap.json"
+    stored: dict[str, Any] = json.loads(saved_path.read_text()) if saved_path.exists() else {}
+    saved = stored
+    now = utc_now()
+    with unit_of_work(bundle.session_factory) as session:
+        realm = _find_optional(session, DEFAULT_REALM)
+        if realm is None:
+            created = realms.create_realm(
+                session, bundle.context, name=DEFAULT_REALM, now=now, actor=ACTOR
+            )
+            realm = created.realm
+            saved = {
+                "realm_id": realm.id,
+                "admin_api_key": created.admin_key.plaintext,
+                "device_api_key": created.device_key.plaintext,
+            }
+        elif saved.get("realm_id") != realm.id:
+            saved = {"realm_id": realm.id}
+            for kind in (realms.ApiKeyKind.ADMIN, realms.ApiKeyKind.DEVICE):
+                saved[f"{kind.value}_api_key"] = realms.create_api_key(
+                    session,
+                    bundle.context,
+                    realm=realm,
+                    kind=kind,
+                    name=f"bootstrap {kind.value}",
+                    now=now,
+                    actor=ACTOR,
+                ).plaintext
+        if "auditor_api_key" not in saved:
+            saved = {
+                **saved,
+                "auditor_api_key": realms.create_api_key(
+                    session,
+                    bundle.context,
+                    realm=realm,
+                    kind=realms.ApiKeyKind.AUDITOR,
+                    name="bootstrap auditor",
+                    now=now,
+                    actor=ACTOR,
+                ).plaintext,
+            }
+        if saved != stored:
+            _write_private_json(saved_path, saved)
+        data = _realm_facts(settings, realm)
+        data["admin_api_key"] = saved["admin_api_key"]
+        data["device_api_key"] = saved["device_api_key"]
+        data["auditor_api_key"] = saved["auditor_api_key"]
+        base = settings.base_url
+        data["audit_log_url"] = f"{base}/audit/log"
+        data["audit_compliance_url"] = f"{base}/audit/compliance"
+        data["audit_public_keys_url"] = f"{base}/audit/public-keys"
+        trusted = TrustedRealm(
+            issuer=realm.certificate_issuer,
+            audience=realm.certificate_audience,
+            jwks_url=data["jwks_url"],
+            jwks=signing_keys.realm_jwks(session, realm, now),
+        )
+    return data, trusted
 
 
 @dataclass(frozen=True)
@@ -314,45 +524,46 @@ class TrustedRealm:
     jwks: list[dict[str, str]]
 
 
-def _bootstrap_keyserver(settings: ExposureSettings, realm: TrustedRealm) -> dict[str, Any]:
+def _bootstrap_keyserver(deployment: Deployment, realm: TrustedRealm) -> dict[str, Any]:
     """Trust the default realm as a health authority and register the default app, once.
 
     The realm's current keys are copied in directly, so publishing works before the first
     JWKS refresh; the refresh job keeps them in step afterwards through ``jwks_url``.
     """
-    with migrated_database(settings, Service.KEYSERVER) as sessions:
-        now = utc_now()
-        with unit_of_work(sessions) as session:
-            authority = trust.find_health_authority(session, realm.issuer)
-            if authority is None:
-                authority = trust.add_health_authority(
+    bundle = deployment.keyserver
+    settings = deployment.settings.base
+    now = utc_now()
+    with unit_of_work(bundle.session_factory) as session:
+        authority = trust.find_health_authority(session, realm.issuer)
+        if authority is None:
+            authority = trust.add_health_authority(
+                session,
+                issuer=realm.issuer,
+                audience=realm.audience,
+                name=f"verification realm {DEFAULT_REALM}",
+                jwks_url=realm.jwks_url,
+                now=now,
+            )
+        for jwk in realm.jwks:
+            # Keys already copied (or mirrored by the refresh job) stay as they are.
+            with suppress(trust.DuplicateKeyVersion):
+                trust.add_health_authority_key(
                     session,
-                    issuer=realm.issuer,
-                    audience=realm.audience,
-                    name=f"verification realm {DEFAULT_REALM}",
-                    jwks_url=realm.jwks_url,
-                    now=now,
+                    authority,
+                    version=jwk["kid"],
+                    public_key_pem=public_key_pem(public_key_from_jwk(jwk)).decode(),
+                    valid_from=now,
                 )
-            for jwk in realm.jwks:
-                # Keys already copied (or mirrored by the refresh job) stay as they are.
-                with suppress(trust.DuplicateKeyVersion):
-                    trust.add_health_authority_key(
-                        session,
-                        authority,
-                        version=jwk["kid"],
-                        public_key_pem=public_key_pem(public_key_from_jwk(jwk)).decode(),
-                        valid_from=now,
-                    )
-            if trust.load_app(session, DEFAULT_APP_ID) is None:
-                trust.add_authorized_app(
-                    session,
-                    app_id=DEFAULT_APP_ID,
-                    health_authority_issuers=[realm.issuer],
-                    regions=[DEFAULT_REGION],
-                    bypass_verification=False,
-                    now=now,
-                )
-        exports = _bootstrap_exports(settings, sessions, now)
+        if trust.load_app(session, DEFAULT_APP_ID) is None:
+            trust.add_authorized_app(
+                session,
+                app_id=DEFAULT_APP_ID,
+                health_authority_issuers=[realm.issuer],
+                regions=[DEFAULT_REGION],
+                bypass_verification=False,
+                now=now,
+            )
+    exports = _bootstrap_exports(deployment, now)
     return {
         "health_authority_id": DEFAULT_APP_ID,
         "health_authority_issuer": realm.issuer,
@@ -361,18 +572,16 @@ def _bootstrap_keyserver(settings: ExposureSettings, realm: TrustedRealm) -> dic
     }
 
 
-def _bootstrap_exports(
-    settings: ExposureSettings, sessions: SessionFactory, now: datetime
-) -> dict[str, Any]:
+def _bootstrap_exports(deployment: Deployment, now: datetime) -> dict[str, Any]:
     """A default export signing key and a config that uses it (4-hour windows), once."""
-    key_store = FileKeyStore(settings.data_dir / "keys" / "keyserver")
-    with unit_of_work(sessions) as session:
+    bundle = deployment.keyserver
+    with unit_of_work(bundle.session_factory) as session:
         try:
             infos = configs.current_signature_infos(session, DEFAULT_EXPORT_KEY_ID, now)
         except configs.UnknownSignatureInfo:
             infos = [
                 configs.add_signature_info(
-                    session, key_store, key_id=DEFAULT_EXPORT_KEY_ID, key_version="v1", now=now
+                    session, bundle.keys, key_id=DEFAULT_EXPORT_KEY_ID, key_version="v1", now=now
                 )
             ]
         config = configs.find_export_config(session, DEFAULT_EXPORT_ROOT)
@@ -389,7 +598,7 @@ def _bootstrap_exports(
         signer = infos[0]
         return {
             "export_root": config.filename_root,
-            "index_url": index_url(settings.base_url, config.filename_root),
+            "index_url": index_url(deployment.settings.base.base_url, config.filename_root),
             "export_public_key_pem": signer.public_key_pem,
             "export_key_id": signer.key_id,
             "export_key_version": signer.key_version,

@@ -22,20 +22,21 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from exposure.cli.common import utc_now
-from exposure.cli.services import services_runtime
+from exposure.cli.common import open_services, utc_now
+from exposure.cli.progress import progress
+from exposure.compose import Deployment
 from exposure.db import unit_of_work
 from exposure.retention.compliance import compliance_report
 from exposure.retention.log import DOCUMENT_FORMAT, export_document, verify_document
 from exposure.retention.policy import Action, RetentionPolicy
-from exposure.retention.runtime import public_keys_document
+from exposure.retention.runtime import ServiceRetention, public_keys_document
 
 audit_app = typer.Typer(
     help="Retention-log export and verification, and compliance checks (for auditors).",
@@ -55,11 +56,15 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _retentions(deployment: Deployment) -> dict[str, ServiceRetention]:
+    return {bundle.service.value: bundle.retention for bundle in deployment.bundles.values()}
+
+
 def _live_documents(
     service: str | None,
 ) -> tuple[list[dict[str, Any]], dict[str, list[bytes]]]:
-    with services_runtime() as runtime:
-        retentions = runtime.retentions
+    with open_services() as deployment, progress() as shown:
+        retentions = _retentions(deployment)
         if service is not None and service not in retentions:
             raise _fail(f"unknown service {service!r}; one of: {', '.join(retentions)}")
         documents = []
@@ -67,6 +72,7 @@ def _live_documents(
         for name, retention in retentions.items():
             if service is not None and name != service:
                 continue
+            shown.step(f"reading the {name} log")
             with unit_of_work(retention.session_factory) as session:
                 documents.append(
                     export_document(session, service=name, public_key=retention.public_key)
@@ -213,9 +219,22 @@ def verify(
         missing = [name for name in names if name not in trusted]
         if missing:
             raise _fail(f"{public_key} has no public key for {', '.join(map(repr, missing))}")
+    with progress() as shown:
+        reports, warnings = _verify_all(names, documents, trusted, start, shown.track)
+    _show_verification(reports, warnings, as_json)
+
+
+def _verify_all(
+    names: Sequence[str],
+    documents: Sequence[Mapping[str, Any]],
+    trusted: Mapping[str, list[bytes]],
+    start: datetime | None,
+    track: Callable[..., Iterable[tuple[str, Mapping[str, Any]]]],
+) -> tuple[list[dict[str, Any]], list[str]]:
     reports = []
     warnings = []
-    for name, document in zip(names, documents, strict=True):
+    pairs = list(zip(names, documents, strict=True))
+    for name, document in track(pairs, "verifying", total=len(pairs)):
         keys = trusted.get(name)
         if keys is None:
             embedded = document.get("public_key")
@@ -227,6 +246,10 @@ def verify(
                 "pass --public-key to verify against the published one"
             )
         reports.append(verify_document(document, public_key=keys, since=start).as_dict())
+    return reports, warnings
+
+
+def _show_verification(reports: list[dict[str, Any]], warnings: list[str], as_json: bool) -> None:
     ok = bool(reports) and all(report["ok"] for report in reports)
     if as_json:
         typer.echo(json.dumps({"ok": ok, "logs": reports, "warnings": warnings}, indent=2))
@@ -260,8 +283,9 @@ def compliance(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Oldest item of each kind against its deadline, and purges on time (exit 1 if not)."""
-    with services_runtime() as runtime:
-        report = compliance_report(list(runtime.retentions.values()), now=utc_now())
+    with open_services() as deployment, progress() as shown:
+        shown.step("checking compliance")
+        report = compliance_report(list(_retentions(deployment).values()), now=utc_now())
     if as_json:
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -285,8 +309,8 @@ def compliance(
 @audit_app.command("public-key")
 def public_key_command() -> None:
     """Print each service's retention-log public keys (base64 Ed25519) as JSON."""
-    with services_runtime() as runtime:
-        document = public_keys_document(runtime.retentions)
+    with open_services() as deployment:
+        document = public_keys_document(_retentions(deployment))
     typer.echo(json.dumps(document, indent=2, sort_keys=True))
 
 
@@ -352,9 +376,11 @@ def registry(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print the retention registry: every kind of stored data, why, how long, enforced by."""
-    with services_runtime() as runtime:
+    with open_services() as deployment:
         policies = [
-            policy for retention in runtime.retentions.values() for policy in retention.policies
+            policy
+            for retention in _retentions(deployment).values()
+            for policy in retention.policies
         ]
     rows = registry_rows(policies)
     if as_json:

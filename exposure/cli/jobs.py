@@ -1,11 +1,11 @@
 """``exposure jobs run NAME``: one pass of a scheduled job, now, under the server's lease.
 
-The jobs are the server's own (the key server's JWKS refresh, revision-key rotation and
-export jobs, and each service's retention purge), built from the same settings, so a manual
-run is the same code path as a scheduled one. ``purge`` runs both services' purges.
-``--now`` evaluates as of another time: later than the real clock only with
-``--allow-future`` (tests and drills), since an export "in the future" would release keys
-before their embargo and a purge would delete data before its deadline.
+The jobs are the services' own, from their bundles, so a manual run is the same code path
+as a scheduled one and opens only the service the job belongs to. ``purge`` runs the purge
+of every service whose database is configured. ``--now`` evaluates as of another time:
+later than the real clock only with ``--allow-future`` (tests and drills), since an export
+"in the future" would release keys before their embargo and a purge would delete data
+before its deadline.
 """
 
 from __future__ import annotations
@@ -16,20 +16,33 @@ from typing import Annotated, Any
 
 import typer
 
-from exposure.cli.common import utc_now
-from exposure.cli.services import services_runtime
+from exposure.cli.common import load_settings, open_services, utc_now
+from exposure.cli.failures import fail
+from exposure.cli.progress import progress
 from exposure.jobs import Job, JobResult, run_job
-from keyserver.schedule import scheduled_jobs
+from exposure.settings import Service
 
-jobs_app = typer.Typer(help="Run a scheduled job once, now.", no_args_is_help=True)
-
-#: Runs every service's retention purge.
+#: Every job, by name, and the service it belongs to (a test keeps this in step with the
+#: bundles). ``purge`` runs every configured service's purge.
+JOBS: dict[str, Service] = {
+    "jwks-refresh": Service.KEYSERVER,
+    "revision-key-rotation": Service.KEYSERVER,
+    "export-batches": Service.KEYSERVER,
+    "export-worker": Service.KEYSERVER,
+    "purge-keyserver": Service.KEYSERVER,
+    "purge-verification": Service.VERIFICATION,
+}
 PURGE_ALL = "purge"
 
+_JOB_HELP = """\
+jwks-refresh: mirror trusted health authorities' public keys (key server, every 2 min)
+revision-key-rotation: make and destroy revision-token keys (key server, hourly)
+export-batches: close the export windows that are old enough (key server, every 5 min)
+export-worker: write the signed files of closed windows and index.txt (key server, every min)
+purge-keyserver, purge-verification: delete what is past its deadline (hourly)
+purge: every configured service's purge"""
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=1)
+jobs_app = typer.Typer(help="Run a scheduled job once, now.", no_args_is_help=True)
 
 
 def _as_of(text: str | None, *, allow_future: bool) -> datetime:
@@ -40,12 +53,12 @@ def _as_of(text: str | None, *, allow_future: bool) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise _fail(f"--now {text!r} is not an ISO 8601 time") from None
+        fail(f"--now {text!r} is not an ISO 8601 time")
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise _fail("--now needs a UTC offset, e.g. 2026-11-25T12:00:00+00:00")
+        fail("--now needs a UTC offset, e.g. 2026-11-25T12:00:00+00:00")
     if moment > real and not allow_future:
         # A job run "in the future" would publish keys before their embargo ends.
-        raise _fail("--now is later than the real clock; add --allow-future to insist")
+        fail("--now is later than the real clock; add --allow-future to insist")
     return moment
 
 
@@ -54,51 +67,65 @@ def _run(job: Job, as_of: datetime) -> JobResult:
         return run_job(job, now=as_of)
     except Exception as error:  # an operator's command: a message, not a traceback
         first_line = str(error).splitlines()[0] if str(error) else ""
-        raise _fail(f"job {job.name} failed: {type(error).__name__}: {first_line}") from None
+        fail(f"job {job.name} failed: {type(error).__name__}: {first_line}")
 
 
 def _print(data: dict[str, Any]) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-@jobs_app.command("run")
+@jobs_app.command("list")
+def list_jobs() -> None:
+    """List the jobs and what each does."""
+    typer.echo(_JOB_HELP)
+
+
+@jobs_app.command(
+    "run",
+    help=f"Run one pass of a job; print its JSON summary (exit 1 if it failed).\n\nJobs:\n\n{_JOB_HELP}",
+)
 def run(
-    name: Annotated[str, typer.Argument(help="The job, e.g. jwks-refresh or purge.")],
+    name: Annotated[str, typer.Argument(help="The job (see below), e.g. export-worker or purge.")],
     now: Annotated[
         str | None,
         typer.Option(help="Evaluate as of this ISO 8601 time (with offset) instead of now."),
     ] = None,
     allow_future: Annotated[
-        bool, typer.Option(help="Allow --now later than the real clock (tests, backfills).")
+        bool, typer.Option(help="Allow --now later than the real clock (tests, drills).")
     ] = False,
 ) -> None:
-    """Run one pass of a job; print its JSON summary (exit 1 if it failed)."""
+    if name != PURGE_ALL and name not in JOBS:
+        fail(f"unknown job {name!r}; known jobs: {', '.join([*JOBS, PURGE_ALL])}", 2)
     as_of = _as_of(now, allow_future=allow_future)
-    with services_runtime() as runtime:
-        jobs = {job.name: job for job in scheduled_jobs(runtime.keyserver)}
-        purges = [retention.job() for retention in runtime.retentions.values()]
-        jobs.update((job.name, job) for job in purges)
+    settings = load_settings()
+    services = settings.base.configured_services() if name == PURGE_ALL else [JOBS[name]]
+    with open_services(services, settings=settings) as deployment, progress() as shown:
+        jobs = {job.name: job for job in deployment.jobs()}
         if name == PURGE_ALL:
-            failures: list[str] = []
-            summaries: dict[str, Any] = {}
-            ran = False
-            for job in purges:
-                try:
-                    result = _run(job, as_of)
-                except typer.Exit:
-                    failures.append(job.name)
-                    continue
-                ran = ran or result.ran
-                summaries[job.name] = dict(result.summary)
-            _print({"job": PURGE_ALL, "ran": ran, "summary": summaries})
-            if failures:
-                raise typer.Exit(code=1)
+            _run_purges(
+                [job for job in jobs.values() if job.name.startswith("purge-")], as_of, shown.step
+            )
             return
-        chosen = jobs.get(name)
-        if chosen is None:
-            known = ", ".join(sorted([*jobs, PURGE_ALL]))
-            raise _fail(f"unknown job {name!r}; known jobs: {known}")
-        result = _run(chosen, as_of)
+        shown.step(f"running {name}")
+        result = _run(jobs[name], as_of)
     _print({"job": result.job, "ran": result.ran, "summary": dict(result.summary)})
     if result.summary.get("failed"):
+        raise typer.Exit(code=1)
+
+
+def _run_purges(purges: list[Job], as_of: datetime, step: Any) -> None:
+    failures: list[str] = []
+    summaries: dict[str, Any] = {}
+    ran = False
+    for job in purges:
+        step(f"running {job.name}")
+        try:
+            result = _run(job, as_of)
+        except typer.Exit:
+            failures.append(job.name)
+            continue
+        ran = ran or result.ran
+        summaries[job.name] = dict(result.summary)
+    _print({"job": PURGE_ALL, "ran": ran, "summary": summaries})
+    if failures:
         raise typer.Exit(code=1)

@@ -1,16 +1,17 @@
-"""Key server administration: trusted health authorities, authorized apps, export configs.
+"""Key server administration: trusted health authorities, authorized apps, export
+configurations and export signing keys.
 
 ``exposure admin health-authority add`` trusts a certificate issuer, with either a JWKS URL
-that the ``jwks-refresh`` job mirrors or one public key given here. ``exposure admin app
-add`` lets a GAEN app publish with certificates of listed issuers. Each command opens (and
-migrates) the key server's database from the environment.
+that the ``jwks-refresh`` job mirrors or one public key given here; ``exposure admin app
+add`` lets a GAEN app publish with certificates of listed issuers; ``export-config`` and
+``signing-key`` describe the files phones download. Each has list, show and remove (or
+disable) with ``--json``. Only the key server's database is opened.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,58 +19,41 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.exc import IntegrityError
 
-from exposure.cli.common import (
-    build_settings,
-    emit,
-    load_settings,
-    migrated_database,
-    parse_duration,
-    utc_now,
-)
-from exposure.db import SessionFactory, unit_of_work
-from exposure.settings import ExposureSettings, Service
-from keyserver.context import KeyserverContext
+from exposure.cli.common import emit, emit_rows, open_services, parse_duration, utc_now
+from exposure.cli.failures import fail
+from exposure.compose import Deployment
+from exposure.db import unit_of_work
+from exposure.settings import Service
 from keyserver.export import configs
 from keyserver.export.api import index_url
 from keyserver.export.configs import ExportConfigError
 from keyserver.models import SignatureInfo
-from keyserver.service import trust
-from keyserver.settings import KeyserverSettings
+from keyserver.service import administration, trust
 
 health_authority_app = typer.Typer(
     help="Health authorities whose verification certificates the key server accepts.",
     no_args_is_help=True,
 )
 app_app = typer.Typer(help="GAEN apps allowed to publish keys.", no_args_is_help=True)
+export_config_app = typer.Typer(
+    help="Export configurations (series of key files).", no_args_is_help=True
+)
 
 _PEM_MARKER = "-----BEGIN"
-
-
-@dataclass(frozen=True)
-class KeyserverRuntime:
-    settings: ExposureSettings
-    keyserver_settings: KeyserverSettings
-    sessions: SessionFactory
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=1)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 @contextmanager
-def keyserver_runtime() -> Iterator[KeyserverRuntime]:
-    """The key server database (migrated) and settings, from the environment."""
-    settings = load_settings()
-    keyserver_settings = build_settings(KeyserverSettings)
+def keyserver() -> Iterator[Deployment]:
+    """The key server opened from the environment; its refusals as one line each."""
     try:
-        with migrated_database(settings, Service.KEYSERVER) as sessions:
-            yield KeyserverRuntime(settings, keyserver_settings, sessions)
-    except trust.TrustError as error:
-        raise _fail(str(error)) from None
+        with open_services([Service.KEYSERVER]) as deployment:
+            yield deployment
+    except (trust.TrustError, ExportConfigError) as error:
+        fail(str(error))
     except IntegrityError:
         # Only a concurrent change gets here: the services check for duplicates first.
-        raise _fail("the change conflicts with a concurrent one; try again") from None
+        fail("the change conflicts with a concurrent one; try again")
 
 
 def _read_public_key(value: str) -> str:
@@ -78,7 +62,29 @@ def _read_public_key(value: str) -> str:
     try:
         return Path(value).read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as error:
-        raise _fail(f"cannot read public key file {value!r}: {error}") from None
+        fail(f"cannot read public key file {value!r}: {error}", 2)
+
+
+# ---- health authorities --------------------------------------------------------------
+
+
+def _authority_facts(view: administration.AuthorityView) -> dict[str, Any]:
+    authority = view.authority
+    return {
+        "health_authority_id": authority.id,
+        "issuer": authority.issuer,
+        "audience": authority.audience,
+        "name": authority.name,
+        "jwks_url": authority.jwks_url,
+        "keys": [
+            {
+                "kid": key.version,
+                "valid_from": key.valid_from.isoformat(),
+                "valid_until": key.valid_until.isoformat() if key.valid_until else None,
+            }
+            for key in view.keys
+        ],
+    }
 
 
 @health_authority_app.command("add")
@@ -95,15 +101,15 @@ def add_health_authority(
         typer.Option(help="One P-256 PUBLIC KEY: a PEM file, or the PEM text itself."),
     ] = None,
     kid: Annotated[str | None, typer.Option(help="The kid certificates name that key by.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Trust a certificate issuer, with a JWKS URL or one public key (and its kid)."""
     if (jwks_url is None) == (public_key is None):
-        raise _fail("give exactly one of --jwks-url and --public-key")
+        fail("give exactly one of --jwks-url and --public-key", 2)
     if (public_key is None) != (kid is None):
-        raise _fail("--kid goes with --public-key (and only with it)")
+        fail("--kid goes with --public-key (and only with it)", 2)
     pem = _read_public_key(public_key) if public_key is not None else None
-    with keyserver_runtime() as runtime, unit_of_work(runtime.sessions) as session:
+    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
         now = utc_now()
         authority = trust.add_health_authority(
             session, issuer=issuer, audience=audience, name=name, jwks_url=jwks_url, now=now
@@ -121,7 +127,68 @@ def add_health_authority(
             data["kid"] = key.version
         else:
             data["jwks_url"] = authority.jwks_url
+            data["next_step"] = "exposure jobs run jwks-refresh (serve runs it every 2 minutes)"
     emit(data, as_json)
+
+
+@health_authority_app.command("list")
+def list_health_authorities(as_json: JsonOption = False) -> None:
+    """Every trusted issuer with its keys."""
+    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+        rows = [_authority_facts(view) for view in administration.list_authorities(session)]
+    if not as_json:
+        for row in rows:
+            row["kids"] = [key["kid"] for key in row["keys"]]
+    emit_rows(
+        rows, ["health_authority_id", "issuer", "audience", "name", "jwks_url", "kids"], as_json
+    )
+
+
+@health_authority_app.command("show")
+def show_health_authority(
+    issuer: Annotated[str, typer.Argument(help="The issuer, or the authority's id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """One trusted issuer and every key of it (revoked ones with their end)."""
+    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+        data = _authority_facts(administration.find_authority(session, issuer))
+    emit(data, as_json)
+
+
+@health_authority_app.command("revoke-key")
+def revoke_health_authority_key(
+    issuer: Annotated[str, typer.Option(help="The issuer, or the authority's id.")],
+    kid: Annotated[str, typer.Option(help="The key version (kid) to stop trusting.")],
+) -> None:
+    """Stop trusting one key of an issuer now (certificates it signed are refused)."""
+    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+        view = administration.find_authority(session, issuer)
+        administration.revoke_authority_key(view, kid, utc_now())
+    typer.echo(f"revoked key {kid} of {issuer} (within the cache duration on running servers)")
+
+
+@health_authority_app.command("remove")
+def remove_health_authority(
+    issuer: Annotated[str, typer.Argument(help="The issuer, or the authority's id.")],
+) -> None:
+    """Stop trusting an issuer: it and its keys are deleted; published keys stay."""
+    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+        view = administration.find_authority(session, issuer)
+        administration.remove_authority(session, view)
+    typer.echo(f"removed health authority {issuer} and its {len(view.keys)} key(s)")
+
+
+# ---- authorized apps -----------------------------------------------------------------
+
+
+def _app_facts(config: trust.AppConfig, issuers: list[str]) -> dict[str, Any]:
+    return {
+        "id": config.id,
+        "app_id": config.app_id,
+        "regions": list(config.regions),
+        "health_authorities": issuers,
+        "bypass_verification": config.bypass_verification,
+    }
 
 
 @app_app.command("add")
@@ -140,10 +207,10 @@ def add_app(
             "--bypass-verification", help="Testing only: accept keys without a valid certificate."
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Authorize an app to publish keys with certificates of the given health authorities."""
-    with keyserver_runtime() as runtime, unit_of_work(runtime.sessions) as session:
+    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
         app = trust.add_authorized_app(
             session,
             app_id=app_id,
@@ -152,41 +219,47 @@ def add_app(
             bypass_verification=bypass_verification,
             now=utc_now(),
         )
-        config = trust.load_app(session, app.app_id)
-    if config is None:  # pragma: no cover - just inserted in the same transaction
-        raise _fail("the app vanished after it was added")
-    emit(
-        {
-            "id": config.id,
-            "app_id": config.app_id,
-            "regions": list(config.regions),
-            "health_authority_ids": sorted(config.health_authority_ids),
-            "bypass_verification": config.bypass_verification,
-        },
-        as_json,
-    )
+        config, issuers = administration.find_app(session, app.app_id)
+        data = _app_facts(config, issuers)
+        # Kept for scripts written against earlier versions.
+        data["health_authority_ids"] = sorted(config.health_authority_ids)
+        data["publish_url"] = f"{deployment.settings.base.base_url}/v1/publish"
+    emit(data, as_json)
 
 
-export_config_app = typer.Typer(
-    help="Export configurations (series of key files).", no_args_is_help=True
-)
+@app_app.command("list")
+def list_apps(as_json: JsonOption = False) -> None:
+    """Every authorized app with its regions and the issuers it may publish with."""
+    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+        rows = [
+            _app_facts(config, issuers) for config, issuers in administration.list_apps(session)
+        ]
+    columns = ["id", "app_id", "regions", "health_authorities", "bypass_verification"]
+    emit_rows(rows, columns, as_json)
 
 
-@contextmanager
-def _export_errors() -> Iterator[None]:
-    try:
-        yield
-    except ExportConfigError as error:
-        raise _fail(str(error)) from None
+@app_app.command("show")
+def show_app(
+    app_id: Annotated[str, typer.Argument(help="The app id (healthAuthorityID).")],
+    as_json: JsonOption = False,
+) -> None:
+    """One authorized app."""
+    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+        data = _app_facts(*administration.find_app(session, app_id))
+    emit(data, as_json)
 
 
-def _signature_summary(info: SignatureInfo) -> dict[str, Any]:
-    return {
-        "export_key_id": info.key_id,
-        "export_key_version": info.key_version,
-        "export_public_key_pem": info.public_key_pem,
-        "valid_until": info.valid_until.isoformat() if info.valid_until else None,
-    }
+@app_app.command("remove")
+def remove_app(
+    app_id: Annotated[str, typer.Argument(help="The app id (healthAuthorityID).")],
+) -> None:
+    """The app may no longer publish; keys it published stay until their deadline."""
+    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+        administration.remove_app(session, app_id)
+    typer.echo(f"removed app {app_id.lower()} (within the cache duration on running servers)")
+
+
+# ---- export configurations -----------------------------------------------------------
 
 
 @export_config_app.command("add")
@@ -205,12 +278,12 @@ def add_export_config(
         list[str] | None,
         typer.Option(help="Export signing key id (from `signing-key add`) whose versions sign."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Create an export configuration; its first batch starts at the next window boundary."""
-    with keyserver_runtime() as runtime, _export_errors():
+    with keyserver() as deployment:
         now = utc_now()
-        with unit_of_work(runtime.sessions) as session:
+        with unit_of_work(deployment.keyserver.session_factory) as session:
             infos = [
                 info
                 for key_id in signing_key or []
@@ -233,24 +306,72 @@ def add_export_config(
             data = {
                 "id": config.id,
                 "export_root": config.filename_root,
-                "index_url": index_url(runtime.settings.base_url, config.filename_root),
+                "index_url": index_url(deployment.settings.base.base_url, config.filename_root),
                 "period_seconds": config.period_seconds,
                 "signature_info_ids": config.signature_info_ids,
             }
     emit(data, as_json)
 
 
+@export_config_app.command("list")
+def list_export_configs(as_json: JsonOption = False) -> None:
+    """Every export configuration."""
+    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+        rows = [
+            administration.export_config_facts(config)
+            for config in administration.list_export_configs(session)
+        ]
+    columns = ["id", "export_root", "period_seconds", "output_region", "valid_until"]
+    emit_rows(rows, columns, as_json)
+
+
+@export_config_app.command("show")
+def show_export_config(
+    root: Annotated[str, typer.Argument(help="The export root (or the config's id).")],
+    as_json: JsonOption = False,
+) -> None:
+    """One export configuration, with the URL of its index.txt."""
+    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+        config = administration.find_export_config(session, root)
+        data = administration.export_config_facts(config)
+        data["index_url"] = index_url(deployment.settings.base.base_url, config.filename_root)
+    emit(data, as_json)
+
+
+@export_config_app.command("disable")
+def disable_export_config(
+    root: Annotated[str, typer.Argument(help="The export root (or the config's id).")],
+) -> None:
+    """Make no new windows from now; files already written stay listed until their deadline."""
+    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+        config = administration.find_export_config(session, root)
+        changed = administration.disable_export_config(config, utc_now())
+    typer.echo(f"export configuration {root} {'disabled' if changed else 'had already ended'}")
+
+
+# ---- export signing keys (``exposure admin signing-key ...``) ------------------------
+
+
+def _signature_facts(info: SignatureInfo) -> dict[str, Any]:
+    return {
+        "export_key_id": info.key_id,
+        "export_key_version": info.key_version,
+        "export_public_key_pem": info.public_key_pem,
+        "valid_until": info.valid_until.isoformat() if info.valid_until else None,
+    }
+
+
 def add_export_signing_key(key_id: str, version: str, as_json: bool) -> None:
     """Create a P-256 export signing key known to phones as ``key_id``/``version``."""
-    with keyserver_runtime() as runtime, _export_errors():
-        context = KeyserverContext.from_settings(
-            runtime.keyserver_settings, runtime.settings.data_dir, runtime.sessions
+    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+        info = configs.add_signature_info(
+            session, deployment.keyserver.keys, key_id=key_id, key_version=version, now=utc_now()
         )
-        with unit_of_work(runtime.sessions) as session:
-            info = configs.add_signature_info(
-                session, context.key_store, key_id=key_id, key_version=version, now=utc_now()
-            )
-            data = _signature_summary(info)
+        data = _signature_facts(info)
+    data["next_step"] = (
+        "register the public key with Apple and Google under this key id and version, then "
+        f"exposure admin export-config add <root> --region <region> --signing-key {key_id}"
+    )
     emit(data, as_json)
 
 
@@ -258,19 +379,41 @@ def rotate_export_signing_key(
     key_id: str, version: str, old_valid_for: timedelta, as_json: bool
 ) -> None:
     """Add ``version`` of ``key_id``; the old versions keep signing for ``old_valid_for``."""
-    with keyserver_runtime() as runtime, _export_errors():
-        context = KeyserverContext.from_settings(
-            runtime.keyserver_settings, runtime.settings.data_dir, runtime.sessions
-        )
+    with keyserver() as deployment:
         now = utc_now()
-        with unit_of_work(runtime.sessions) as session:
+        with unit_of_work(deployment.keyserver.session_factory) as session:
             info = configs.rotate_signature_info(
                 session,
-                context.key_store,
+                deployment.keyserver.keys,
                 key_id=key_id,
                 new_key_version=version,
                 old_valid_until=now + old_valid_for,
                 now=now,
             )
-            data = _signature_summary(info)
+            data = _signature_facts(info)
     emit(data, as_json)
+
+
+def retire_export_signing_key(key_id: str, version: str, after: timedelta) -> None:
+    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+        now = utc_now()
+        info = administration.retire_signature_info(session, key_id, version, now + after, now)
+        end = info.valid_until.isoformat() if info.valid_until else "-"
+    typer.echo(f"export signing key {key_id} {version} signs no file after {end}")
+
+
+def export_signing_key_rows(deployment: Deployment) -> list[dict[str, Any]]:
+    with unit_of_work(deployment.keyserver.session_factory) as session:
+        return [
+            {
+                "service": "keyserver",
+                "purpose": "export",
+                "realm_id": None,
+                "key_id": info.key_id,
+                "version": info.key_version,
+                "active_at": info.created_at,
+                "retired_at": info.valid_until,
+                "public_key_pem": info.public_key_pem,
+            }
+            for info in administration.list_signature_infos(session)
+        ]

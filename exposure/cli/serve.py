@@ -1,46 +1,102 @@
-"""``exposure serve``: migrate, then serve HTTP with uvicorn."""
+"""``exposure serve [all|keyserver|verification]``: open the services, then serve HTTP.
+
+Before anything else the address is checked (a port in use is found before migrations and
+the scheduler start), then the services are opened (:mod:`exposure.compose`): a process
+whose database, schema or keys are not right refuses to start with one line. With
+``--no-jobs`` the process only answers requests (an API-only replica); with ``--no-api`` it
+only runs the scheduled jobs and answers the health probes (a job runner).
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 import uvicorn
 from fastapi import FastAPI
 
-from exposure.app import Databases, create_app
+from exposure.app import create_app
 from exposure.cli.common import load_settings
-from exposure.db.migrate import upgrade_service
+from exposure.cli.failures import EXIT_LISTEN, fail
+from exposure.compose import DeploymentSettings, open_deployment
 from exposure.logs import configure_logging
-from exposure.settings import ExposureSettings, Service
+from exposure.settings import Service
 
-#: Worker processes read their host and port from the parent's resolved values.
+#: How the parent tells uvicorn's worker processes what it resolved.
 _HOST_VARIABLE = "EXPOSURE_HOST"
 _PORT_VARIABLE = "EXPOSURE_PORT"
+_SERVICES_VARIABLE = "EXPOSURE_SERVE_SERVICES"
+_JOBS_VARIABLE = "EXPOSURE_SERVE_JOBS"
+_API_VARIABLE = "EXPOSURE_SERVE_API"
+
+
+class ServeTarget(StrEnum):
+    ALL = "all"
+    KEYSERVER = "keyserver"
+    VERIFICATION = "verification"
+
+    def services(self) -> list[Service]:
+        return list(Service) if self is ServeTarget.ALL else [Service(self.value)]
 
 
 def app_from_environment() -> FastAPI:
-    """Application factory for worker processes (``uvicorn --factory``).
+    """Application factory of uvicorn's worker processes (``--workers`` above 1).
 
-    Each worker builds its settings from the environment when it starts, exactly as the
-    single-process path does; the parent has already migrated the databases.
+    Each worker opens its services from the environment as the parent did; the parent has
+    already migrated and checked them.
     """
-    settings = ExposureSettings()
-    configure_logging(settings.log_level)
-    return create_app(settings, run_jobs=True)
+    settings = DeploymentSettings.from_environment()
+    configure_logging(settings.base.log_level)
+    services = [Service(name) for name in os.environ[_SERVICES_VARIABLE].split(",")]
+    deployment = open_deployment(settings, services)
+    return create_app(
+        deployment,
+        run_jobs=os.environ.get(_JOBS_VARIABLE) == "1",
+        serve_api=os.environ.get(_API_VARIABLE) == "1",
+        owns_deployment=True,
+    )
 
 
-def _migrate(settings: ExposureSettings) -> None:
-    databases = Databases.from_settings(settings)
+def check_address(host: str, port: int) -> None:
+    """Exit 6 with one line unless ``host:port`` can be listened on right now."""
     try:
-        for service in Service:
-            upgrade_service(databases.engines[service], service)
-    finally:
-        databases.dispose()
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        fail(
+            f"cannot listen on {host}: not an address of this host; set --host or EXPOSURE_HOST",
+            EXIT_LISTEN,
+        )
+    family, kind, protocol, _name, address = infos[0]
+    with socket.socket(family, kind, protocol) as probe:
+        # As uvicorn binds: an earlier server's connections in TIME_WAIT do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            reason = {
+                errno.EADDRINUSE: "is in use",
+                errno.EACCES: "needs privileges this process lacks",
+                errno.EADDRNOTAVAIL: "is not an address of this host",
+            }.get(error.errno or 0, error.strerror or "cannot be bound")
+            fail(
+                f"cannot listen on {host}:{port}: the address {reason}; choose another with "
+                "--host/--port or EXPOSURE_HOST/EXPOSURE_PORT",
+                EXIT_LISTEN,
+            )
 
 
 def serve(
+    target: Annotated[
+        ServeTarget,
+        typer.Argument(
+            help="Which service this process serves: all (the embedded default), "
+            "keyserver or verification."
+        ),
+    ] = ServeTarget.ALL,
     host: Annotated[
         str | None, typer.Option(help="Address to bind (default EXPOSURE_HOST or 127.0.0.1).")
     ] = None,
@@ -50,35 +106,56 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="Worker processes (one per core is typical).")
     ] = 1,
+    jobs: Annotated[
+        bool, typer.Option("--jobs/--no-jobs", help="Run the services' scheduled jobs here.")
+    ] = True,
+    api: Annotated[
+        bool,
+        typer.Option("--api/--no-api", help="Serve the services' API (--no-api: a job runner)."),
+    ] = True,
 ) -> None:
-    """Serve the API; state lives under EXPOSURE_DATA_DIR (SQLite unless a URL is set)."""
+    """Serve one service or both; state lives where the settings say (SQLite by default)."""
+    if not jobs and not api:
+        fail("--no-jobs with --no-api leaves nothing to do", 2)
     overrides: dict[str, object] = {}
     if host is not None:
         overrides["host"] = host
     if port is not None:
         overrides["port"] = port
     settings = load_settings(**overrides)
-    configure_logging(settings.log_level)
-    if settings.migrate_on_start:
-        _migrate(settings)
-    if workers > 1:
-        # Workers import the factory and rebuild settings; pin what the CLI resolved.
-        os.environ[_HOST_VARIABLE] = settings.host
-        os.environ[_PORT_VARIABLE] = str(settings.port)
-    target: FastAPI | str = (
-        create_app(settings, run_jobs=True)
-        if workers == 1
-        else "exposure.cli.serve:app_from_environment"
-    )
+    base = settings.base
+    configure_logging(base.log_level)
+    services = target.services()
+    for service in services:
+        base.database_url_for(service)  # a service without a database stops here
+    check_address(base.host, base.port)
+    deployment = open_deployment(settings, services, migrate=base.migrate_on_start)
+    if workers == 1:
+        app: FastAPI | str = create_app(
+            deployment, run_jobs=jobs, serve_api=api, owns_deployment=True
+        )
+    else:
+        deployment.close()
+        # Workers import the factory and rebuild everything; pin what the parent resolved.
+        os.environ[_HOST_VARIABLE] = base.host
+        os.environ[_PORT_VARIABLE] = str(base.port)
+        os.environ[_SERVICES_VARIABLE] = ",".join(service.value for service in services)
+        os.environ[_JOBS_VARIABLE] = "1" if jobs else "0"
+        os.environ[_API_VARIABLE] = "1" if api else "0"
+        app = "exposure.cli.serve:app_from_environment"
     uvicorn.run(
-        target,
+        app,
         factory=workers > 1,
         workers=workers,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
+        host=base.host,
+        port=base.port,
+        log_level=base.log_level,
         # The access log records client addresses; we never keep those.
         access_log=False,
         server_header=False,
         proxy_headers=False,
     )
+
+
+serve_app = typer.Typer(add_completion=False)
+serve_app.command("serve")(serve)

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from crypto.audit import AuditSigner
-from exposure.db import SessionFactory
+from exposure.db import SessionFactory, unit_of_work
 from exposure.jobs import Job
-from exposure.retention.core import purge_job_name
+from exposure.keys import ServiceKeyStore
+from exposure.retention.core import core_policies, purge_job_name
 from exposure.retention.policy import RetentionPolicy
 from exposure.retention.purge import PurgeReport, run_purge
 from exposure.retention.settings import RetentionSettings
@@ -46,6 +47,30 @@ class ServiceRetention:
     settings: RetentionSettings
     #: Public keys of log keys the signer replaced, newest first (still trusted to verify).
     previous_public_keys: tuple[bytes, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        service: Service,
+        policies: Sequence[RetentionPolicy],
+        *,
+        session_factory: SessionFactory,
+        keys: ServiceKeyStore,
+        settings: RetentionSettings,
+        now: datetime,
+    ) -> ServiceRetention:
+        """The service's own ``policies`` plus those of the core tables of its database, and
+        its retention-log keys (the first is made on first use)."""
+        with unit_of_work(session_factory) as session:
+            signer, *previous = keys.log_signers(session, now=now)
+        return cls(
+            service=service,
+            policies=(*policies, *core_policies(service, settings)),
+            session_factory=session_factory,
+            signer=signer,
+            settings=settings,
+            previous_public_keys=tuple(key.public_key for key in previous),
+        )
 
     @property
     def public_key(self) -> bytes:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from exposure.retention.policy import Deadline
@@ -56,7 +56,7 @@ def _bounded(deadline: Deadline, description: str) -> Any:
 
 
 class RetentionSettings(BaseSettings):
-    """Deadlines per kind of data, the purge schedule, and the retention-log signing keys."""
+    """Deadlines per kind of data and the purge schedule."""
 
     model_config = SettingsConfigDict(env_prefix="EXPOSURE_RETENTION_", extra="ignore", frozen=True)
 
@@ -94,17 +94,6 @@ class RetentionSettings(BaseSettings):
     )
     leases: timedelta = _bounded(LEASES, "Job leases, from their expiry.")
     log: timedelta = _bounded(RETENTION_LOG, "Retention-log entries, from when written.")
-    keyserver_log_key: SecretStr | None = Field(
-        default=None,
-        description=(
-            "Base64 Ed25519 seeds (32 bytes), comma-separated, newest first, for the key "
-            "server's retention log: the first signs, the rest are keys it replaced. Unset: "
-            "one made under the data directory. Replicas of one service must share it."
-        ),
-    )
-    verification_log_key: SecretStr | None = Field(
-        default=None, description="The same for the verification service's retention log."
-    )
 
     @model_validator(mode="after")
     def _codes_outlive_their_values(self) -> RetentionSettings:

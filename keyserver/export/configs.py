@@ -28,9 +28,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crypto.keystore import KeyStore
 from crypto.signing import ECDSA_SHA256_OID
 from exposure.clock import require_aware
+from exposure.keys import KeyStore
 from keyserver.models import ExportConfig, SignatureInfo
 
 __all__ = [
@@ -280,8 +280,8 @@ def add_signature_info(
         raise DuplicateSignatureInfo(f"signature info {key_id}/{key_version} already exists")
     # The key is created before the row: a failed flush leaves an unused key file behind,
     # never a row whose key does not exist.
-    reference = key_store.create(_key_store_name(key_id, key_version))
-    public_pem = key_store.signer(reference).public_key_pem().decode("ascii")
+    reference = key_store.create(session, _key_store_name(key_id, key_version), now=now)
+    public_pem = key_store.signer(session, reference).public_key_pem().decode("ascii")
     info = SignatureInfo(
         signing_key=reference,
         key_id=key_id,

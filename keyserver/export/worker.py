@@ -53,7 +53,6 @@ from sqlalchemy import Connection, Select, and_, not_, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.util.typing import TupleAny
 
-from crypto.keystore import KeyStore
 from crypto.randomness import random_below, random_bytes
 from crypto.signing import Signer
 from exposure.db import SessionFactory, unit_of_work
@@ -61,6 +60,7 @@ from exposure.db.lease import acquire_lease, release_lease
 from exposure.db.unit_of_work import autocommit
 from exposure.export.model import SignatureInfo as ExportSignatureInfo
 from exposure.export.writer import sign_export, write_export_zip
+from exposure.keys import KeyStore
 from keyserver import store as exposure_store
 from keyserver.export.batcher import STATUS_COMPLETE, STATUS_OPEN, STATUS_PENDING
 from keyserver.export.blobstore import (
@@ -441,7 +441,7 @@ class _BatchJob:
                         verification_key_id=info.key_id or None,
                         signature_algorithm=info.algorithm,
                     ),
-                    self._key_store.signer(info.signing_key),
+                    self._key_store.signer(session, info.signing_key),
                 )
                 for info in infos
             )

@@ -9,7 +9,7 @@ more) and tokens sealed by a process whose cache had not yet seen the newer key 
 cache TTL more): the reference accepts that edge, and so do we.
 
 The keys never reach the database in the clear. Each is sealed under a *wrapping* key
-derived from the server's secrets (the reference uses a KMS key here), with authenticated
+derived from the key server's KEKs (the reference uses a KMS key here), with authenticated
 data naming its purpose and row, so a sealed key copied into another row does not open.
 The stored form is ``len(wrapping id) || wrapping id || nonce || ciphertext || tag``; the
 wrapping id lets a secret be rotated: the job re-seals keys under the newest one.
@@ -34,22 +34,30 @@ from itertools import pairwise
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crypto.codes import hmac_sha512
-from crypto.errors import InvalidSealedData
+from crypto.errors import InvalidKey, InvalidSealedData
 from crypto.randomness import random_bytes
-from crypto.sealing import KEY_LENGTH, Keyring, open_sealed, seal
+from crypto.sealing import (
+    KEY_LENGTH,
+    MINIMUM_SECRET_LENGTH,
+    Keyring,
+    derived_keyring,
+    open_sealed,
+    seal,
+)
 from exposure.db.unit_of_work import SessionFactory, unit_of_work
-from exposure.secrets import MINIMUM_SECRET_BYTES
 from keyserver.errors import PublishError
 from keyserver.models import RevisionKey
 
 __all__ = [
     "REVISION_KEY_CACHE_TTL",
+    "WRAPPING_ID_LABEL",
+    "WRAPPING_KEY_LABEL",
     "RevisionKeyCache",
     "RevisionKeyUnavailable",
     "RotationReport",
     "create_revision_key",
     "load_keyring",
+    "rewrap_revision_keys",
     "rotate_revision_keys",
     "wrapping_keyring",
 ]
@@ -57,8 +65,9 @@ __all__ = [
 #: How long a process reuses its opened keys (reference ``REVISION_KEY_CACHE_DURATION``).
 REVISION_KEY_CACHE_TTL = timedelta(minutes=1)
 
-_WRAPPING_KEY_LABEL = b"exposure/keyserver/revision-key-wrap"
-_WRAPPING_ID_LABEL = b"exposure/keyserver/revision-key-wrap-id"
+#: Labels under which the revision-key wrapping keys and their ids are derived from a KEK.
+WRAPPING_KEY_LABEL = b"exposure/keyserver/revision-key-wrap"
+WRAPPING_ID_LABEL = b"exposure/keyserver/revision-key-wrap-id"
 _SEALED_KEY_AAD_PREFIX = b"exposure/keyserver/revision-key/"
 
 
@@ -83,23 +92,18 @@ class RotationReport:
 
 
 def wrapping_keyring(secrets: Sequence[bytes]) -> Keyring:
-    """The keys that seal revision keys: one per server secret, the first (newest) current.
-
-    Each key and its id are derived from the secret with labels of their own, so neither
-    reveals the secret, the other, or any other key derived from it. The id is stable while
-    the secret is configured, wherever it sits in the list.
+    """The keys that seal revision keys: one per secret (the key server's KEKs), the first
+    (newest) current; each key and its id are derived under labels of their own, so neither
+    reveals the secret, the other, or any other key derived from it.
 
     Raises :class:`ValueError` if there is no secret or one is shorter than 32 bytes.
     """
-    if not secrets:
-        raise ValueError("revision keys need at least one server secret")
-    keys: dict[str, bytes] = {}
-    for secret in secrets:
-        if len(secret) < MINIMUM_SECRET_BYTES:
-            raise ValueError(f"each secret needs at least {MINIMUM_SECRET_BYTES} bytes")
-        wrapping_id = hmac_sha512(secret, _WRAPPING_ID_LABEL)[:4].hex()
-        keys.setdefault(wrapping_id, hmac_sha512(secret, _WRAPPING_KEY_LABEL)[:KEY_LENGTH])
-    return Keyring(keys, current=next(iter(keys)))
+    try:
+        return derived_keyring(secrets, key_label=WRAPPING_KEY_LABEL, id_label=WRAPPING_ID_LABEL)
+    except InvalidKey as error:
+        raise ValueError(
+            f"revision keys need at least one secret of {MINIMUM_SECRET_LENGTH} bytes"
+        ) from error
 
 
 def _sealed_key_aad(kid: int) -> bytes:
@@ -201,12 +205,26 @@ def rotate_revision_keys(
             older.destroyed_at = now
             destroyed.append(older.id)
 
+    rewrapped = _rewrap(rows, wrapping)
+    return RotationReport(created=created, destroyed=tuple(destroyed), rewrapped=rewrapped)
+
+
+def _rewrap(rows: Sequence[RevisionKey], wrapping: Keyring) -> tuple[int, ...]:
     rewrapped = []
     for row in rows:
         if row.allowed and row.sealed_key and _wrapping_id(row.sealed_key) != wrapping.current:
             row.sealed_key = _wrap(wrapping, row.id, _unwrap(wrapping, row))
             rewrapped.append(row.id)
-    return RotationReport(created=created, destroyed=tuple(destroyed), rewrapped=tuple(rewrapped))
+    return tuple(rewrapped)
+
+
+def rewrap_revision_keys(session: Session, wrapping: Keyring) -> tuple[int, ...]:
+    """Re-seal every allowed key under the ring's current wrapping key (after a KEK change);
+    return the ids re-sealed.
+
+    Raises :class:`RevisionKeyUnavailable` if a key opens under none of the ring's keys.
+    """
+    return _rewrap(_allowed_newest_first(session), wrapping)
 
 
 class RevisionKeyCache:

@@ -200,11 +200,46 @@ def create_realm(
 
 def find_realm(session: Session, name_or_id: str) -> Realm:
     """A realm by numeric id or by name; raise :class:`RealmNotFound` otherwise."""
-    realm = store.get_realm(session, int(name_or_id)) if name_or_id.isdigit() else None
+    numeric = name_or_id.isascii() and name_or_id.isdigit() and len(name_or_id) <= 9
+    realm = store.get_realm(session, int(name_or_id)) if numeric else None
     realm = realm or store.get_realm_by_name(session, name_or_id)
     if realm is None:
         raise RealmNotFound(f"no realm {name_or_id!r}")
     return realm
+
+
+def list_realms(session: Session) -> list[Realm]:
+    return store.list_realms(session)
+
+
+def disable_realm(session: Session, realm: Realm, *, now: datetime, actor: str) -> bool:
+    """Stop every API key of ``realm`` from working (its published keys stay, so
+    certificates already issued still verify); return False if it was already disabled."""
+    if realm.disabled_at is not None:
+        return False
+    realm.disabled_at = now
+    audit.record(
+        session,
+        realm_id=realm.id,
+        actor=actor,
+        action="disabled realm",
+        target=f"realm:{realm.id}",
+        diff="",
+        now=now,
+    )
+    return True
+
+
+def list_api_keys(session: Session, *, realm_id: int | None = None) -> list[ApiKey]:
+    """API keys (never their hashes), oldest first; of one realm when given."""
+    return store.list_api_keys(session, realm_id=realm_id)
+
+
+def get_api_key(session: Session, api_key_id: int) -> ApiKey:
+    record = store.get_api_key(session, api_key_id)
+    if record is None:
+        raise ApiKeyNotFound(f"no API key {api_key_id}")
+    return record
 
 
 def authenticate(
@@ -227,7 +262,7 @@ def authenticate(
         found = (ApiKeySnapshot.of(record), RealmSnapshot.of(realm))
         context.caches.api_keys.put(cache_key, found)
     key, key_realm = found
-    if key.disabled or key.kind != kind.value:
+    if key.disabled or key_realm.disabled or key.kind != kind.value:
         raise Unauthorized("missing or invalid API key")
     return key, key_realm
 

@@ -57,9 +57,11 @@ def _create(
 ) -> SigningKey:
     version = store.count_signing_keys(session, purpose=purpose, realm_id=realm_id) + 1
     kid = f"t{version}" if realm_id is None else f"r{realm_id}v{version}"
-    # A random suffix keeps file names unique even when two databases share a key directory.
-    reference = context.key_store.create(f"{purpose}-{kid}-{random_bytes(4).hex()}".lower())
-    public_pem = context.key_store.signer(reference).public_key_pem().decode("ascii")
+    # A random suffix keeps names unique even when two realms' keys are made at once.
+    reference = context.key_store.create(
+        session, f"{purpose}-{kid}-{random_bytes(4).hex()}".lower(), now=now
+    )
+    public_pem = context.key_store.signer(session, reference).public_key_pem().decode("ascii")
     _keys_changed(session, context, purpose=purpose, realm_id=realm_id)
     return store.add_signing_key(
         session,
@@ -134,9 +136,12 @@ def token_signer(session: Session, context: VerificationContext, now: datetime) 
     """The system key that signs verification tokens, created on first use."""
     key = _active_key(session, context, purpose=TOKEN, realm_id=None, now=now)
     if key is not None:
-        return ActiveKey(kid=key.kid, signer=context.key_store.signer(key.key_reference))
+        signer = context.key_store.signer(session, key.key_reference)
+        return ActiveKey(kid=key.kid, signer=signer)
     created = _create(session, context, purpose=TOKEN, realm_id=None, now=now, active_at=now)
-    return ActiveKey(kid=created.kid, signer=context.key_store.signer(created.key_reference))
+    return ActiveKey(
+        kid=created.kid, signer=context.key_store.signer(session, created.key_reference)
+    )
 
 
 def token_public_keys(
@@ -163,7 +168,7 @@ def certificate_signer(
     key = _active_key(session, context, purpose=CERTIFICATE, realm_id=realm.id, now=now)
     if key is None:
         raise NoSigningKey("no active certificate signing key for this realm")
-    return ActiveKey(kid=key.kid, signer=context.key_store.signer(key.key_reference))
+    return ActiveKey(kid=key.kid, signer=context.key_store.signer(session, key.key_reference))
 
 
 def rotate_certificate_key(
@@ -198,3 +203,8 @@ def realm_jwks(session: Session, realm: RealmView, now: datetime) -> list[dict[s
     return [
         jwk_from_public_key(load_public_key(key.public_key_pem.encode()), key.kid) for key in keys
     ]
+
+
+def list_signing_keys(session: Session, *, realm_id: int | None = None) -> list[SigningKey]:
+    """Every key not yet purged, retired ones included (their public facts only matter)."""
+    return store.all_signing_keys(session, realm_id=realm_id)
