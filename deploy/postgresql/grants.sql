@@ -2,10 +2,11 @@
 --
 -- Two roles without LOGIN, one per service: exposure_keyserver and exposure_verification.
 -- The processes that serve HTTP and run the scheduled jobs (purges included) log in as a
--- member of one of them; the migration owner (the role that runs `exposure db upgrade` and
--- owns every table) stays separate and is also the role for `exposure admin ...` and the
--- other CLI commands, which upgrade the schema before they start. A service role cannot
--- migrate: run `exposure serve` with EXPOSURE_MIGRATE_ON_START=false. Each role
+-- member of one of them, and so may `exposure jobs` and `exposure audit`; the migration
+-- owner (the role that runs `exposure db upgrade` and owns every table) stays separate and
+-- is also the role for `exposure admin ...`, which changes configuration the services only
+-- read. A service role cannot migrate: run `exposure serve` with
+-- EXPOSURE_MIGRATE_ON_START=false. Each role
 -- gets, per table, only the statements its service's code runs there: SELECT, INSERT,
 -- UPDATE or DELETE, plus USAGE on the sequences behind the tables it inserts into. Nothing
 -- else, ever: no TRUNCATE, REFERENCES or TRIGGER, no CREATE on the schema, and no ownership
@@ -25,8 +26,9 @@
 -- where that service keeps its data (where one of its own tables, named after it, exists),
 -- so one script serves a key-server database, a verification database and a small install
 -- that shares one database between both; the core tables (leases, rate_limit_windows,
--- retention_log, retention_checkpoints) exist in every service database and go to the
--- services present there.
+-- retention_log, retention_checkpoints, sealed_keys, auditor_keys, and alembic_version,
+-- which every process reads to check the schema is current) exist in every service
+-- database and go to the services present there.
 --
 -- The role names can be changed per run (two installs on one cluster, a naming policy)
 -- with the settings exposure.keyserver_role and exposure.verification_role, e.g.
@@ -76,6 +78,13 @@ DECLARE
         -- Append-only; DELETE only for the log's own retention. Never UPDATE.
         ['keyserver', 'retention_log', 'SELECT, INSERT, DELETE'],
         ['keyserver', 'retention_checkpoints', 'SELECT, INSERT, DELETE'],
+        -- Private keys and secrets, sealed: made on first use (the revision-token AAD, the
+        -- retention-log key); re-sealing after a KEK rotation is `exposure admin keys`.
+        ['keyserver', 'sealed_keys', 'SELECT, INSERT'],
+        -- Read to let auditors in, purged once disabled; made by `exposure admin`.
+        ['keyserver', 'auditor_keys', 'SELECT, DELETE'],
+        -- Read (never written) to check the schema is this version's.
+        ['keyserver', 'alembic_version', 'SELECT'],
 
         -- The verification service ------------------------------------------------------
         -- Realms and API keys are created and disabled by `exposure admin`; the service
@@ -96,7 +105,12 @@ DECLARE
         -- Rate limits, quotas and lockouts: counted by upsert, purged.
         ['verification', 'rate_limit_windows', 'SELECT, INSERT, UPDATE, DELETE'],
         ['verification', 'retention_log', 'SELECT, INSERT, DELETE'],
-        ['verification', 'retention_checkpoints', 'SELECT, INSERT, DELETE']
+        ['verification', 'retention_checkpoints', 'SELECT, INSERT, DELETE'],
+        -- The token key is made on first use; a retired signing key's sealed private key
+        -- is purged with it.
+        ['verification', 'sealed_keys', 'SELECT, INSERT, DELETE'],
+        ['verification', 'auditor_keys', 'SELECT, DELETE'],
+        ['verification', 'alembic_version', 'SELECT']
     ];
     services constant text[] := ARRAY['keyserver', 'verification'];
     present text[] := ARRAY[]::text[];

@@ -50,11 +50,12 @@ def key_by_name(session: Session, service: str, name: str) -> SealedKey | None:
 
 
 def keys_of_purpose(session: Session, service: str, purpose: str) -> list[SealedKey]:
-    """The service's keys of one purpose, newest first (by creation, then id)."""
+    """The service's keys of one purpose: those still current first, newest (last
+    inserted) first; clocks may disagree, insertion order does not."""
     statement = (
         select(SealedKey)
         .where(SealedKey.service == service, SealedKey.purpose == purpose)
-        .order_by(SealedKey.created_at.desc(), SealedKey.id.desc())
+        .order_by(SealedKey.retired_at.is_not(None), SealedKey.id.desc())
     )
     return list(session.scalars(statement))
 

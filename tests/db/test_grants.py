@@ -22,7 +22,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,25 +31,22 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from sqlalchemy import ColumnElement, Connection, Engine, delete, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
 import keyserver.models as _keyserver_models  # noqa: F401 - registers the key server's tables
 import verification.models as _verification_models  # noqa: F401 - and the verification tables
-from crypto.keystore import FileKeyStore
 from crypto.signing import public_key_pem
 from crypto.tekmac import SignedKey, compute_tekmac
-from exposure.app import Databases, create_app
-from exposure.app import scheduled_jobs as every_scheduled_job
+from exposure.app import create_app
+from exposure.compose import Deployment, DeploymentSettings, open_deployment
 from exposure.db import create_database_engine, make_session_factory, unit_of_work
 from exposure.db.migrate import SERVICE_TARGETS, upgrade, upgrade_service
 from exposure.db.models import metadata
 from exposure.jobs import Job, run_job
 from exposure.retention.purge import LOG_KIND
 from exposure.retention.settings import RetentionSettings
-from exposure.services import keyserver_retention, verification_retention
 from exposure.settings import ExposureSettings, Service
 from exposure.tek import interval_number, utc_midnight
 from keyserver.context import KeyserverContext
@@ -64,9 +61,8 @@ from keyserver.schedule import (
 from keyserver.service import trust
 from keyserver.settings import KeyserverSettings
 from tests.conftest import postgres_base_url, with_search_path
-from tests.functional.verification.conftest import SECRET
+from tests.keys import kek_setting
 from tests.unit.verification.conftest import Clock
-from verification.context import VerificationContext
 from verification.models import ApiKey, SigningKey
 from verification.service import realms, signing_keys
 from verification.settings import VerificationSettings
@@ -77,7 +73,8 @@ GRANTS_SQL = Path(__file__).resolve().parents[2] / "deploy" / "postgresql" / "gr
 #: Everything grants.sql may ever grant on a table.
 ALLOWED = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
 SERVICES = (Service.KEYSERVER, Service.VERIFICATION)
-#: Migrated, but read and written only by ``exposure db upgrade`` (the migration owner).
+#: Written only by ``exposure db upgrade`` (the migration owner); the services read it to
+#: check that the schema is theirs.
 MIGRATION_TABLES = frozenset({"alembic_version"})
 # One row of the matrix in grants.sql: ['service', 'table', 'PRIVILEGE, PRIVILEGE'].
 _MATRIX_ROW = re.compile(r"\['(\w+)', '(\w+)', '([A-Z, ]+)'\]")
@@ -105,11 +102,14 @@ def owning_services(table: str) -> tuple[str, ...]:
 def test_every_mapped_table_has_a_row_for_each_service_that_holds_it() -> None:
     # Runs without PostgreSQL: a new model without grants fails here first.
     matrix = grant_matrix()
-    expected = {(service, table) for table in metadata.tables for service in owning_services(table)}
+    tables = {*metadata.tables, *MIGRATION_TABLES}
+    expected = {(service, table) for table in tables for service in owning_services(table)}
 
     assert sorted(expected - set(matrix)) == [], "tables without grants"
     assert sorted(set(matrix) - expected) == [], "rows for tables the service does not hold"
-    assert {table for _, table in matrix} == set(metadata.tables)
+    assert {table for _, table in matrix} == tables
+    for service in SERVICES:
+        assert matrix[(service.value, "alembic_version")] == {"SELECT"}
     for row, privileges in matrix.items():
         assert privileges, row
         assert privileges <= ALLOWED, row
@@ -276,7 +276,7 @@ def tables_in(schema: GrantedSchema) -> set[str]:
             ),
             {"schema": schema.name},
         ).scalars()
-        return set(names) - MIGRATION_TABLES
+        return set(names)
 
 
 def expected_privileges(
@@ -372,72 +372,97 @@ class Realm:
     auditor_key: str
 
 
-def set_up_as_owner(
-    owner: Engine, data_dir: Path, clock: Clock, verification_settings: VerificationSettings
-) -> Realm:
+def open_as(
+    schema: GrantedSchema,
+    role_of: Callable[[Service], str],
+    data_dir: Path,
+    clock: Clock,
+    *,
+    keyserver: KeyserverSettings | None = None,
+    retention: RetentionSettings | None = None,
+) -> Deployment:
+    """Both services opened as a process does, each logged in as ``role_of(service)``."""
+    settings = DeploymentSettings(
+        base=ExposureSettings(
+            data_dir=data_dir,
+            keyserver_database_url=schema.url(role_of(Service.KEYSERVER)),
+            verification_database_url=schema.url(role_of(Service.VERIFICATION)),
+        ),
+        keyserver=keyserver or KeyserverSettings(kek=kek_setting("keyserver")),
+        verification=VerificationSettings(kek=kek_setting("verification")),
+        retention=retention or RetentionSettings(),
+    )
+    return open_deployment(settings, clock=clock)
+
+
+def set_up_as_owner(schema: GrantedSchema, data_dir: Path, clock: Clock) -> Realm:
     """What ``exposure admin`` does before the services start, as the migration owner."""
-    sessions = make_session_factory(owner)
-    context = VerificationContext.from_settings(verification_settings, data_dir)
-    with unit_of_work(sessions) as session:
-        created = realms.create_realm(session, context, name="lab", now=clock(), actor="test")
-        auditor = realms.create_api_key(
-            session,
-            context,
-            realm=created.realm,
-            kind=realms.ApiKeyKind.AUDITOR,
-            name="auditor",
-            now=clock(),
-            actor="test",
-        )
-        realm = Realm(
-            id=created.realm.id,
-            admin_key=created.admin_key.plaintext,
-            device_key=created.device_key.plaintext,
-            device_key_id=created.device_key.record.id,
-            auditor_key=auditor.plaintext,
-        )
-        issuer = created.realm.certificate_issuer
-        audience = created.realm.certificate_audience
-        # The service makes the system token key on first use when there is none: let it.
-        session.execute(delete(SigningKey).where(SigningKey.purpose == "token"))
-    with unit_of_work(sessions) as session:
-        # The realm's keys arrive through the JWKS refresh; a key it no longer lists is
-        # revoked there.
-        authority = trust.add_health_authority(
-            session,
-            issuer=issuer,
-            audience=audience,
-            name="lab",
-            jwks_url=f"http://verification.test/jwks/{realm.id}",
-            now=clock(),
-        )
-        withdrawn = ec.generate_private_key(ec.SECP256R1()).public_key()
-        trust.add_health_authority_key(
-            session,
-            authority,
-            version="withdrawn",
-            public_key_pem=public_key_pem(withdrawn).decode(),
-            valid_from=clock() - timedelta(days=1),
-        )
-        trust.add_authorized_app(
-            session,
-            app_id=APP_ID,
-            health_authority_issuers=[issuer],
-            regions=[REGION],
-            bypass_verification=False,
-            now=clock(),
-        )
-        key_store = FileKeyStore(data_dir / "keys" / "keyserver")
-        info = add_signature_info(session, key_store, key_id="452", key_version="v1", now=clock())
-        create_export_config(
-            session,
-            filename_root="vn",
-            period=timedelta(days=1),
-            output_region=REGION,
-            valid_from=clock(),
-            now=clock(),
-            signature_info_ids=[info.id],
-        )
+    with open_as(schema, lambda _: schema.cluster.roles.owner, data_dir, clock) as owner:
+        context = owner.verification.context
+        with unit_of_work(owner.verification.session_factory) as session:
+            created = realms.create_realm(session, context, name="lab", now=clock(), actor="test")
+            auditor = realms.create_api_key(
+                session,
+                context,
+                realm=created.realm,
+                kind=realms.ApiKeyKind.AUDITOR,
+                name="auditor",
+                now=clock(),
+                actor="test",
+            )
+            realm = Realm(
+                id=created.realm.id,
+                admin_key=created.admin_key.plaintext,
+                device_key=created.device_key.plaintext,
+                device_key_id=created.device_key.record.id,
+                auditor_key=auditor.plaintext,
+            )
+            issuer = created.realm.certificate_issuer
+            audience = created.realm.certificate_audience
+            # The service makes the system token key on first use when there is none: let it.
+            for key in signing_keys.list_signing_keys(session):
+                if key.purpose == "token":
+                    context.key_store.destroy(session, key.key_reference)
+            session.execute(delete(SigningKey).where(SigningKey.purpose == "token"))
+        with unit_of_work(owner.keyserver.session_factory) as session:
+            # The realm's keys arrive through the JWKS refresh; a key it no longer lists is
+            # revoked there.
+            authority = trust.add_health_authority(
+                session,
+                issuer=issuer,
+                audience=audience,
+                name="lab",
+                jwks_url=f"http://verification.test/jwks/{realm.id}",
+                now=clock(),
+            )
+            withdrawn = ec.generate_private_key(ec.SECP256R1()).public_key()
+            trust.add_health_authority_key(
+                session,
+                authority,
+                version="withdrawn",
+                public_key_pem=public_key_pem(withdrawn).decode(),
+                valid_from=clock() - timedelta(days=1),
+            )
+            trust.add_authorized_app(
+                session,
+                app_id=APP_ID,
+                health_authority_issuers=[issuer],
+                regions=[REGION],
+                bypass_verification=False,
+                now=clock(),
+            )
+            info = add_signature_info(
+                session, owner.keyserver.keys, key_id="452", key_version="v1", now=clock()
+            )
+            create_export_config(
+                session,
+                filename_root="vn",
+                period=timedelta(days=1),
+                output_region=REGION,
+                valid_from=clock(),
+                now=clock(),
+                signature_info_ids=[info.id],
+            )
     return realm
 
 
@@ -572,20 +597,19 @@ def run_every_job(jobs: Sequence[Job], clock: Clock) -> dict[str, Any]:
     return summaries
 
 
-def retire_as_owner(
-    owner: Engine,
-    data_dir: Path,
-    verification_settings: VerificationSettings,
-    realm: Realm,
-    now: datetime,
-) -> None:
+def retire_as_owner(schema: GrantedSchema, data_dir: Path, realm: Realm, clock: Clock) -> None:
     """The operator rotates the realm's certificate key and disables the device key
     (``exposure admin``): what they leave behind is the purge's to delete."""
-    context = VerificationContext.from_settings(verification_settings, data_dir)
-    with unit_of_work(make_session_factory(owner)) as session:
-        found = realms.find_realm(session, str(realm.id))
-        signing_keys.rotate_certificate_key(session, context, found, now=now, actor="test")
-        realms.disable_api_key(session, api_key_id=realm.device_key_id, now=now, actor="test")
+    with open_as(schema, lambda _: schema.cluster.roles.owner, data_dir, clock) as owner:
+        bundle = owner.verification
+        with unit_of_work(bundle.session_factory) as session:
+            found = realms.find_realm(session, str(realm.id))
+            signing_keys.rotate_certificate_key(
+                session, bundle.context, found, now=clock(), actor="test"
+            )
+            realms.disable_api_key(
+                session, api_key_id=realm.device_key_id, now=clock(), actor="test"
+            )
 
 
 def count(owner: Engine, table: type[Any], *conditions: ColumnElement[bool]) -> int:
@@ -597,35 +621,25 @@ def test_each_service_runs_every_flow_as_its_own_role(
     shared: GrantedSchema, tmp_path: Path
 ) -> None:
     clock = Clock()
-    verification_settings = VerificationSettings(secret_keys=SecretStr(SECRET))
-    keyserver_settings = KeyserverSettings(export_min_records=100, export_padding_range=0)
+    keyserver_settings = KeyserverSettings(
+        kek=kek_setting("keyserver"), export_min_records=100, export_padding_range=0
+    )
     # The shortest log retention allowed, so a second purge run truncates the log too.
     retention_settings = RetentionSettings(log=timedelta(days=90))
     owner = create_database_engine(shared.owner_url)
-    engines = {service: create_database_engine(shared.service_url(service)) for service in SERVICES}
+    realm = set_up_as_owner(shared, tmp_path / "admin", clock)
+    # The services, each logged in as its own role, opened as `exposure serve` opens them.
+    deployment = open_as(
+        shared,
+        shared.cluster.roles.login,
+        tmp_path / "server",
+        clock,
+        keyserver=keyserver_settings,
+        retention=retention_settings,
+    )
+    context = deployment.keyserver.context
     try:
-        realm = set_up_as_owner(owner, tmp_path, clock, verification_settings)
-        app = create_app(
-            ExposureSettings(data_dir=tmp_path),
-            Databases(engines=engines),
-            verification_settings=verification_settings,
-            keyserver_settings=keyserver_settings,
-            retention_settings=retention_settings,
-            clock=clock,
-        )
-        # The same jobs `exposure serve` schedules, built as it builds them.
-        context = KeyserverContext.from_settings(
-            keyserver_settings, tmp_path, make_session_factory(engines[Service.KEYSERVER])
-        )
-        retentions = {
-            Service.KEYSERVER.value: keyserver_retention(context, retention_settings, tmp_path),
-            Service.VERIFICATION.value: verification_retention(
-                VerificationContext.from_settings(verification_settings, tmp_path),
-                make_session_factory(engines[Service.VERIFICATION]),
-                retention_settings,
-                tmp_path,
-            ),
-        }
+        app = create_app(deployment)
         with TestClient(app) as client:
 
             def fetch(url: str) -> bytes:  # the key server's JWKS refresh, served by the app
@@ -637,11 +651,12 @@ def test_each_service_runs_every_flow_as_its_own_role(
             run_keyserver_flows(client, realm, clock, context, fetch)
             assert count(owner, Exposure, Exposure.revised_report_type == "confirmed") == 14
 
-            retire_as_owner(owner, tmp_path, verification_settings, realm, clock())
+            retire_as_owner(shared, tmp_path / "admin", realm, clock)
             clock.advance(timedelta(days=30))
+            # The same jobs `exposure serve` schedules, built as it builds them.
             jobs = [
                 jwks_refresh_job(context, fetch) if job.name == "jwks-refresh" else job
-                for job in every_scheduled_job(context, retentions)
+                for job in deployment.jobs()
             ]
             ran = run_every_job(jobs, clock)
             assert {"purge-keyserver", "purge-verification"} <= set(ran)
@@ -652,9 +667,11 @@ def test_each_service_runs_every_flow_as_its_own_role(
                 assert log.status_code == 200, log.text
                 assert log.json()["entries"]
             assert client.get("/audit/compliance", headers=auditor).status_code == 200
+            ready = client.get("/health/ready")
+            assert ready.status_code == 200, ready.text
 
             clock.advance(timedelta(days=91))
-            purges = [retention.job() for retention in retentions.values()]
+            purges = [bundle.retention.job() for bundle in deployment.bundles.values()]
             truncated = run_every_job(purges, clock)
             for summary in truncated.values():
                 (log_kind,) = [kind for kind in summary["kinds"] if kind["kind"] == LOG_KIND]
@@ -667,9 +684,8 @@ def test_each_service_runs_every_flow_as_its_own_role(
         assert count(owner, ApiKey, ApiKey.id == realm.device_key_id) == 0
         assert count(owner, SigningKey, SigningKey.retired_at.is_not(None)) == 0
     finally:
+        deployment.close()
         owner.dispose()
-        for engine in engines.values():
-            engine.dispose()
 
 
 # ---- what the roles may not do ---------------------------------------------------------------
@@ -684,7 +700,11 @@ def keyserver_refused(tables: set[str]) -> list[str]:
         "TRUNCATE keyserver_export_files",
         "CREATE INDEX probe ON keyserver_exposures (origin)",
         "CREATE TABLE probe (id integer)",
-        "SELECT version_num FROM alembic_version",
+        "UPDATE alembic_version SET version_num = version_num",
+        "UPDATE sealed_keys SET kek_id = kek_id",
+        "DELETE FROM sealed_keys",
+        "INSERT INTO auditor_keys (service, name) VALUES ('keyserver', 'rogue')",
+        "UPDATE auditor_keys SET disabled_at = NULL",
         "SELECT count(*) FROM verification_codes",
         "SELECT count(*) FROM verification_api_keys",
         "INSERT INTO keyserver_health_authorities (issuer) VALUES ('rogue')",
@@ -705,7 +725,11 @@ def verification_refused(tables: set[str]) -> list[str]:
         "TRUNCATE verification_audit_entries",
         "TRUNCATE verification_codes",
         "CREATE TABLE probe (id integer)",
-        "SELECT version_num FROM alembic_version",
+        "UPDATE alembic_version SET version_num = version_num",
+        "UPDATE sealed_keys SET sealed = sealed",
+        "INSERT INTO auditor_keys (service, name) VALUES ('verification', 'rogue')",
+        "UPDATE auditor_keys SET disabled_at = NULL",
+        "UPDATE verification_realms SET disabled_at = NULL",
         "SELECT count(*) FROM keyserver_exposures",
         "SELECT count(*) FROM keyserver_revision_keys",
         "INSERT INTO verification_realms (name) VALUES ('rogue')",
@@ -752,10 +776,19 @@ def test_a_service_role_is_refused_everything_else(shared: GrantedSchema, servic
     assert not_refused(shared.service_url(service), refused) == []
 
 
+#: A schema one migration behind this version's head (before sealed keys existed).
+EARLIER_TARGETS = (
+    "0003_core_retention_log",
+    "k0002_keyserver_exports",
+    "v0002_verification_auditor_keys",
+)
+
+
 @pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.value)
-def test_a_service_role_cannot_migrate(shared: GrantedSchema, service: Service) -> None:
+def test_a_service_role_cannot_migrate(cluster: Cluster, service: Service) -> None:
     # So `exposure serve` under a service role needs EXPOSURE_MIGRATE_ON_START=false.
-    engine = create_database_engine(shared.service_url(service))
+    behind = create_granted_schema(cluster, EARLIER_TARGETS)
+    engine = create_database_engine(behind.service_url(service))
     try:
         with pytest.raises(ProgrammingError) as refused:
             upgrade_service(engine, service)

@@ -15,17 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from exposure.retention.keys import log_key_path
+from exposure.services import keyserver_retention, verification_retention
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from exposure.api.audit import MAX_PAGE
 from exposure.app import Databases, create_app
 from exposure.db import make_session_factory, unit_of_work
-from exposure.retention.keys import log_key_path
 from exposure.retention.log import verify_document
 from exposure.retention.runtime import ServiceRetention
 from exposure.retention.settings import RetentionSettings
-from exposure.services import keyserver_retention, verification_retention
 from exposure.settings import ExposureSettings, Service
 from keyserver.context import KeyserverContext
 from keyserver.settings import KeyserverSettings

@@ -25,13 +25,14 @@ from sqlalchemy.orm import Session
 from crypto.signing import public_key_pem
 from crypto.tekmac import SignedKey, compute_tekmac
 from crypto.tokens import sign_jwt
-from exposure.app import Databases, create_app
-from exposure.db import make_session_factory, unit_of_work
-from exposure.settings import ExposureSettings, Service
+from exposure.app import create_app
+from exposure.db import SessionFactory, unit_of_work
 from exposure.tek import interval_number, utc_midnight
 from keyserver.models import Exposure
 from keyserver.service import trust
 from keyserver.settings import KeyserverSettings
+from tests.deployment import open_test_deployment
+from tests.keys import kek_setting
 from tests.unit.verification.conftest import Clock
 
 ISSUER = "gov.example.lab"
@@ -106,7 +107,7 @@ class Phone:
 class Api:
     client: TestClient
     clock: Clock
-    databases: Databases
+    sessions: SessionFactory
     private_key: ec.EllipticCurvePrivateKey
 
     def phone(self) -> Phone:
@@ -116,7 +117,7 @@ class Api:
         return self.client.post("/v1/publish", json=body, **kwargs)
 
     def session(self) -> Session:
-        return make_session_factory(self.databases.engines[Service.KEYSERVER])()
+        return self.sessions()
 
     def stored(self) -> dict[bytes, Exposure]:
         with self.session() as session:
@@ -124,12 +125,13 @@ class Api:
 
 
 def make_api(database_url: str, tmp_path: Path, **keyserver_overrides: Any) -> Iterator[Api]:
-    settings = ExposureSettings(data_dir=tmp_path, database_url=database_url)
-    keyserver_settings = KeyserverSettings(**keyserver_overrides)
-    databases = Databases.from_settings(settings)
+    keyserver_settings = KeyserverSettings(kek=kek_setting("keyserver"), **keyserver_overrides)
     clock = Clock()
+    deployment = open_test_deployment(
+        database_url, tmp_path, clock=clock, keyserver=keyserver_settings
+    )
     private_key = ec.generate_private_key(ec.SECP256R1())
-    sessions = make_session_factory(databases.engines[Service.KEYSERVER])
+    sessions = deployment.keyserver.session_factory
     with unit_of_work(sessions) as session:
         authority = trust.add_health_authority(
             session, issuer=ISSUER, audience=AUDIENCE, name="Lab", jwks_url=None, now=clock()
@@ -154,10 +156,9 @@ def make_api(database_url: str, tmp_path: Path, **keyserver_overrides: Any) -> I
                 bypass_verification=bypass,
                 now=clock(),
             )
-    app = create_app(settings, databases, keyserver_settings=keyserver_settings, clock=clock)
+    app = create_app(deployment, owns_deployment=True)
     with TestClient(app) as client:
-        yield Api(client, clock, databases, private_key)
-    databases.dispose()
+        yield Api(client, clock, sessions, private_key)
 
 
 @pytest.fixture

@@ -6,28 +6,28 @@ rolled-back ``db_session``. Both services share the one test database, as a smal
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 
-from exposure.db import SessionFactory, make_session_factory
+from exposure.compose import Deployment
+from exposure.db import SessionFactory
 from exposure.retention.purge import PurgeReport
 from exposure.retention.runtime import ServiceRetention
 from exposure.retention.settings import RetentionSettings
-from exposure.services import keyserver_retention, verification_retention
 from keyserver.context import KeyserverContext
-from keyserver.settings import KeyserverSettings
+from tests.deployment import open_test_deployment
 from verification.context import VerificationContext
-from verification.settings import VerificationSettings
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
 class World:
+    deployment: Deployment
     sessions: SessionFactory
     data_dir: Path
     keyserver: KeyserverContext
@@ -41,24 +41,28 @@ class World:
             for retention in (self.keyserver_retention, self.verification_retention)
         }
 
+    def close(self) -> None:
+        self.deployment.close()
 
-def build_world(engine: Engine, data_dir: Path, settings: RetentionSettings | None = None) -> World:
-    sessions = make_session_factory(engine)
-    keyserver = KeyserverContext.from_settings(KeyserverSettings(), data_dir, sessions)
-    verification = VerificationContext.from_settings(VerificationSettings(), data_dir)
-    retention_settings = settings or RetentionSettings()
+
+def build_world(
+    database_url: str, data_dir: Path, settings: RetentionSettings | None = None
+) -> World:
+    """Both services opened over the test database; the caller closes the world."""
+    deployment = open_test_deployment(database_url, data_dir, retention=settings)
     return World(
-        sessions=sessions,
+        deployment=deployment,
+        sessions=deployment.keyserver.session_factory,
         data_dir=data_dir,
-        keyserver=keyserver,
-        verification=verification,
-        keyserver_retention=keyserver_retention(keyserver, retention_settings, data_dir),
-        verification_retention=verification_retention(
-            verification, sessions, retention_settings, data_dir
-        ),
+        keyserver=deployment.keyserver.context,
+        verification=deployment.verification.context,
+        keyserver_retention=deployment.keyserver.retention,
+        verification_retention=deployment.verification.retention,
     )
 
 
 @pytest.fixture
-def world(engine: Engine, tmp_path: Path) -> World:
-    return build_world(engine, tmp_path / "data")
+def world(database_url: str, tmp_path: Path) -> Iterator[World]:
+    built = build_world(database_url, tmp_path / "data")
+    yield built
+    built.close()

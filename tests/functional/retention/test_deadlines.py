@@ -358,10 +358,16 @@ def test_audit_entries_go_at_thirty_days(world: World) -> None:
     )
 
 
-def test_retired_signing_keys_go_with_their_private_key_file(world: World) -> None:
+def test_retired_signing_keys_go_with_their_sealed_private_key(world: World) -> None:
     realm = _realm(world)
-    reference = world.verification.key_store.create("retired-test-key")
-    key_file = world.data_dir / "keys" / "verification" / reference
+    keys = world.deployment.verification.keys
+    with unit_of_work(world.sessions) as session:
+        reference = keys.create(session, "retired-test-key", now=T0 - DAY)
+
+    def key_held() -> bool:
+        with unit_of_work(world.sessions) as session:
+            return keys.holds(session, reference)
+
     _add(
         world,
         SigningKey(
@@ -375,7 +381,7 @@ def test_retired_signing_keys_go_with_their_private_key_file(world: World) -> No
             retired_at=T0,
         ),
     )
-    assert key_file.exists()
+    assert key_held()
 
     _check_deadline(
         world,
@@ -385,7 +391,7 @@ def test_retired_signing_keys_go_with_their_private_key_file(world: World) -> No
         remaining=lambda: _count(world, SigningKey),
         seeded=1,
     )
-    assert not key_file.exists()
+    assert not key_held()
     assert _last_entry(world, "verification", "retired-signing-keys")["blobs"] == 1
 
 

@@ -42,6 +42,8 @@ def test_each_services_policies_name_only_its_own_and_core_tables(world: World) 
         "rate_limit_windows",
         "retention_log",
         "retention_checkpoints",
+        "sealed_keys",
+        "auditor_keys",
         "alembic_version",
     }
     for retention, prefix in (
@@ -88,8 +90,9 @@ def test_issue_deadlines_are_the_defaults(world: World) -> None:
             assert (policy.bounds.floor, policy.bounds.ceiling) == (floor, ceiling)
 
 
-def test_settings_move_deadlines_within_bounds(engine: Engine, tmp_path: Path) -> None:
-    world = build_world(engine, tmp_path, RetentionSettings(exposure_keys=timedelta(days=10)))
+def test_settings_move_deadlines_within_bounds(database_url: str, tmp_path: Path) -> None:
+    world = build_world(database_url, tmp_path, RetentionSettings(exposure_keys=timedelta(days=10)))
+    world.close()
     policy = next(p for p in world.keyserver_retention.policies if p.kind == "exposure-keys")
 
     assert policy.deadline == timedelta(days=10)

@@ -6,17 +6,17 @@ import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
-from exposure.app import Databases, create_app
-from exposure.db import make_session_factory, unit_of_work
-from exposure.settings import ExposureSettings, Service
+from exposure.app import create_app
+from exposure.db import SessionFactory, unit_of_work
+from tests.deployment import open_test_deployment
+from tests.keys import kek_setting
 from tests.unit.verification.conftest import Clock
-from verification.context import VerificationContext
 from verification.service import realms
 from verification.settings import VerificationSettings
 
@@ -30,7 +30,7 @@ class Api:
     admin_key: str
     device_key: str
     realm_id: int
-    databases: Databases
+    sessions: SessionFactory
 
     def admin(self, path: str, body: object) -> dict[str, object]:
         response = self.client.post(path, json=body, headers={"X-API-Key": self.admin_key})
@@ -41,24 +41,26 @@ class Api:
         return {"status": response.status_code, **response.json()}
 
     def session(self) -> Session:
-        return make_session_factory(self.databases.engines[Service.VERIFICATION])()
+        return self.sessions()
 
 
-def make_api(database_url: str, tmp_path: Path, **verification_overrides: object) -> Iterator[Api]:
-    settings = ExposureSettings(data_dir=tmp_path, database_url=database_url)
+def make_api(database_url: str, tmp_path: Path, **verification_overrides: Any) -> Iterator[Api]:
     verification_settings = VerificationSettings(
-        secret_keys=SecretStr(SECRET), **verification_overrides
+        kek=kek_setting("verification"), **verification_overrides
     )
-    databases = Databases.from_settings(settings)
     clock = Clock()
-    context = VerificationContext.from_settings(verification_settings, tmp_path)
-    with unit_of_work(make_session_factory(databases.engines[Service.VERIFICATION])) as session:
-        created = realms.create_realm(session, context, name="lab", now=clock(), actor="test")
+    deployment = open_test_deployment(
+        database_url, tmp_path, clock=clock, verification=verification_settings
+    )
+    bundle = deployment.verification
+    with unit_of_work(bundle.session_factory) as session:
+        created = realms.create_realm(
+            session, bundle.context, name="lab", now=clock(), actor="test"
+        )
         keys = (created.admin_key.plaintext, created.device_key.plaintext, created.realm.id)
-    app = create_app(settings, databases, verification_settings=verification_settings, clock=clock)
+    app = create_app(deployment, owns_deployment=True)
     with TestClient(app) as client:
-        yield Api(client, clock, keys[0], keys[1], keys[2], databases)
-    databases.dispose()
+        yield Api(client, clock, keys[0], keys[1], keys[2], bundle.session_factory)
 
 
 @pytest.fixture

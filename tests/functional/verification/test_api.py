@@ -10,15 +10,13 @@ import jwt
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from sqlalchemy import func, select, update
 
 from crypto.tokens import public_keys_from_jwk_set, verify_jwt
 from exposure.db import create_database_engine, make_session_factory, unit_of_work
-from tests.functional.verification.conftest import SECRET, Api, make_api
-from tests.unit.verification.conftest import Clock
+from tests.functional.verification.conftest import Api, make_api
+from tests.unit.verification.conftest import Clock, make_context
 from verification.api import create_router
-from verification.context import VerificationContext
 from verification.models import (
     ApiKey,
     AuditEntry,
@@ -395,8 +393,7 @@ def test_a_disabled_key_stops_working_within_the_cache_ttl(
 ) -> None:
     ttl = timedelta(seconds=10)
     ticks = [100.0]
-    settings = VerificationSettings(secret_keys=SecretStr(SECRET), cache_ttl=ttl)
-    context = VerificationContext.from_settings(settings, tmp_path, cache_clock=lambda: ticks[0])
+    context = make_context(VerificationSettings(cache_ttl=ttl), cache_clock=lambda: ticks[0])
     engine = create_database_engine(database_url)
     factory = make_session_factory(engine)
     clock = Clock()

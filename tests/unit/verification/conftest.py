@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
+from tests.keys import key_store
+from verification.cache import MonotonicClock
 from verification.context import VerificationContext
 from verification.service import realms
 from verification.service.realms import NewRealm
@@ -39,14 +40,28 @@ def clock() -> Clock:
     return Clock()
 
 
+def make_context(
+    settings: VerificationSettings | None = None,
+    *,
+    cache_clock: MonotonicClock = time.monotonic,
+) -> VerificationContext:
+    """A context over the fixed test secret and a key store sealed under the test KEK."""
+    return VerificationContext.create(
+        settings or VerificationSettings(),
+        secrets=[base64.b64decode(SECRET)],
+        key_store=key_store("verification"),
+        cache_clock=cache_clock,
+    )
+
+
 @pytest.fixture
 def verification_settings() -> VerificationSettings:
-    return VerificationSettings(secret_keys=SecretStr(SECRET))
+    return VerificationSettings()
 
 
 @pytest.fixture
-def context(tmp_path: Path, verification_settings: VerificationSettings) -> VerificationContext:
-    return VerificationContext.from_settings(verification_settings, tmp_path)
+def context(verification_settings: VerificationSettings) -> VerificationContext:
+    return make_context(verification_settings)
 
 
 @pytest.fixture

@@ -8,11 +8,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from tests.unit.verification.conftest import SECRET, Clock
+from tests.unit.verification.conftest import Clock, make_context
 from verification.cache import Caches, TtlCache
 from verification.context import VerificationContext
 from verification.errors import Unauthorized
@@ -45,9 +44,8 @@ def ticks() -> Ticks:
 
 
 @pytest.fixture
-def cached_context(tmp_path: Path, ticks: Ticks) -> VerificationContext:
-    settings = VerificationSettings(secret_keys=SecretStr(SECRET), cache_ttl=TTL)
-    return VerificationContext.from_settings(settings, tmp_path, cache_clock=ticks)
+def cached_context(ticks: Ticks) -> VerificationContext:
+    return make_context(VerificationSettings(cache_ttl=TTL), cache_clock=ticks)
 
 
 @pytest.fixture
@@ -115,10 +113,8 @@ def test_concurrent_use_keeps_the_bound(ticks: Ticks) -> None:
     assert len(cache) == 50
 
 
-def test_the_default_context_caches_for_the_settings_ttl(tmp_path: Path) -> None:
-    context = VerificationContext.from_settings(
-        VerificationSettings(secret_keys=SecretStr(SECRET)), tmp_path
-    )
+def test_the_default_context_caches_for_the_settings_ttl() -> None:
+    context = make_context()
 
     assert context.settings.cache_ttl == timedelta(seconds=10)
     assert context.caches.api_keys.enabled
@@ -127,7 +123,7 @@ def test_the_default_context_caches_for_the_settings_ttl(tmp_path: Path) -> None
 
 def test_cache_ttl_is_bounded() -> None:
     with pytest.raises(ValueError, match="cache_ttl"):
-        VerificationSettings(secret_keys=SecretStr(SECRET), cache_ttl=timedelta(minutes=5))
+        VerificationSettings(cache_ttl=timedelta(minutes=5))
 
 
 @pytest.mark.parametrize(
@@ -138,7 +134,7 @@ def test_cache_ttl_reads_plain_seconds_from_the_environment(
 ) -> None:
     monkeypatch.setenv("EXPOSURE_VERIFICATION_CACHE_TTL", text)
 
-    settings = VerificationSettings(secret_keys=SecretStr(SECRET))
+    settings = VerificationSettings()
 
     assert settings.cache_ttl == timedelta(seconds=seconds)
 

@@ -1,6 +1,6 @@
 """verification: a realm can be disabled (its API keys stop working)
 
-Revision ID: v0003_verification_realm_disabled
+Revision ID: v0003_realm_disabled
 Revises: v0002_verification_auditor_keys
 Create Date: 2026-12-01
 """
@@ -14,7 +14,7 @@ from alembic import op
 
 from exposure.db.base import UTCDateTime
 
-revision: str = "v0003_verification_realm_disabled"
+revision: str = "v0003_realm_disabled"
 down_revision: str | None = "v0002_verification_auditor_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
