@@ -45,8 +45,10 @@ def open_test_deployment(
     keyserver: KeyserverSettings | None = None,
     verification: VerificationSettings | None = None,
     retention: RetentionSettings | None = None,
+    migrate: bool = False,
 ) -> Deployment:
-    """Open ``services`` (default: both); the caller closes the deployment."""
+    """Open ``services`` (default: both), migrating first if asked (a fresh embedded data
+    directory); the caller closes the deployment."""
     settings = deployment_settings(
         data_dir,
         database_url,
@@ -54,4 +56,4 @@ def open_test_deployment(
         verification=verification,
         retention=retention,
     )
-    return open_deployment(settings, services, clock=clock)
+    return open_deployment(settings, services, clock=clock, migrate=migrate)

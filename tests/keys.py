@@ -23,7 +23,7 @@ def kek_setting(service: str) -> SecretStr:
     return SecretStr(TEST_KEKS[service])
 
 
-def key_store(service: str) -> ServiceKeyStore:
+def sealed_key_store(service: str) -> ServiceKeyStore:
     """A key store of ``service`` sealed under its test KEK."""
     return ServiceKeyStore(
         service, [base64.b64decode(TEST_KEKS[service])], kek_source=f"the {service} test KEK"

@@ -15,26 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exposure.retention.keys import log_key_path
-from exposure.services import keyserver_retention, verification_retention
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from exposure.api.audit import MAX_PAGE
-from exposure.app import Databases, create_app
-from exposure.db import make_session_factory, unit_of_work
+from exposure.app import create_app
+from exposure.compose import Deployment
+from exposure.db import unit_of_work
 from exposure.retention.log import verify_document
 from exposure.retention.runtime import ServiceRetention
-from exposure.retention.settings import RetentionSettings
-from exposure.settings import ExposureSettings, Service
-from keyserver.context import KeyserverContext
-from keyserver.settings import KeyserverSettings
+from tests.deployment import open_test_deployment
 from tests.unit.verification.conftest import Clock
-from verification.context import VerificationContext
+from verification.context import HASH_SECRET
 from verification.service import realms
-from verification.settings import VerificationSettings
 
-SECRET = base64.b64encode(bytes(range(64, 96))).decode()
 SERVICES = ("keyserver", "verification")
 ROUTES = ("/audit/public-keys", "/audit/log?service=keyserver", "/audit/compliance")
 
@@ -43,12 +36,15 @@ ROUTES = ("/audit/public-keys", "/audit/log?service=keyserver", "/audit/complian
 class Audit:
     client: TestClient
     clock: Clock
-    data_dir: Path
+    deployment: Deployment
     auditor_key: str
     disabled_auditor_key: str
     admin_key: str
     device_key: str
-    retentions: dict[str, ServiceRetention]
+
+    @property
+    def retentions(self) -> dict[str, ServiceRetention]:
+        return {b.service.value: b.retention for b in self.deployment.bundles.values()}
 
     def get(self, path: str, key: str | None = None) -> Any:
         headers = {} if key is None else {"X-API-Key": key}
@@ -66,28 +62,24 @@ class Audit:
 
     def secrets(self) -> list[str]:
         """Every secret a response must never hold, in the forms it could appear in."""
-        found = [
-            self.auditor_key,
-            self.disabled_auditor_key,
-            self.admin_key,
-            self.device_key,
-            SECRET,
-        ]
-        for service in SERVICES:
-            seed_b64 = log_key_path(self.data_dir, service).read_text().strip()
-            found += [seed_b64, base64.b64decode(seed_b64).hex()]
+        found = [self.auditor_key, self.disabled_auditor_key, self.admin_key, self.device_key]
+        bundle = self.deployment.verification
+        with unit_of_work(bundle.session_factory) as session:
+            hashing = bundle.keys.secrets(session, HASH_SECRET, now=self.clock())
+        for secret in hashing:
+            found += [base64.b64encode(secret).decode(), secret.hex()]
+        for retention in self.retentions.values():
+            seed = retention.signer.seed
+            found += [base64.b64encode(seed).decode(), seed.hex()]
         return found
 
 
 @pytest.fixture
 def audit(database_url: str, tmp_path: Path) -> Iterator[Audit]:
-    settings = ExposureSettings(data_dir=tmp_path, database_url=database_url)
-    verification_settings = VerificationSettings(secret_keys=SecretStr(SECRET))
-    databases = Databases.from_settings(settings)
     clock = Clock()
-    context = VerificationContext.from_settings(verification_settings, tmp_path)
-    verification_sessions = make_session_factory(databases.engines[Service.VERIFICATION])
-    with unit_of_work(verification_sessions) as session:
+    deployment = open_test_deployment(database_url, tmp_path, clock=clock)
+    context = deployment.verification.context
+    with unit_of_work(deployment.verification.session_factory) as session:
         created = realms.create_realm(session, context, name="lab", now=clock(), actor="test")
         auditor = realms.create_api_key(
             session,
@@ -114,20 +106,9 @@ def audit(database_url: str, tmp_path: Path) -> Iterator[Audit]:
             created.admin_key.plaintext,
             created.device_key.plaintext,
         )
-    app = create_app(settings, databases, verification_settings=verification_settings, clock=clock)
-    # The same settings and data directory as the app: the same log keys, the same databases.
-    retention_settings = RetentionSettings()
-    keyserver_sessions = make_session_factory(databases.engines[Service.KEYSERVER])
-    keyserver = KeyserverContext.from_settings(KeyserverSettings(), tmp_path, keyserver_sessions)
-    retentions = {
-        "keyserver": keyserver_retention(keyserver, retention_settings, tmp_path),
-        "verification": verification_retention(
-            context, verification_sessions, retention_settings, tmp_path
-        ),
-    }
-    with TestClient(app) as client:
-        yield Audit(client, clock, tmp_path, *keys, retentions)
-    databases.dispose()
+    # The purges run through the very bundles the app serves: the same log keys.
+    with TestClient(create_app(deployment, owns_deployment=True)) as client:
+        yield Audit(client, clock, deployment, *keys)
 
 
 # ---- public keys ----------------------------------------------------------------------

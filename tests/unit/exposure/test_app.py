@@ -1,58 +1,149 @@
-"""The application factory: /health reflects the databases, /metrics speaks Prometheus."""
+"""The application factory: probes that tell live from ready, JSON errors everywhere, and
+only the routes of the services a process opened."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
-from exposure.app import Databases, create_app
-from exposure.settings import ExposureSettings, Service
-
-
-def _settings(tmp_path: Path) -> ExposureSettings:
-    return ExposureSettings(data_dir=tmp_path, database_url=None)
-
-
-def test_health_is_ok_when_databases_answer(tmp_path: Path) -> None:
-    with TestClient(create_app(_settings(tmp_path))) as client:
-        response = client.get("/health")
-
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+from exposure.app import create_app
+from exposure.compose import Deployment
+from exposure.settings import Service
+from keyserver.settings import KeyserverSettings
+from tests.deployment import open_test_deployment
+from tests.keys import kek_setting
 
 
-def test_each_service_has_its_own_database_by_default(tmp_path: Path) -> None:
-    databases = Databases.from_settings(_settings(tmp_path))
-    try:
-        assert len(databases.distinct_engines()) == 2
-        assert databases.engines[Service.KEYSERVER] is not databases.engines[Service.VERIFICATION]
-    finally:
-        databases.dispose()
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[Deployment]:
+    opened = open_test_deployment(None, tmp_path, migrate=True)
+    yield opened
+    opened.close()
 
 
-def test_a_shared_url_shares_one_engine(tmp_path: Path) -> None:
-    settings = ExposureSettings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/one.db")
-    databases = Databases.from_settings(settings)
-    try:
-        assert len(databases.distinct_engines()) == 1
-    finally:
-        databases.dispose()
+def _client(deployment: Deployment) -> TestClient:
+    return TestClient(create_app(deployment))
 
 
-def test_health_is_503_when_a_database_is_gone(tmp_path: Path) -> None:
-    unreachable = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1"
-    settings = ExposureSettings(data_dir=tmp_path, keyserver_database_url=unreachable)
-    with TestClient(create_app(settings)) as client:
-        response = client.get("/health")
+def test_ready_when_every_database_schema_key_set_and_store_is(deployment: Deployment) -> None:
+    with _client(deployment) as client:
+        ready = client.get("/health/ready")
+        legacy = client.get("/health")
+        live = client.get("/health/live")
+
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "status": "ok",
+        "checks": {
+            "keyserver": {"database": "ok", "keys": "ok", "blob_store": "ok"},
+            "verification": {"database": "ok", "keys": "ok"},
+        },
+    }
+    assert legacy.json() == ready.json()
+    assert (live.status_code, live.json()) == (200, {"status": "live"})
+
+
+def test_not_ready_names_the_failing_check_with_a_stable_code(deployment: Deployment) -> None:
+    keyserver = deployment.keyserver.resources.engine
+    with keyserver.begin() as connection:
+        connection.execute(text("DELETE FROM alembic_version"))
+    with _client(deployment) as client:
+        response = client.get("/health/ready")
+        live = client.get("/health/live")
 
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable"}
-    assert "127.0.0.1" not in response.text
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["keyserver"]["database"] == "not_migrated"
+    assert body["checks"]["verification"]["database"] == "ok"
+    assert live.status_code == 200
 
 
-def test_metrics_are_prometheus_text(tmp_path: Path) -> None:
-    with TestClient(create_app(_settings(tmp_path))) as client:
+def test_a_schema_migrated_by_a_newer_version_is_not_ready(deployment: Deployment) -> None:
+    verification = deployment.verification.resources.engine
+    with verification.begin() as connection:
+        connection.execute(text("INSERT INTO alembic_version VALUES ('v9999_from_the_future')"))
+    with _client(deployment) as client:
+        checks = client.get("/health/ready").json()["checks"]
+
+    assert checks["verification"]["database"] == "schema_ahead"
+
+
+def test_a_blob_store_that_takes_no_writes_is_not_ready(tmp_path: Path) -> None:
+    blocked = tmp_path / "exports-blocked"
+    blocked.write_text("a file where the export directory should be")
+    settings = KeyserverSettings(kek=kek_setting("keyserver"), export_directory=blocked)
+    opened = open_test_deployment(None, tmp_path, migrate=True, keyserver=settings)
+    try:
+        with _client(opened) as client:
+            response = client.get("/health/ready")
+    finally:
+        opened.close()
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["keyserver"]["blob_store"] == "not_writable"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "body"),
+    [
+        ("GET", "/no/such/route", 404, {"error": "no such resource", "code": "not_found"}),
+        (
+            "DELETE",
+            "/health/ready",
+            405,
+            {"error": "method not allowed on this resource", "code": "method_not_allowed"},
+        ),
+        (
+            "GET",
+            "/api/no-such-call",
+            404,
+            {"error": "no such resource", "errorCode": "not_found", "error_code": "not_found"},
+        ),
+    ],
+)
+def test_framework_errors_answer_in_the_services_json_shape(
+    deployment: Deployment, method: str, path: str, status: int, body: dict[str, str]
+) -> None:
+    with _client(deployment) as client:
+        response = client.request(method, path)
+
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == body
+
+
+def test_a_process_serves_only_the_routes_of_the_services_it_opened(tmp_path: Path) -> None:
+    opened = open_test_deployment(None, tmp_path, services=[Service.KEYSERVER], migrate=True)
+    try:
+        with _client(opened) as client:
+            publish = client.post("/v1/publish", json={})
+            issue = client.post("/api/issue", json={})
+            jwks = client.get("/jwks/1")
+            ready = client.get("/health/ready").json()
+            log = client.get("/audit/log?service=verification", headers={"X-API-Key": "x"})
+    finally:
+        opened.close()
+
+    assert publish.status_code == 401  # the key server's own answer: no such app
+    assert (issue.status_code, jwks.status_code) == (404, 404)
+    assert list(ready["checks"]) == ["keyserver"]
+    assert log.status_code == 401
+
+
+def test_a_job_runner_serves_the_probes_but_no_api(deployment: Deployment) -> None:
+    with TestClient(create_app(deployment, serve_api=False)) as client:
+        assert client.get("/health/ready").status_code == 200
+        assert client.post("/v1/publish", json={}).status_code == 404
+        assert client.get("/audit/public-keys").status_code == 404
+
+
+def test_metrics_are_prometheus_text(deployment: Deployment) -> None:
+    with _client(deployment) as client:
         response = client.get("/metrics")
 
     assert response.status_code == 200

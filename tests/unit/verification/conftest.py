@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.keys import key_store
+from tests.keys import sealed_key_store
 from verification.cache import MonotonicClock
 from verification.context import VerificationContext
 from verification.service import realms
@@ -49,7 +49,7 @@ def make_context(
     return VerificationContext.create(
         settings or VerificationSettings(),
         secrets=[base64.b64decode(SECRET)],
-        key_store=key_store("verification"),
+        key_store=sealed_key_store("verification"),
         cache_clock=cache_clock,
     )
 

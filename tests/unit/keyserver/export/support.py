@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crypto.keystore import FileKeyStore
 from crypto.signing import load_public_key
 from exposure.export import ParsedExport, read_export, verify_signatures
+from exposure.keys import ServiceKeyStore
 from exposure.tek import interval_number, utc_midnight
 from keyserver.export.blobstore import BlobStore
 from keyserver.export.configs import add_signature_info, create_export_config
@@ -75,7 +75,7 @@ def add_keys(session: Session, rows: Sequence[dict[str, Any]]) -> list[bytes]:
 
 def make_config(
     session: Session,
-    key_store: FileKeyStore,
+    key_store: ServiceKeyStore,
     *,
     root: str = "vn",
     period: timedelta = timedelta(hours=4),

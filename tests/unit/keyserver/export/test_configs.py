@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
-from crypto.keystore import FileKeyStore
 from crypto.signing import ECDSA_SHA256_OID, load_public_key
+from exposure.keys import ServiceKeyStore
 from keyserver.export import configs
 from keyserver.export.configs import (
     DuplicateFilenameRoot,
@@ -21,14 +20,15 @@ from keyserver.export.configs import (
     UnknownSignatureInfo,
 )
 from keyserver.models import ExportConfig
+from tests.keys import sealed_key_store
 from tests.unit.keyserver.export.support import T0
 
 DAY_SECONDS = 86_400
 
 
 @pytest.fixture
-def key_store(tmp_path: Path) -> FileKeyStore:
-    return FileKeyStore(tmp_path / "keys")
+def key_store() -> ServiceKeyStore:
+    return sealed_key_store("keyserver")
 
 
 def _create(session: Session, **overrides: Any) -> ExportConfig:
@@ -68,7 +68,7 @@ def test_periods_outside_whole_seconds_up_to_a_day_are_refused(period: timedelta
 # ---- configs ------------------------------------------------------------------------------
 
 
-def test_config_stores_normalized_values(db_session: Session, key_store: FileKeyStore) -> None:
+def test_config_stores_normalized_values(db_session: Session, key_store: ServiceKeyStore) -> None:
     info = configs.add_signature_info(db_session, key_store, key_id="452", key_version="v1", now=T0)
     config = configs.create_export_config(
         db_session,
@@ -141,7 +141,7 @@ def test_unknown_signature_info_is_refused(db_session: Session) -> None:
 
 
 def test_signature_infos_are_listed_newest_first(
-    db_session: Session, key_store: FileKeyStore
+    db_session: Session, key_store: ServiceKeyStore
 ) -> None:
     infos = [
         configs.add_signature_info(
@@ -157,7 +157,7 @@ def test_signature_infos_are_listed_newest_first(
     ]
 
 
-def test_at_most_ten_signature_infos(db_session: Session, key_store: FileKeyStore) -> None:
+def test_at_most_ten_signature_infos(db_session: Session, key_store: ServiceKeyStore) -> None:
     infos = [
         configs.add_signature_info(db_session, key_store, key_id="k", key_version=f"v{n}", now=T0)
         for n in range(11)
@@ -173,11 +173,11 @@ def test_at_most_ten_signature_infos(db_session: Session, key_store: FileKeyStor
 
 
 def test_signature_info_key_is_created_and_its_public_key_stored(
-    db_session: Session, key_store: FileKeyStore
+    db_session: Session, key_store: ServiceKeyStore
 ) -> None:
     info = configs.add_signature_info(db_session, key_store, key_id="310", key_version="v1", now=T0)
     assert info.algorithm == ECDSA_SHA256_OID
-    signer = key_store.signer(info.signing_key)
+    signer = key_store.signer(db_session, info.signing_key)
     assert signer.public_key_pem().decode() == info.public_key_pem
     load_public_key(info.public_key_pem.encode())  # a P-256 public key
 
@@ -186,7 +186,7 @@ def test_signature_info_key_is_created_and_its_public_key_stored(
     ("key_id", "key_version"), [("", "v1"), ("310", ""), ("3-10", "v1"), ("310", "v.1")]
 )
 def test_signature_info_names_are_limited_to_word_characters(
-    db_session: Session, key_store: FileKeyStore, key_id: str, key_version: str
+    db_session: Session, key_store: ServiceKeyStore, key_id: str, key_version: str
 ) -> None:
     with pytest.raises(InvalidExportConfig):
         configs.add_signature_info(
@@ -195,7 +195,7 @@ def test_signature_info_names_are_limited_to_word_characters(
 
 
 def test_signature_info_versions_are_never_reused(
-    db_session: Session, key_store: FileKeyStore
+    db_session: Session, key_store: ServiceKeyStore
 ) -> None:
     configs.add_signature_info(db_session, key_store, key_id="A_b", key_version="v1", now=T0)
     with pytest.raises(DuplicateSignatureInfo):
@@ -208,7 +208,7 @@ def test_signature_info_versions_are_never_reused(
 
 
 def test_rotation_puts_the_new_key_first_and_retires_the_old_one_later(
-    db_session: Session, key_store: FileKeyStore
+    db_session: Session, key_store: ServiceKeyStore
 ) -> None:
     old = configs.add_signature_info(db_session, key_store, key_id="452", key_version="v1", now=T0)
     other = configs.add_signature_info(
@@ -246,7 +246,7 @@ def test_rotation_puts_the_new_key_first_and_retires_the_old_one_later(
 
 
 def test_rotation_needs_a_valid_key_and_a_future_cutover(
-    db_session: Session, key_store: FileKeyStore
+    db_session: Session, key_store: ServiceKeyStore
 ) -> None:
     with pytest.raises(UnknownSignatureInfo):
         configs.rotate_signature_info(
@@ -265,7 +265,7 @@ def test_rotation_needs_a_valid_key_and_a_future_cutover(
 
 
 def test_current_signature_infos_of_a_key_id_newest_first(
-    db_session: Session, key_store: FileKeyStore
+    db_session: Session, key_store: ServiceKeyStore
 ) -> None:
     v1 = configs.add_signature_info(db_session, key_store, key_id="452", key_version="v1", now=T0)
     v2 = configs.add_signature_info(
@@ -280,7 +280,9 @@ def test_current_signature_infos_of_a_key_id_newest_first(
         configs.current_signature_infos(db_session, "310", later)
 
 
-def test_expired_signature_infos_do_not_sign(db_session: Session, key_store: FileKeyStore) -> None:
+def test_expired_signature_infos_do_not_sign(
+    db_session: Session, key_store: ServiceKeyStore
+) -> None:
     expiring = configs.add_signature_info(
         db_session,
         key_store,

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, delete, select, update
 
-from crypto.keystore import FileKeyStore
 from exposure.api.v1 import ExposureKey, PublishRequest
 from exposure.db import SessionFactory, make_session_factory, unit_of_work
 from exposure.db.lease import new_holder_token
 from exposure.export import ParsedExport, ReportType
+from exposure.keys import ServiceKeyStore
 from exposure.tek import interval_number
 from keyserver.export import worker as worker_module
 from keyserver.export.batcher import STATUS_COMPLETE, STATUS_OPEN, STATUS_PENDING, create_batches
@@ -41,6 +41,7 @@ from keyserver.export.worker import (
 from keyserver.models import ExportBatch, ExportConfig, ExportFile, Exposure, SignatureInfo
 from keyserver.service.transform import transform_publish
 from keyserver.settings import KeyserverSettings
+from tests.keys import sealed_key_store
 from tests.unit.keyserver.export.support import (
     HOUR,
     T0,
@@ -61,7 +62,7 @@ EXPOSURE_CLI = Path(sys.executable).parent / "exposure"
 class Env:
     factory: SessionFactory
     store: FilesystemBlobStore
-    key_store: FileKeyStore
+    key_store: ServiceKeyStore
     settings: KeyserverSettings
     tmp_path: Path
 
@@ -100,7 +101,7 @@ def env(engine: Engine, tmp_path: Path) -> Env:
     return Env(
         factory=make_session_factory(engine),
         store=FilesystemBlobStore(tmp_path / "exports"),
-        key_store=FileKeyStore(tmp_path / "keys"),
+        key_store=sealed_key_store("keyserver"),
         settings=settings(),
         tmp_path=tmp_path,
     )

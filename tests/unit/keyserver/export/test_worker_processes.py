@@ -23,13 +23,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from crypto.keystore import FileKeyStore
 from exposure.db import SessionFactory, make_session_factory, unit_of_work
 from exposure.db.lease import new_holder_token
 from keyserver.export.batcher import STATUS_COMPLETE, STATUS_PENDING, create_batches
 from keyserver.export.blobstore import FilesystemBlobStore
 from keyserver.export.worker import ORIGIN_PADDING, run_worker
 from keyserver.models import ExportBatch, ExportFile, Exposure
+from tests.keys import sealed_key_store
 from tests.unit.keyserver.export.support import (
     HOUR,
     T0,
@@ -97,7 +97,7 @@ def test_a_worker_killed_at_any_step_leaves_only_whole_listed_files(
 ) -> None:
     factory = make_session_factory(engine)
     store = FilesystemBlobStore(tmp_path / "exports")
-    key_store = FileKeyStore(tmp_path / "keys")
+    key_store = sealed_key_store("keyserver")
     export_settings = settings()
     with unit_of_work(factory) as session:
         # Padding takes each batch to 1000-1100 keys: two files of at most 600.
@@ -192,7 +192,7 @@ def test_two_workers_racing_write_every_batch_once_and_every_key_once(
     database_url: str, engine: Engine, tmp_path: Path
 ) -> None:
     factory = make_session_factory(engine)
-    key_store = FileKeyStore(tmp_path / "keys")
+    key_store = sealed_key_store("keyserver")
     overrides = {"export_min_records": 100, "export_padding_range": 10}
     export_settings = settings(**overrides)
     published: list[bytes] = []

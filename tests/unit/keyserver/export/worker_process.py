@@ -23,11 +23,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from crypto.keystore import FileKeyStore
 from exposure.db import create_database_engine, make_session_factory
 from keyserver.export.blobstore import Blob, FilesystemBlobStore
 from keyserver.export.worker import run_worker
 from keyserver.settings import KeyserverSettings
+from tests.keys import sealed_key_store
 
 
 class LoggingStore:
@@ -82,7 +82,7 @@ def main(arguments: dict[str, Any]) -> None:
     report = run_worker(
         make_session_factory(engine),
         store=store,
-        key_store=FileKeyStore(Path(arguments["keys"])),
+        key_store=sealed_key_store("keyserver"),
         settings=KeyserverSettings(**arguments.get("settings", {})),
         now=datetime.fromisoformat(arguments["now"]),
         holder=holder,
