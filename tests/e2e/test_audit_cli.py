@@ -61,6 +61,7 @@ def _ok(result: Any) -> Any:
 def purged(tmp_path_factory: pytest.TempPathFactory) -> Purged:
     root = tmp_path_factory.mktemp("audit")
     data_dir = root / "var"
+    _ok(run_cli(data_dir, "db", "upgrade"))
     setup = json.loads(_ok(run_cli(data_dir, "admin", "bootstrap", "--json")).stdout)
     purge = json.loads(_ok(run_cli(data_dir, "jobs", "run", "purge")).stdout)
     assert purge["ran"] is True

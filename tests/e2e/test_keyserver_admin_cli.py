@@ -88,6 +88,7 @@ def _refused(result_code: int, stderr: str, fragment: str) -> None:
 
 
 def test_add_health_authorities_and_an_app(tmp_path: Path) -> None:
+    assert run_cli(tmp_path, "db", "upgrade").returncode == 0
     key_file = tmp_path / "ha.pem"
     key_file.write_text(PEM)
     added = run_cli(

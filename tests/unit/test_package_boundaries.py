@@ -1,7 +1,7 @@
 """The architecture's import rules, checked on the source: a violation fails the suite.
 
 - ``crypto`` imports no HTTP, database or project code.
-- ``exposure`` does not import the services, except the CLI, the app factory and the
+- ``exposure`` does not import the services, except the CLI, the composition and the
   benchmarks, which compose them.
 - ``keyserver`` and ``verification`` never import each other.
 """
@@ -33,7 +33,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 }
 
 #: Modules allowed to compose the services.
-COMPOSERS = ("exposure/cli/", "exposure/app.py", "exposure/services.py", "exposure/bench/")
+COMPOSERS = ("exposure/cli/", "exposure/compose.py", "exposure/bench/")
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 
 from exposure.app import create_app
 from exposure.cli import app as cli_app
-from exposure.settings import ExposureSettings
+from tests.deployment import open_test_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("exposure", "keyserver", "verification", "crypto")
@@ -50,7 +50,9 @@ EXPORT_FILE = Route("export path: one signed export file (a zip of keys)", True)
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/openapi.json"): Route("API description generated from the routes; no data"),
     ("HEAD", "/openapi.json"): Route("API description, headers only"),
-    ("GET", "/health"): Route("whether the databases answer; a status word only"),
+    ("GET", "/health"): Route("readiness under its older name; status words only"),
+    ("GET", "/health/ready"): Route("whether databases, schemas, keys, store are ready; codes"),
+    ("GET", "/health/live"): Route("the process answers; a status word only"),
     ("GET", "/metrics"): Route("Prometheus counters and histograms; numbers only"),
     ("POST", "/api/issue"): Route("lab issues a verification code; answers the code"),
     ("POST", "/api/batch-issue"): Route("lab issues up to ten codes; answers the codes"),
@@ -95,7 +97,7 @@ def _routes(app: FastAPI) -> dict[tuple[str, str], Callable[..., Any]]:
 
 
 def _app(tmp_path: Path) -> FastAPI:
-    return create_app(ExposureSettings(data_dir=tmp_path, database_url=None))
+    return create_app(open_test_deployment(None, tmp_path, migrate=True), owns_deployment=True)
 
 
 def test_every_route_is_classified(tmp_path: Path) -> None:
@@ -140,16 +142,41 @@ def test_export_downloads_read_the_blob_store_not_the_database() -> None:
 #: Every command; none reads stored exposure keys back out of the database to show them.
 COMMANDS: dict[str, str] = {
     "serve": "runs the HTTP server (whose routes are classified above)",
-    "db upgrade": "migrates schemas; prints revision names",
+    "db upgrade": "migrates schemas, moves earlier key files in; prints revision names",
+    "db status": "where each schema stands; revision names only",
     "admin bootstrap": "creates the default realm, trust and export config; prints API keys",
     "admin realm create": "creates a realm; prints its first API keys",
+    "admin realm list": "realm names, issuers and JWKS URLs",
+    "admin realm show": "a realm's policy and key ids",
+    "admin realm disable": "stops a realm's API keys",
     "admin apikey create": "creates an API key; prints it once",
+    "admin apikey list": "API key ids, types, names and previews; never a key",
+    "admin apikey show": "one API key's record; never the key",
     "admin apikey disable": "disables an API key; prints its id and preview",
     "admin signing-key add": "creates an export signing key; prints the public key",
     "admin signing-key rotate": "rotates a certificate or export signing key",
+    "admin signing-key list": "public facts of signing keys",
+    "admin signing-key retire": "ends an export signing key version's signing",
     "admin health-authority add": "trusts a certificate issuer",
+    "admin health-authority list": "trusted issuers and their key ids",
+    "admin health-authority show": "one trusted issuer and its keys' validity",
+    "admin health-authority revoke-key": "stops trusting one key of an issuer",
+    "admin health-authority remove": "stops trusting an issuer",
     "admin app add": "authorizes an app to publish",
+    "admin app list": "authorized apps, regions and issuers",
+    "admin app show": "one authorized app",
+    "admin app remove": "stops an app from publishing",
     "admin export-config add": "creates an export series; prints its index URL",
+    "admin export-config list": "export series and their windows",
+    "admin export-config show": "one export series and its index URL",
+    "admin export-config disable": "stops new windows of an export series",
+    "admin keys new-kek": "prints a fresh key-encryption key; touches no database",
+    "admin keys list": "names, kinds and KEK ids of sealed keys; never a value",
+    "admin keys rewrap": "re-seals sealed keys under the newest KEK; prints a count",
+    "admin keys rotate-log-key": "a new retention-log key; prints its public key",
+    "admin auditor-key create": "creates an auditor key; prints it once",
+    "admin auditor-key list": "auditor key ids, names and previews; never a key",
+    "admin auditor-key disable": "disables an auditor key",
     "export inspect": "reads an export file the operator already holds; prints counts only",
     "bench rpi": "derives identifiers from random keys it makes itself",
     "bench verification": "drives the code flow against a scratch server",
@@ -177,13 +204,15 @@ JOBS: dict[str, str] = {
 
 
 def _command_paths(command: Any, prefix: tuple[str, ...] = ()) -> Iterator[str]:
-    # Typer ships its own copy of click, so groups are recognized by their commands.
-    subcommands = getattr(command, "commands", None)
-    if isinstance(subcommands, dict):
-        for name, subcommand in subcommands.items():
-            yield from _command_paths(subcommand, (*prefix, name))
-    else:
+    # Typer ships its own copy of click, so groups are recognized by what they list; lazy
+    # groups load a sub-command when it is resolved, as running it would.
+    if not hasattr(command, "list_commands"):
         yield " ".join(prefix)
+        return
+    context = command.context_class(command)
+    for name in command.list_commands(context):
+        _, subcommand, _ = command.resolve_command(context, [name])
+        yield from _command_paths(subcommand, (*prefix, name))
 
 
 def test_every_cli_command_is_classified() -> None:
