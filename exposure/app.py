@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -20,6 +20,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from exposure.api.audit import create_router as create_audit_router
+from exposure.clock import utc_now
 from exposure.db import SessionFactory, create_database_engine, make_session_factory
 from exposure.http.chaff import ChaffMiddleware
 from exposure.jobs import Job, JobScheduler
@@ -107,10 +108,6 @@ def auditor_check(
         return True
 
     return check
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def create_app(

@@ -20,11 +20,12 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import pairwise
 
 from sqlalchemy import ColumnElement, delete, select
 
+from exposure.clock import utc_now
 from exposure.db import SessionFactory, unit_of_work
 from exposure.db.lease import new_holder_token
 from exposure.retention.core import purge_job_name
@@ -119,7 +120,7 @@ def _purge_export_files(
             holder=holder,
             # The lease is timed by the real clock, like every job lease: a drill run "in
             # the future" must not hold the index for days of real time.
-            clock=_utc_now,
+            clock=utc_now,
         )
     rows = blobs = 0
     for batch_id in batch_ids:
@@ -136,10 +137,6 @@ def _purge_export_files(
             batches = session.execute(delete(ExportBatch).where(ExportBatch.id == batch_id))
             rows += int(getattr(files, "rowcount", 0)) + int(getattr(batches, "rowcount", 0))
     return PurgeResult(rows=rows, blobs=blobs)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _oldest_revoked_key(sessions: SessionFactory, now: datetime) -> datetime | None:

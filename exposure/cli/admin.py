@@ -25,9 +25,9 @@ from exposure.cli.common import (
     load_settings,
     migrated_database,
     parse_duration,
-    utc_now,
 )
 from exposure.cli.keyserver_admin import add_export_signing_key, rotate_export_signing_key
+from exposure.clock import utc_now
 from exposure.db import SessionFactory, unit_of_work
 from exposure.settings import ExposureSettings, Service
 from keyserver.export import configs

@@ -29,8 +29,8 @@ from typing import Annotated, Any
 
 import typer
 
-from exposure.cli.common import utc_now
 from exposure.cli.services import services_runtime
+from exposure.clock import utc_now
 from exposure.db import unit_of_work
 from exposure.retention.compliance import compliance_report
 from exposure.retention.log import DOCUMENT_FORMAT, export_document, verify_document

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import typer
@@ -57,10 +57,6 @@ def emit(data: Mapping[str, Any], as_json: bool) -> None:
         return
     for key, value in data.items():
         typer.echo(f"{key}: {value}")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def parse_duration(text: str) -> timedelta:

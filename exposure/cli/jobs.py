@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
-from exposure.cli.common import utc_now
 from exposure.cli.services import services_runtime
+from exposure.clock import utc_now
 from exposure.jobs import Job, JobResult, run_job
 from keyserver.schedule import scheduled_jobs
 

@@ -24,8 +24,8 @@ from exposure.cli.common import (
     load_settings,
     migrated_database,
     parse_duration,
-    utc_now,
 )
+from exposure.clock import utc_now
 from exposure.db import SessionFactory, unit_of_work
 from exposure.settings import ExposureSettings, Service
 from keyserver.context import KeyserverContext
