@@ -39,6 +39,7 @@ from verification.errors import (
     UnsupportedTestType,
     UuidAlreadyExists,
 )
+from verification.limits import LONG_CODE_MAX_LENGTH
 from verification.service import audit
 from verification.service.signing_keys import token_signer
 
@@ -265,7 +266,7 @@ def verify_code(
     """
     accepted = accepted_test_types(accept)
     # Hash even an obviously malformed code so every request takes the same path.
-    candidates = context.hasher.candidates(code[:64])
+    candidates = context.hasher.candidates(code[:LONG_CODE_MAX_LENGTH])
     claimed = store.claim_code(
         session,
         realm_id=realm.id,
