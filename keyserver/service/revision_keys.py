@@ -38,6 +38,7 @@ from crypto.codes import hmac_sha512
 from crypto.errors import InvalidSealedData
 from crypto.randomness import random_bytes
 from crypto.sealing import KEY_LENGTH, Keyring, open_sealed, seal
+from exposure.cache import TtlCache
 from exposure.db.unit_of_work import SessionFactory, unit_of_work
 from exposure.secrets import MINIMUM_SECRET_BYTES
 from keyserver.errors import PublishError
@@ -60,6 +61,7 @@ REVISION_KEY_CACHE_TTL = timedelta(minutes=1)
 _WRAPPING_KEY_LABEL = b"exposure/keyserver/revision-key-wrap"
 _WRAPPING_ID_LABEL = b"exposure/keyserver/revision-key-wrap-id"
 _SEALED_KEY_AAD_PREFIX = b"exposure/keyserver/revision-key/"
+_KEYRING = "keyring"
 
 
 class RevisionKeyUnavailable(PublishError):  # noqa: N818 - names the condition
@@ -219,34 +221,26 @@ class RevisionKeyCache:
     """
 
     def __init__(self, wrapping: Keyring, *, ttl: timedelta = REVISION_KEY_CACHE_TTL) -> None:
-        if ttl < timedelta(0):
-            raise ValueError("ttl must not be negative")
         self._wrapping = wrapping
-        self._ttl = ttl
-        self._lock = threading.Lock()
-        self._keyring: Keyring | None = None
-        self._loaded_at: datetime | None = None
+        self._keyring: TtlCache[str, Keyring] = TtlCache(ttl, max_entries=1)
+        # Held while loading: concurrent first callers would otherwise each create a key.
+        self._loading = threading.Lock()
 
     def get(self, session_factory: SessionFactory, now: datetime) -> Keyring:
         """The cached ring, reloaded first if it is ``ttl`` old (or ``now`` went backwards).
 
         Raises :class:`RevisionKeyUnavailable` if loading fails; the next call tries again.
         """
-        with self._lock:
-            keyring, loaded_at = self._keyring, self._loaded_at
-            if (
-                keyring is not None
-                and loaded_at is not None
-                and loaded_at <= now < loaded_at + self._ttl
-            ):
-                return keyring
-            with unit_of_work(session_factory) as session:
-                keyring = load_keyring(session, self._wrapping, now)
-            self._keyring, self._loaded_at = keyring, now
+        with self._loading:
+            keyring = self._keyring.get(_KEYRING, now)
+            if keyring is None:
+                with unit_of_work(session_factory) as session:
+                    keyring = load_keyring(session, self._wrapping, now)
+                self._keyring.put(_KEYRING, keyring, now)
             return keyring
 
     def invalidate(self) -> None:
         """Forget the ring: the next :meth:`get` reloads (e.g. right after a rotation)."""
-        with self._lock:
-            self._keyring = None
-            self._loaded_at = None
+        # After a load in progress, which may have read the keys before the rotation.
+        with self._loading:
+            self._keyring.clear()

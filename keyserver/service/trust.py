@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -31,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from crypto.errors import InvalidKey
 from crypto.signing import load_public_key, public_key_pem
+from exposure.cache import TtlCache
 from exposure.clock import require_aware
 from exposure.db import SessionFactory, unit_of_work
 from keyserver.models import (
@@ -357,54 +356,8 @@ def load_authority(session: Session, issuer: str, now: datetime) -> AuthorityCon
     )
 
 
-_Value = TypeVar("_Value")
-
 #: Names kept per kind (apps, issuers); real deployments have a handful of each.
 DEFAULT_MAX_CACHE_ENTRIES = 10_000
-
-
-class _ExpiringMap(Generic[_Value]):
-    """name → (value, loaded at); an entry is fresh for ``ttl`` after it was loaded.
-
-    Names come from requests (any ``healthAuthorityID``, any ``iss``) and misses are kept,
-    so the map is bounded: past ``max_entries`` stale entries go first, then the oldest.
-    """
-
-    def __init__(self, ttl: timedelta, max_entries: int) -> None:
-        self._ttl = ttl
-        self._max_entries = max_entries
-        self._entries: dict[str, tuple[_Value, datetime]] = {}
-        self._lock = threading.Lock()
-
-    def _fresh(self, loaded_at: datetime, now: datetime) -> bool:
-        # A clock that went backwards also reloads: the entry's age is then unknown.
-        return loaded_at <= now < loaded_at + self._ttl
-
-    def get_or_load(self, name: str, now: datetime, load: Callable[[], _Value]) -> _Value:
-        with self._lock:
-            cached = self._entries.get(name)
-        if cached is not None and self._fresh(cached[1], now):
-            return cached[0]
-        # Loaded outside the lock: a slow database must not stall lookups of other names.
-        # Two threads may then load the same name at once, which is harmless.
-        value = load()
-        with self._lock:
-            self._entries.pop(name, None)  # re-inserted last: the dict stays oldest first
-            self._entries[name] = (value, now)
-            if len(self._entries) > self._max_entries:
-                self._evict(now)
-        return value
-
-    def _evict(self, now: datetime) -> None:
-        stale = [name for name, (_, at) in self._entries.items() if not self._fresh(at, now)]
-        for name in stale:
-            del self._entries[name]
-        while len(self._entries) > self._max_entries:
-            del self._entries[next(iter(self._entries))]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
 
 
 class TrustCache:
@@ -421,13 +374,13 @@ class TrustCache:
         *,
         max_entries: int = DEFAULT_MAX_CACHE_ENTRIES,
     ) -> None:
-        if ttl < timedelta(0):
-            raise ValueError("ttl must not be negative")
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
         self._session_factory = session_factory
-        self._apps: _ExpiringMap[AppConfig | None] = _ExpiringMap(ttl, max_entries)
-        self._authorities: _ExpiringMap[AuthorityConfig | None] = _ExpiringMap(ttl, max_entries)
+        # Names come from requests (any healthAuthorityID, any iss) and misses are kept too:
+        # the caches' bound is what stops a flood of made-up names.
+        self._apps: TtlCache[str, AppConfig | None] = TtlCache(ttl, max_entries=max_entries)
+        self._authorities: TtlCache[str, AuthorityConfig | None] = TtlCache(
+            ttl, max_entries=max_entries
+        )
 
     def app(self, app_id: str, now: datetime) -> AppConfig | None:
         """The authorized app ``app_id`` (case-insensitive), or None if there is none."""
