@@ -61,7 +61,6 @@ from exposure.db.lease import acquire_lease, release_lease
 from exposure.db.unit_of_work import autocommit
 from exposure.export.model import SignatureInfo as ExportSignatureInfo
 from exposure.export.writer import sign_export, write_export_zip
-from keyserver import store as exposure_store
 from keyserver.export.batcher import STATUS_COMPLETE, STATUS_OPEN, STATUS_PENDING
 from keyserver.export.blobstore import (
     INDEX_CACHE_CONTROL,
@@ -74,6 +73,7 @@ from keyserver.export.configs import config_input_regions, valid_signature_infos
 from keyserver.export.encode import KeyRecordEncoder, encode_export_bin_records
 from keyserver.models import ExportBatch, ExportConfig, ExportFile, Exposure
 from keyserver.settings import KeyserverSettings
+from keyserver.store import exposures as exposure_store
 
 __all__ = [
     "INDEX_FILENAME",

@@ -1,4 +1,4 @@
-"""The key server's queries on exposures: the only module that writes them.
+"""The key server's queries on stored exposure keys: the only module that writes them.
 
 Callers own the transaction. Existing rows are read ``FOR UPDATE`` on PostgreSQL so that two
 publishes of the same keys serialize (SQLite serializes every writer with BEGIN IMMEDIATE).

@@ -1,0 +1,8 @@
+"""The key server's SQL: every query on its tables lives in this package, one module per kind.
+
+- :mod:`~keyserver.store.exposures`: publishing stored keys (lock, insert, revise).
+
+Callers own the transaction: functions take their session (or a session factory, for the
+purges that commit batch by batch) and never commit. The service, export, job and
+retention modules call these functions and hold no SQL of their own.
+"""
