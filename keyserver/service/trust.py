@@ -7,7 +7,8 @@ publish with. The admin CLI writes these rows; publish reads them through a
 :class:`TrustCache`, which keeps each lookup (hits and misses alike) for a few minutes, as
 the reference does, so a publish costs no trust queries in the steady state.
 
-Functions here take the caller's session and never commit; time is always a parameter.
+Functions here take the caller's session and never commit; time is always a parameter. Their
+queries are in :mod:`keyserver.store.trust`.
 """
 
 # Error names say what went wrong (DuplicateIssuer), as keyserver.errors does.
@@ -24,7 +25,6 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.errors import InvalidKey
@@ -32,12 +32,8 @@ from crypto.signing import load_public_key, public_key_pem
 from exposure.cache import TtlCache
 from exposure.clock import require_aware
 from exposure.db import SessionFactory, unit_of_work
-from keyserver.models import (
-    AuthorizedApp,
-    AuthorizedAppHealthAuthority,
-    HealthAuthority,
-    HealthAuthorityKey,
-)
+from keyserver.models import AuthorizedApp, HealthAuthority, HealthAuthorityKey
+from keyserver.store import trust as trust_store
 
 __all__ = [
     "AppConfig",
@@ -136,7 +132,7 @@ def normalize_public_key_pem(pem: str) -> str:
 
 def find_health_authority(session: Session, issuer: str) -> HealthAuthority | None:
     """The health authority whose certificates carry ``iss == issuer`` (exact match)."""
-    return session.scalars(select(HealthAuthority).where(HealthAuthority.issuer == issuer)).first()
+    return trust_store.health_authority_by_issuer(session, issuer)
 
 
 def add_health_authority(
@@ -159,9 +155,7 @@ def add_health_authority(
     authority = HealthAuthority(
         issuer=issuer, audience=audience, name=name, jwks_url=url, created_at=now
     )
-    session.add(authority)
-    session.flush()
-    return authority
+    return trust_store.add_health_authority(session, authority)
 
 
 def add_health_authority_key(
@@ -186,13 +180,7 @@ def add_health_authority_key(
             raise InvalidTrustValue("valid_until must be after valid_from")
     version = _exact_text(version, "key version (kid)")
     pem = normalize_public_key_pem(public_key_pem)
-    existing = session.scalars(
-        select(HealthAuthorityKey.id).where(
-            HealthAuthorityKey.health_authority_id == authority.id,
-            HealthAuthorityKey.version == version,
-        )
-    ).first()
-    if existing is not None:
+    if trust_store.has_key_version(session, authority.id, version):
         raise DuplicateKeyVersion(
             f"health authority {authority.issuer!r} already has a key version {version!r}"
         )
@@ -203,17 +191,14 @@ def add_health_authority_key(
         valid_from=valid_from,
         valid_until=valid_until,
     )
-    session.add(key)
-    session.flush()
-    return key
+    return trust_store.add_health_authority_key(session, key)
 
 
 def revoke_health_authority_key(session: Session, key: HealthAuthorityKey, now: datetime) -> None:
     """Stop trusting ``key`` from ``now`` on; an earlier end (or revocation) is kept."""
     require_aware(now, "now")
-    if key.valid_until is None or key.valid_until > now:
-        key.valid_until = now
-    session.flush()
+    ends = now if key.valid_until is None or key.valid_until > now else key.valid_until
+    trust_store.end_key_validity(session, key, ends)
 
 
 def _regions(regions: Sequence[str]) -> tuple[str, ...]:
@@ -252,10 +237,7 @@ def add_authorized_app(
         if authority is None:
             raise UnknownIssuer(f"no health authority with issuer {issuer!r}")
         authorities.append(authority)
-    duplicate = session.scalars(
-        select(AuthorizedApp.id).where(AuthorizedApp.app_id == normalized_id)
-    ).first()
-    if duplicate is not None:
+    if trust_store.has_authorized_app(session, normalized_id):
         raise DuplicateApp(f"app {normalized_id!r} is already authorized")
     app = AuthorizedApp(
         app_id=normalized_id,
@@ -263,14 +245,7 @@ def add_authorized_app(
         bypass_verification=bypass_verification,
         created_at=now,
     )
-    session.add(app)
-    session.flush()
-    session.add_all(
-        AuthorizedAppHealthAuthority(app_id=app.id, health_authority_id=authority.id)
-        for authority in authorities
-    )
-    session.flush()
-    return app
+    return trust_store.add_authorized_app(session, app, (authority.id for authority in authorities))
 
 
 @dataclass(frozen=True)
@@ -306,22 +281,15 @@ class AuthorityConfig:
 
 def load_app(session: Session, app_id: str) -> AppConfig | None:
     """The authorized app ``app_id`` (any case), or None."""
-    app = session.scalars(
-        select(AuthorizedApp).where(AuthorizedApp.app_id == app_id.lower())
-    ).first()
+    app = trust_store.authorized_app(session, app_id.lower())
     if app is None:
         return None
-    authority_ids = session.scalars(
-        select(AuthorizedAppHealthAuthority.health_authority_id).where(
-            AuthorizedAppHealthAuthority.app_id == app.id
-        )
-    )
     return AppConfig(
         id=app.id,
         app_id=app.app_id,
         regions=tuple(region for region in app.regions.split(",") if region),
         bypass_verification=app.bypass_verification,
-        health_authority_ids=frozenset(authority_ids),
+        health_authority_ids=trust_store.app_health_authority_ids(session, app.id),
     )
 
 
@@ -333,12 +301,7 @@ def load_authority(session: Session, issuer: str, now: datetime) -> AuthorityCon
     authority = find_health_authority(session, issuer)
     if authority is None:
         return None
-    rows = session.scalars(
-        select(HealthAuthorityKey).where(
-            HealthAuthorityKey.health_authority_id == authority.id,
-            (HealthAuthorityKey.valid_until.is_(None)) | (HealthAuthorityKey.valid_until > now),
-        )
-    )
+    rows = trust_store.unexpired_health_authority_keys(session, authority.id, now)
     keys: dict[str, tuple[EllipticCurvePublicKey, datetime, datetime | None]] = {}
     for row in rows:
         try:

@@ -1,6 +1,7 @@
 """The key server's SQL: every query on its tables lives in this package, one module per kind.
 
 - :mod:`~keyserver.store.exposures`: publishing stored keys (lock, insert, revise).
+- :mod:`~keyserver.store.trust`: health authorities, their keys, authorized apps.
 
 Callers own the transaction: functions take their session (or a session factory, for the
 purges that commit batch by batch) and never commit. The service, export, job and
