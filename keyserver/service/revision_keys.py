@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.codes import hmac_sha512
@@ -43,6 +42,7 @@ from exposure.db.unit_of_work import SessionFactory, unit_of_work
 from exposure.secrets import MINIMUM_SECRET_BYTES
 from keyserver.errors import PublishError
 from keyserver.models import RevisionKey
+from keyserver.store import revision_keys as revision_key_store
 
 __all__ = [
     "REVISION_KEY_CACHE_TTL",
@@ -133,21 +133,11 @@ def _unwrap(wrapping: Keyring, row: RevisionKey) -> bytes:
     return key
 
 
-def _allowed_newest_first(session: Session) -> list[RevisionKey]:
-    statement = (
-        select(RevisionKey)
-        .where(RevisionKey.allowed.is_(True))
-        .order_by(RevisionKey.created_at.desc(), RevisionKey.id.desc())
-    )
-    return list(session.scalars(statement))
-
-
 def create_revision_key(session: Session, wrapping: Keyring, now: datetime) -> RevisionKey:
     """Add a fresh random key, sealed under the current wrapping key; it is newest from now."""
     row = RevisionKey(sealed_key=None, created_at=now, allowed=True, destroyed_at=None)
-    session.add(row)
     # The row id is the token kid, and the sealed key's authenticated data names it.
-    session.flush()
+    revision_key_store.add_revision_key(session, row)
     row.sealed_key = _wrap(wrapping, row.id, random_bytes(KEY_LENGTH))
     return row
 
@@ -161,7 +151,9 @@ def load_keyring(session: Session, wrapping: Keyring, now: datetime) -> Keyring:
 
     Raises :class:`RevisionKeyUnavailable` if an allowed key cannot be opened.
     """
-    rows = _allowed_newest_first(session) or [create_revision_key(session, wrapping, now)]
+    rows = revision_key_store.allowed_newest_first(session) or [
+        create_revision_key(session, wrapping, now)
+    ]
     keys = {str(row.id): _unwrap(wrapping, row) for row in rows}
     return Keyring(keys, current=str(rows[0].id))
 
@@ -187,7 +179,7 @@ def rotate_revision_keys(
     """
     if new_key_period <= timedelta(0) or destroy_after <= timedelta(0):
         raise ValueError("rotation periods must be positive")
-    rows = _allowed_newest_first(session)
+    rows = revision_key_store.allowed_newest_first(session)
     created = None
     if not rows or now - rows[0].created_at >= new_key_period:
         created_row = create_revision_key(session, wrapping, now)

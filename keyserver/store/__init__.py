@@ -2,6 +2,7 @@
 
 - :mod:`~keyserver.store.exposures`: publishing stored keys (lock, insert, revise).
 - :mod:`~keyserver.store.trust`: health authorities, their keys, authorized apps.
+- :mod:`~keyserver.store.revision_keys`: the keys that seal revision tokens.
 
 Callers own the transaction: functions take their session (or a session factory, for the
 purges that commit batch by batch) and never commit. The service, export, job and
