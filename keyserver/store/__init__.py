@@ -3,6 +3,8 @@
 - :mod:`~keyserver.store.exposures`: publishing stored keys (lock, insert, revise).
 - :mod:`~keyserver.store.trust`: health authorities, their keys, authorized apps.
 - :mod:`~keyserver.store.revision_keys`: the keys that seal revision tokens.
+- :mod:`~keyserver.store.export_configs`: export configurations and signature infos.
+- :mod:`~keyserver.store.exports`: export batches, their leases and files, a window's keys.
 
 Callers own the transaction: functions take their session (or a session factory, for the
 purges that commit batch by batch) and never commit. The service, export, job and

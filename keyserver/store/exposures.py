@@ -11,12 +11,12 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Dialect, LargeBinary, TextClause, any_, bindparam, func, select, text, update
+from sqlalchemy import Dialect, LargeBinary, TextClause, any_, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from exposure.db.upsert import upsert_insert
-from keyserver.models import ExportBatch, Exposure
+from keyserver.models import Exposure
 
 #: Rows per INSERT statement; keeps statements far below the parameter limits of both engines.
 INSERT_BATCH_SIZE = 500
@@ -125,8 +125,3 @@ def encode_regions(regions: Iterable[str]) -> str:
 
 def decode_regions(stored: str) -> tuple[str, ...]:
     return tuple(region for region in stored.split(",") if region)
-
-
-def last_batch_completion(session: Session) -> datetime | None:
-    """When the most recent export batch completed, if any has."""
-    return session.scalar(select(func.max(ExportBatch.completed_at)))

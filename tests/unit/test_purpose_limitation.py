@@ -223,7 +223,7 @@ KEY_READERS: dict[str, str] = {
     "keyserver/models.py": "defines the table",
     "keyserver/store/exposures.py": "publish: locks the stored rows of incoming keys to revise",
     "keyserver/service/publish.py": "publish: compares stored rows with the keys sent",
-    "keyserver/export/worker.py": "export path: selects a window's keys into signed files",
+    "keyserver/store/exports.py": "export path: selects a window's keys for the worker's files",
     "exposure/db/migrations/versions/k0001_keyserver.py": "creates the table (DDL only)",
     "exposure/bench/publish.py": "benchmark: checks its scratch database holds what it sent",
     "exposure/bench/export.py": "benchmark: seeds and selects keys in its scratch database",
