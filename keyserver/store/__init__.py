@@ -5,6 +5,7 @@
 - :mod:`~keyserver.store.revision_keys`: the keys that seal revision tokens.
 - :mod:`~keyserver.store.export_configs`: export configurations and signature infos.
 - :mod:`~keyserver.store.exports`: export batches, their leases and files, a window's keys.
+- :mod:`~keyserver.store.retention`: what each retention purge deletes, and the oldest item.
 
 Callers own the transaction: functions take their session (or a session factory, for the
 purges that commit batch by batch) and never commit. The service, export, job and

@@ -227,7 +227,8 @@ KEY_READERS: dict[str, str] = {
     "exposure/db/migrations/versions/k0001_keyserver.py": "creates the table (DDL only)",
     "exposure/bench/publish.py": "benchmark: checks its scratch database holds what it sent",
     "exposure/bench/export.py": "benchmark: seeds and selects keys in its scratch database",
-    "keyserver/retention.py": "retention: counts and deletes expired keys, never returns them",
+    "keyserver/retention.py": "retention: declares the keys' kinds (names the table only)",
+    "keyserver/store/retention.py": "retention: counts and deletes expired keys, never returns",
     "exposure/bench/purge.py": "benchmark: seeds expired keys in its scratch database",
     # keyserver/service/revision.py would be allowed too, but it never touches the table.
 }
