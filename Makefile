@@ -29,9 +29,10 @@ run: $(STAMP) ## start the service on the embedded SQLite default (127.0.0.1:808
 test: $(STAMP) ## run the whole test suite (PostgreSQL tests need EXPOSURE_TEST_DATABASE_URL)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP) ## ruff check and format check
+lint: $(STAMP) ## ruff check, format check and the import contracts (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP) ## mypy --strict on the four packages
 	$(BIN)/mypy $(PACKAGES)
@@ -47,4 +48,4 @@ proto: $(STAMP) ## regenerate the protobuf modules from the vendored .proto file
 		--mypy_out=$(REVISION_PROTO_DIR) $(PROTO_SRC)/gaen_revision.proto
 
 clean: ## remove the virtual environment and local state
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache

@@ -19,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import Counter, Gauge
 
+from exposure.clock import utc_now
 from exposure.db import SessionFactory
 from exposure.db.lease import LeaseUnavailable, held_lease
 
@@ -70,7 +71,7 @@ def run_job(job: Job, *, now: datetime, clock: Clock | None = None) -> JobResult
     ``clock`` (the real clock), so a run "in the future" cannot hold a lease for days.
     Exceptions from the job propagate after being counted.
     """
-    lease_clock = clock or (lambda: datetime.now(UTC))
+    lease_clock = clock or utc_now
     if not job.exclusive:
         return _record(job, job.run, now, lease_clock)
     try:

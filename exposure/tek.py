@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
 
 from crypto.gaen import INTERVAL_LENGTH, KEY_LENGTH, MAX_INTERVAL_COUNT, interval_number
+from exposure.export.model import ReportType as ExportReportType
 
 __all__ = [
     "INTERVALS_PER_DAY",
@@ -30,12 +32,33 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ReportType(StrEnum):
-    """The diagnosis behind uploaded keys, as the verification certificate states it."""
+    """The diagnosis behind uploaded keys, as the verification certificate states it.
+
+    Keys are stored with these names; export files carry the integer of the proto's
+    ``TemporaryExposureKey.ReportType`` that :attr:`export_type` gives (§4.3).
+    """
 
     CONFIRMED = "confirmed"
     LIKELY = "likely"
     NEGATIVE = "negative"
     USER_REPORT = "user-report"
+
+    @property
+    def export_type(self) -> ExportReportType:
+        """How export files write this diagnosis."""
+        return _EXPORT_TYPES[self]
+
+
+# GAEN has no "likely" or "negative": a clinical diagnosis is what a likely case is, and a
+# negative test revokes the keys an earlier positive published.
+_EXPORT_TYPES = MappingProxyType(
+    {
+        ReportType.CONFIRMED: ExportReportType.CONFIRMED_TEST,
+        ReportType.LIKELY: ExportReportType.CONFIRMED_CLINICAL_DIAGNOSIS,
+        ReportType.NEGATIVE: ExportReportType.REVOKED,
+        ReportType.USER_REPORT: ExportReportType.SELF_REPORT,
+    }
+)
 
 
 def time_of_interval(interval: int) -> datetime:

@@ -34,7 +34,6 @@ from exposure.readiness import cached_probe
 from exposure.retention.runtime import ServiceRetention
 from exposure.retention.settings import RetentionSettings
 from exposure.settings import Service
-from keyserver import store
 from keyserver.api import CHAFF_PATHS, create_router
 from keyserver.context import REVISION_TOKEN_AAD, KeyserverContext
 from keyserver.export.api import create_router as create_export_router
@@ -52,6 +51,7 @@ from keyserver.service.revision_keys import (
     rewrap_revision_keys,
 )
 from keyserver.settings import KeyserverSettings
+from keyserver.store import export_configs as config_store
 
 __all__ = ["KeyserverBundle", "build_keyserver_bundle", "import_legacy_keys"]
 
@@ -94,7 +94,7 @@ def build_keyserver_bundle(
     with unit_of_work(sessions) as session:
         revision_aad = resources.keys.secrets(session, REVISION_TOKEN_AAD, now=now)[0]
         # Every key that signs export files must load now, not when a batch is due.
-        for reference in store.signature_info_references(session, usable_at=now):
+        for reference in config_store.signature_info_references(session, usable_at=now):
             resources.keys.signer(session, reference)
     export_store = blob_store_from_settings(settings, resources.settings.data_dir)
     context = KeyserverContext.create(
@@ -184,7 +184,7 @@ def import_legacy_keys(
         keys,
         sources,
         report,
-        references=store.signature_info_references(session),
+        references=config_store.signature_info_references(session),
         now=now,
     )
     return report

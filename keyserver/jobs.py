@@ -24,15 +24,15 @@ from datetime import datetime, timedelta
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.errors import InvalidKey
 from crypto.signing import load_public_key, public_key_pem
 from crypto.tokens import public_keys_from_jwk_set
 from exposure.db import SessionFactory, unit_of_work
-from keyserver.models import HealthAuthority, HealthAuthorityKey
+from keyserver.models import HealthAuthority
 from keyserver.service.trust import add_health_authority_key, revoke_health_authority_key
+from keyserver.store import trust as trust_store
 
 __all__ = [
     "MAX_JWKS_BYTES",
@@ -155,12 +155,7 @@ def _apply_key_set(
     listed: dict[str, EllipticCurvePublicKey],
     now: datetime,
 ) -> AuthorityRefresh:
-    stored = {
-        row.version: row
-        for row in session.scalars(
-            select(HealthAuthorityKey).where(HealthAuthorityKey.health_authority_id == authority.id)
-        )
-    }
+    stored = {row.version: row for row in trust_store.health_authority_keys(session, authority.id)}
     inserted = unchanged = kept_revoked = conflicting = revoked = 0
     for kid, key in listed.items():
         row = stored.get(kid)
@@ -214,7 +209,7 @@ def _refresh_one(
     # Fetched before the transaction opens: a slow server must not hold a database lock.
     listed = parse_key_set(fetch(url))
     with unit_of_work(session_factory) as session:
-        authority = session.get(HealthAuthority, authority_id)
+        authority = trust_store.health_authority_by_id(session, authority_id)
         if authority is None:  # deleted since the list was read
             return AuthorityRefresh(issuer=issuer)
         return _apply_key_set(session, authority, listed, now)
@@ -229,12 +224,8 @@ def refresh_jwks(
     Failures are caught per authority, logged and reported; nothing is purged here.
     """
     with unit_of_work(session_factory) as session:
-        rows = session.execute(
-            select(HealthAuthority.id, HealthAuthority.issuer, HealthAuthority.jwks_url).order_by(
-                HealthAuthority.id
-            )
-        ).all()
-    targets = [(row.id, row.issuer, row.jwks_url) for row in rows if row.jwks_url]
+        rows = trust_store.health_authority_jwks_urls(session)
+    targets = [(authority_id, issuer, url) for authority_id, issuer, url in rows if url]
     results: list[AuthorityRefresh] = []
     for authority_id, issuer, url in targets:
         try:

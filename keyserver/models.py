@@ -193,6 +193,12 @@ class ExportConfig(Base):
     )
 
 
+#: An export batch's status: open (to be written) → pending (leased by a worker) → complete.
+STATUS_OPEN = "open"
+STATUS_PENDING = "pending"
+STATUS_COMPLETE = "complete"
+
+
 class ExportBatch(Base):
     """The window ``[start_at, end_at)`` of one config, to be written as one or more files."""
 

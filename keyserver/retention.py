@@ -9,7 +9,8 @@ their rows, so no phone is ever sent to a file that is gone and no row outlives 
 unnoticed. Revision keys are destroyed 15 days after a newer key took over (the longest a
 revision token can still be used), revoked health-authority keys 30 days after their
 validity ended. Configuration (authorities, apps, export configs, signing-key infos) holds
-no personal data and stays until an operator removes it.
+no personal data and stays until an operator removes it. The statements behind each purge
+are in :mod:`keyserver.store.retention`.
 
 Example::
 
@@ -19,30 +20,21 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import pairwise
 
-from sqlalchemy import ColumnElement, delete, select
-
+from exposure.clock import utc_now
 from exposure.db import SessionFactory, unit_of_work
 from exposure.db.lease import new_holder_token
 from exposure.retention.core import purge_job_name
 from exposure.retention.policy import Action, Deadline, PurgeResult, RetentionPolicy
 from exposure.retention.settings import KEYS, REVOKED_AUTHORITY_KEYS, RetentionSettings
-from exposure.retention.store import batched_delete, oldest_of, oldest_value
 from exposure.settings import Service
 from keyserver.context import KeyserverContext
-from keyserver.export.batcher import STATUS_PENDING
 from keyserver.export.worker import rewrite_index
-from keyserver.models import (
-    ExportBatch,
-    ExportConfig,
-    ExportFile,
-    Exposure,
-    HealthAuthorityKey,
-    RevisionKey,
-)
+from keyserver.models import RevisionKey
+from keyserver.store import retention as retention_store
+from keyserver.store.retention import StoredKeys
 
 __all__ = ["EXPORT_FILES", "REVISION_KEYS", "keyserver_policies"]
 
@@ -54,18 +46,12 @@ REVISION_KEYS = Deadline(
 )
 
 _TABLE = "keyserver_exposures"
-# Conditions of each origin; together they cover every row exactly once.
-_PUBLISHED = "origin = 'publish' AND revised_at IS NULL"
-_REVISED = "revised_at IS NOT NULL"
-_PADDING = "origin = 'padding' AND revised_at IS NULL"
-_IMPORTED = "origin = 'import' AND revised_at IS NULL"
 
 
 def _keys_policy(
     *,
     kind: str,
-    condition: str,
-    orm_conditions: Sequence[ColumnElement[bool]],
+    keys: StoredKeys,
     purpose: str,
     deadline: timedelta,
     setting: str,
@@ -82,8 +68,8 @@ def _keys_policy(
         deadline=deadline,
         setting=setting,
         enforced_by=purge_job_name(Service.KEYSERVER),
-        purge=batched_delete(_TABLE, f"created_at < :cutoff AND {condition}", batch_size),
-        oldest=oldest_of(Exposure.created_at, *orm_conditions),
+        purge=retention_store.purge_keys(keys, batch_size),
+        oldest=retention_store.oldest_key(keys),
     )
 
 
@@ -94,18 +80,9 @@ def _purge_export_files(
 
     A batch a worker is still writing (pending under a live lease) is left for next time.
     """
-    expired = (ExportBatch.start_at < cutoff) & (
-        (ExportBatch.status != STATUS_PENDING)
-        | ExportBatch.lease_expires_at.is_(None)
-        | (ExportBatch.lease_expires_at < now)
-    )
     with unit_of_work(sessions) as session:
-        batch_ids = list(session.scalars(select(ExportBatch.id).where(expired)))
-        configs = session.execute(
-            select(ExportConfig.id, ExportConfig.filename_root)
-            .where(ExportConfig.id.in_(select(ExportBatch.config_id).where(expired)))
-            .order_by(ExportConfig.id)
-        ).all()
+        batch_ids = retention_store.expired_batch_ids(session, cutoff, now)
+        configs = retention_store.configs_of_expired_batches(session, cutoff, now)
     if not batch_ids:
         return PurgeResult(rows=0)
     holder = new_holder_token()
@@ -119,44 +96,25 @@ def _purge_export_files(
             holder=holder,
             # The lease is timed by the real clock, like every job lease: a drill run "in
             # the future" must not hold the index for days of real time.
-            clock=_utc_now,
+            clock=utc_now,
         )
     rows = blobs = 0
     for batch_id in batch_ids:
         with unit_of_work(sessions) as session:
-            names = list(
-                session.scalars(select(ExportFile.filename).where(ExportFile.batch_id == batch_id))
-            )
+            names = retention_store.batch_file_names(session, batch_id)
         for name in names:
             context.export_store.delete(name)
             blobs += 1
         # Rows go only once every blob is gone: a failed delete is retried next run.
         with unit_of_work(sessions) as session:
-            files = session.execute(delete(ExportFile).where(ExportFile.batch_id == batch_id))
-            batches = session.execute(delete(ExportBatch).where(ExportBatch.id == batch_id))
-            rows += int(getattr(files, "rowcount", 0)) + int(getattr(batches, "rowcount", 0))
+            rows += retention_store.delete_batch(session, batch_id)
     return PurgeResult(rows=rows, blobs=blobs)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _oldest_revoked_key(sessions: SessionFactory, now: datetime) -> datetime | None:
-    # Keys still valid are in use; only those past their validity are aging.
-    return oldest_value(
-        sessions, HealthAuthorityKey.valid_until, HealthAuthorityKey.valid_until < now
-    )
 
 
 def _superseded(sessions: SessionFactory) -> list[tuple[RevisionKey, datetime]]:
     """Every revision key that is not the newest, with when its successor took over."""
     with sessions() as session:
-        rows = list(
-            session.scalars(
-                select(RevisionKey).order_by(RevisionKey.created_at.desc(), RevisionKey.id.desc())
-            )
-        )
+        rows = retention_store.revision_keys_newest_first(session)
     return [(older, newer.created_at) for newer, older in pairwise(rows)]
 
 
@@ -170,8 +128,7 @@ def _purge_revision_keys(sessions: SessionFactory, cutoff: datetime, _now: datet
     if not expired:
         return PurgeResult(rows=0)
     with unit_of_work(sessions) as session:
-        result = session.execute(delete(RevisionKey).where(RevisionKey.id.in_(expired)))
-    return PurgeResult(rows=int(getattr(result, "rowcount", 0)))
+        return PurgeResult(rows=retention_store.delete_revision_keys(session, expired))
 
 
 def _oldest_superseded(sessions: SessionFactory, _now: datetime) -> datetime | None:
@@ -192,8 +149,7 @@ def keyserver_policies(
     return [
         _keys_policy(
             kind="exposure-keys",
-            condition=_PUBLISHED,
-            orm_conditions=(Exposure.origin == "publish", Exposure.revised_at.is_(None)),
+            keys=StoredKeys.PUBLISHED,
             purpose=(
                 "Published Temporary Exposure Keys of people verified positive, exported so "
                 "phones can find exposures; useless once older than a phone's 14-day window."
@@ -204,8 +160,7 @@ def keyserver_policies(
         ),
         _keys_policy(
             kind="revised-keys",
-            condition=_REVISED,
-            orm_conditions=(Exposure.revised_at.is_not(None),),
+            keys=StoredKeys.REVISED,
             purpose="Keys whose report type was revised (e.g. likely to confirmed); as above.",
             deadline=settings.revised_keys,
             setting="EXPOSURE_RETENTION_REVISED_KEYS",
@@ -213,8 +168,7 @@ def keyserver_policies(
         ),
         _keys_policy(
             kind="padding-keys",
-            condition=_PADDING,
-            orm_conditions=(Exposure.origin == "padding", Exposure.revised_at.is_(None)),
+            keys=StoredKeys.PADDING,
             purpose=(
                 "Random keys that pad small export batches so the number of positives per "
                 "window is hidden; stored so a re-run writes the same file."
@@ -225,8 +179,7 @@ def keyserver_policies(
         ),
         _keys_policy(
             kind="imported-keys",
-            condition=_IMPORTED,
-            orm_conditions=(Exposure.origin == "import", Exposure.revised_at.is_(None)),
+            keys=StoredKeys.IMPORTED,
             purpose="Keys imported from the older systems' exports, published like our own.",
             deadline=settings.imported_keys,
             setting="EXPOSURE_RETENTION_IMPORTED_KEYS",
@@ -244,7 +197,7 @@ def keyserver_policies(
             setting="EXPOSURE_KEYSERVER_EXPORT_RETENTION",
             enforced_by=f"{job} (index.txt rewritten first, then blobs, then rows)",
             purge=purge_exports,
-            oldest=oldest_of(ExportBatch.start_at),
+            oldest=retention_store.oldest_export_batch,
         ),
         RetentionPolicy(
             kind="revision-keys",
@@ -273,12 +226,8 @@ def keyserver_policies(
             deadline=settings.revoked_authority_keys,
             setting="EXPOSURE_RETENTION_REVOKED_AUTHORITY_KEYS",
             enforced_by=job,
-            purge=batched_delete(
-                "keyserver_health_authority_keys",
-                "valid_until IS NOT NULL AND valid_until < :cutoff",
-                batch,
-            ),
-            oldest=_oldest_revoked_key,
+            purge=retention_store.purge_revoked_authority_keys(batch),
+            oldest=retention_store.oldest_revoked_authority_key,
         ),
         _configuration(
             "health-authorities",

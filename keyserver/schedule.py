@@ -32,7 +32,7 @@ from keyserver.metrics import (
     LEASE_CONTENTION,
 )
 from keyserver.service.revision_keys import rotate_revision_keys
-from keyserver.store import last_batch_completion
+from keyserver.store.exports import last_batch_completion
 
 ROTATION_CHECK_INTERVAL = timedelta(hours=1)
 

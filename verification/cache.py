@@ -24,17 +24,16 @@ may still roll back are not.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from crypto.signing import load_public_key
+from exposure.cache import DEFAULT_MAX_ENTRIES, TtlCache
 from verification.models import ApiKey, Realm, SigningKey
 
 __all__ = [
@@ -42,27 +41,27 @@ __all__ = [
     "ApiKeySnapshot",
     "ApiKeyView",
     "Caches",
+    "ClockedCache",
     "MonotonicClock",
     "RealmSnapshot",
     "RealmView",
     "SigningKeySnapshot",
-    "TtlCache",
 ]
 
-Key = TypeVar("Key")
+Key = TypeVar("Key", bound=Hashable)
 Value = TypeVar("Value")
 #: Seconds from an arbitrary start that never go backwards (``time.monotonic``).
 MonotonicClock = Callable[[], float]
+# The core cache counts in datetimes; the monotonic seconds are laid out from this origin.
+_MONOTONIC_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 
-#: Entries a cache keeps at most; the oldest go first. A realm has a handful of API keys.
-DEFAULT_MAX_ENTRIES = 4_096
 
+class ClockedCache(Generic[Key, Value]):
+    """A :class:`~exposure.cache.TtlCache` that reads the time from a monotonic clock.
 
-class TtlCache(Generic[Key, Value]):
-    """A bounded, thread-safe map whose entries expire ``ttl_seconds`` after being stored.
-
-    A TTL of 0 disables it: :meth:`get` never finds anything. ``clock`` is injectable so
-    tests can move time without sleeping.
+    Entries expire ``ttl_seconds`` after being stored, however the wall clock moves. A TTL
+    of 0 disables it: :meth:`get` never finds anything. ``clock`` is injectable so tests
+    can move time without sleeping.
     """
 
     def __init__(
@@ -72,54 +71,33 @@ class TtlCache(Generic[Key, Value]):
         max_entries: int = DEFAULT_MAX_ENTRIES,
         clock: MonotonicClock = time.monotonic,
     ) -> None:
-        if ttl_seconds < 0:
-            raise ValueError("ttl_seconds must not be negative")
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
-        self._ttl = ttl_seconds
-        self._max_entries = max_entries
+        self._cache: TtlCache[Key, Value] = TtlCache(
+            timedelta(seconds=ttl_seconds), max_entries=max_entries
+        )
         self._clock = clock
-        self._entries: OrderedDict[Key, tuple[float, Value]] = OrderedDict()
-        self._lock = threading.Lock()
+
+    def _now(self) -> datetime:
+        return _MONOTONIC_ORIGIN + timedelta(seconds=self._clock())
 
     @property
     def enabled(self) -> bool:
-        return self._ttl > 0
+        return self._cache.enabled
 
     def get(self, key: Key) -> Value | None:
         """The value stored under ``key`` if it has not expired yet, else None."""
-        if self._ttl <= 0:
-            return None
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            expires, value = entry
-            if self._clock() >= expires:
-                del self._entries[key]
-                return None
-            return value
+        return self._cache.get(key, self._now())
 
     def put(self, key: Key, value: Value) -> None:
-        if self._ttl <= 0:
-            return
-        with self._lock:
-            self._entries[key] = (self._clock() + self._ttl, value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+        self._cache.put(key, value, self._now())
 
     def discard(self, key: Key) -> None:
-        with self._lock:
-            self._entries.pop(key, None)
+        self._cache.discard(key)
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._cache.clear()
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
+        return len(self._cache)
 
 
 class RealmView(Protocol):
@@ -244,13 +222,13 @@ class Caches:
     """The caches of one process, built once with the context."""
 
     #: By the API key's keyed hash under the current secret: the key and its realm.
-    api_keys: TtlCache[bytes, tuple[ApiKeySnapshot, RealmSnapshot]]
+    api_keys: ClockedCache[bytes, tuple[ApiKeySnapshot, RealmSnapshot]]
     #: By (purpose, realm id or None): every key of that purpose not retired when read.
-    signing_keys: TtlCache[tuple[str, int | None], tuple[SigningKeySnapshot, ...]]
+    signing_keys: ClockedCache[tuple[str, int | None], tuple[SigningKeySnapshot, ...]]
 
     @classmethod
     def create(cls, ttl_seconds: float, clock: MonotonicClock = time.monotonic) -> Caches:
         return cls(
-            api_keys=TtlCache(ttl_seconds, clock=clock),
-            signing_keys=TtlCache(ttl_seconds, clock=clock),
+            api_keys=ClockedCache(ttl_seconds, clock=clock),
+            signing_keys=ClockedCache(ttl_seconds, clock=clock),
         )

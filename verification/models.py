@@ -23,6 +23,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from exposure.db.base import Base, UTCDateTime
+from verification.limits import (
+    LONG_CODE_MAX_MINUTES,
+    LONG_CODE_MIN_LENGTH,
+    LONG_CODE_MIN_MINUTES,
+    SHORT_CODE_MAX_MINUTES,
+    SHORT_CODE_MIN_LENGTH,
+    SHORT_CODE_MIN_MINUTES,
+)
 
 
 class Realm(Base):
@@ -51,10 +59,16 @@ class Realm(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (
-        CheckConstraint("short_code_length >= 6", name="short_code_floor"),
-        CheckConstraint("long_code_length >= 12", name="long_code_floor"),
-        CheckConstraint("short_code_minutes BETWEEN 1 AND 120", name="short_code_minutes"),
-        CheckConstraint("long_code_minutes BETWEEN 1 AND 1440", name="long_code_minutes"),
+        CheckConstraint(f"short_code_length >= {SHORT_CODE_MIN_LENGTH}", name="short_code_floor"),
+        CheckConstraint(f"long_code_length >= {LONG_CODE_MIN_LENGTH}", name="long_code_floor"),
+        CheckConstraint(
+            f"short_code_minutes BETWEEN {SHORT_CODE_MIN_MINUTES} AND {SHORT_CODE_MAX_MINUTES}",
+            name="short_code_minutes",
+        ),
+        CheckConstraint(
+            f"long_code_minutes BETWEEN {LONG_CODE_MIN_MINUTES} AND {LONG_CODE_MAX_MINUTES}",
+            name="long_code_minutes",
+        ),
         CheckConstraint(
             "certificate_lifetime_seconds BETWEEN 60 AND 3600", name="certificate_lifetime"
         ),

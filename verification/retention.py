@@ -6,6 +6,7 @@ check and the issuing statistics need) and the row is deleted 14 days after expi
 token goes 24 hours after it expires; audit entries after 30 days; signing keys 36 hours
 after retirement, together with their sealed private key; disabled API keys after 14 days
 (once no code names them). Realms are configuration and stay until an operator removes them.
+The statements behind each purge are in :mod:`verification.store`.
 
 Example::
 
@@ -15,8 +16,6 @@ Example::
 from __future__ import annotations
 
 from datetime import datetime
-
-from sqlalchemy import case, delete, select
 
 from exposure.db import SessionFactory, unit_of_work
 from exposure.retention.core import purge_job_name
@@ -30,25 +29,11 @@ from exposure.retention.settings import (
     TOKENS,
     RetentionSettings,
 )
-from exposure.retention.store import (
-    batched_delete,
-    blank_in_batches,
-    delete_in_batches,
-    oldest_of,
-    oldest_value,
-)
 from exposure.settings import Service
+from verification import store
 from verification.context import VerificationContext
-from verification.models import ApiKey, AuditEntry, SigningKey, VerificationCode, VerificationToken
 
 __all__ = ["verification_policies"]
-
-# A code is expired once both of its forms are; the later expiry is the one that counts.
-_BOTH_EXPIRED = "expires_at < :cutoff AND long_expires_at < :cutoff"
-_LATER_EXPIRY = case(
-    (VerificationCode.expires_at > VerificationCode.long_expires_at, VerificationCode.expires_at),
-    else_=VerificationCode.long_expires_at,
-)
 
 
 def verification_policies(
@@ -58,55 +43,25 @@ def verification_policies(
     batch = settings.batch_size
     job = purge_job_name(Service.VERIFICATION)
 
-    def blank_codes(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
-        rows = blank_in_batches(
-            sessions,
-            table="verification_codes",
-            assignments="code_hmac = NULL, long_code_hmac = NULL",
-            where=f"(code_hmac IS NOT NULL OR long_code_hmac IS NOT NULL) AND {_BOTH_EXPIRED}",
-            parameters={"cutoff": cutoff},
-            batch_size=batch,
-        )
-        return PurgeResult(rows=rows)
-
     def delete_signing_keys(
         sessions: SessionFactory, cutoff: datetime, _now: datetime
     ) -> PurgeResult:
         # The rows and their sealed private keys go in one transaction: neither outlives
         # the other.
         with unit_of_work(sessions) as session:
-            retired = session.execute(
-                select(SigningKey.id, SigningKey.key_reference).where(
-                    SigningKey.retired_at < cutoff
-                )
-            ).all()
+            retired = store.signing_keys_retired_before(session, cutoff)
             if not retired:
                 return PurgeResult(rows=0)
             destroyed = sum(
                 int(context.key_store.destroy(session, reference)) for _id, reference in retired
             )
-            result = session.execute(
-                delete(SigningKey).where(SigningKey.id.in_([key_id for key_id, _ in retired]))
-            )
+            rows = store.delete_signing_keys(session, [key_id for key_id, _ in retired])
         context.caches.signing_keys.clear()
-        return PurgeResult(rows=int(getattr(result, "rowcount", 0)), blobs=destroyed)
-
-    def oldest_retired_key(sessions: SessionFactory, now: datetime) -> datetime | None:
-        return oldest_value(sessions, SigningKey.retired_at, SigningKey.retired_at < now)
+        return PurgeResult(rows=rows, blobs=destroyed)
 
     def delete_api_keys(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
         # A key still named by a code row waits for that row's own deadline.
-        rows = delete_in_batches(
-            sessions,
-            table="verification_api_keys",
-            where=(
-                "disabled_at IS NOT NULL AND disabled_at < :cutoff AND NOT EXISTS ("
-                "SELECT 1 FROM verification_codes "
-                "WHERE verification_codes.issued_by_api_key_id = verification_api_keys.id)"
-            ),
-            parameters={"cutoff": cutoff},
-            batch_size=batch,
-        )
+        rows = store.delete_disabled_api_keys(sessions, cutoff, batch)
         if rows:
             context.caches.api_keys.clear()
         return PurgeResult(rows=rows)
@@ -127,12 +82,8 @@ def verification_policies(
             deadline=settings.code_values,
             setting="EXPOSURE_RETENTION_CODE_VALUES",
             enforced_by=job,
-            purge=blank_codes,
-            oldest=oldest_of(
-                _LATER_EXPIRY,
-                VerificationCode.code_hmac.is_not(None)
-                | VerificationCode.long_code_hmac.is_not(None),
-            ),
+            purge=store.blank_expired_code_hashes(batch),
+            oldest=store.oldest_code_hash,
         ),
         RetentionPolicy(
             kind="verification-codes",
@@ -148,8 +99,8 @@ def verification_policies(
             deadline=settings.codes,
             setting="EXPOSURE_RETENTION_CODES",
             enforced_by=job,
-            purge=batched_delete("verification_codes", _BOTH_EXPIRED, batch),
-            oldest=oldest_of(_LATER_EXPIRY),
+            purge=store.purge_expired_codes(batch),
+            oldest=store.oldest_code,
         ),
         RetentionPolicy(
             kind="verification-tokens",
@@ -162,8 +113,8 @@ def verification_policies(
             deadline=settings.tokens,
             setting="EXPOSURE_RETENTION_TOKENS",
             enforced_by=job,
-            purge=batched_delete("verification_tokens", "expires_at < :cutoff", batch),
-            oldest=oldest_of(VerificationToken.expires_at),
+            purge=store.purge_expired_tokens(batch),
+            oldest=store.oldest_token,
         ),
         RetentionPolicy(
             kind="audit-entries",
@@ -176,8 +127,8 @@ def verification_policies(
             deadline=settings.audit_entries,
             setting="EXPOSURE_RETENTION_AUDIT_ENTRIES",
             enforced_by=job,
-            purge=batched_delete("verification_audit_entries", "created_at < :cutoff", batch),
-            oldest=oldest_of(AuditEntry.created_at),
+            purge=store.purge_audit_entries(batch),
+            oldest=store.oldest_audit_entry,
         ),
         RetentionPolicy(
             kind="retired-signing-keys",
@@ -194,7 +145,7 @@ def verification_policies(
             setting="EXPOSURE_RETENTION_RETIRED_SIGNING_KEYS",
             enforced_by=f"{job} (the row and its sealed private key together)",
             purge=delete_signing_keys,
-            oldest=oldest_retired_key,
+            oldest=store.oldest_retired_signing_key,
         ),
         RetentionPolicy(
             kind="disabled-api-keys",
@@ -208,7 +159,7 @@ def verification_policies(
             setting="EXPOSURE_RETENTION_DISABLED_API_KEYS",
             enforced_by=f"{job} (once no code row names the key)",
             purge=delete_api_keys,
-            oldest=oldest_of(ApiKey.disabled_at, ApiKey.disabled_at.is_not(None)),
+            oldest=store.oldest_disabled_api_key,
         ),
         RetentionPolicy(
             kind="realms",

@@ -1,4 +1,5 @@
-"""Every SQL query of the verification service. Nothing here commits.
+"""Every SQL query of the verification service. Nothing here commits, except the retention
+purgers, which delete in batches of one transaction each (see the end of this module).
 
 The statements on the request path (issuing, claiming codes and tokens) are SQLAlchemy Core
 statements built once with bound parameters: they skip the ORM's per-row bookkeeping, are
@@ -15,10 +16,31 @@ from datetime import date, datetime
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import BindParameter, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from exposure.db import SessionFactory
+from exposure.retention.policy import Purger, PurgeResult
+from exposure.retention.store import (
+    batched_delete,
+    blank_in_batches,
+    delete_in_batches,
+    oldest_of,
+    oldest_value,
+)
 from verification.models import (
     ApiKey,
     AuditEntry,
@@ -284,3 +306,104 @@ def all_signing_keys(session: Session, *, realm_id: int | None = None) -> list[S
     if realm_id is not None:
         statement = statement.where(SigningKey.realm_id == realm_id)
     return list(session.scalars(statement))
+
+
+# ---- retention: what each purge deletes, and the oldest item left ------------------------
+# Tables and conditions are constants; the cutoff is a bound value. Each purger commits batch
+# by batch (exposure.retention.store); the functions taking a session leave that to the caller.
+
+# A code is expired once both of its forms are; the later expiry is the one that counts.
+_BOTH_EXPIRED = "expires_at < :cutoff AND long_expires_at < :cutoff"
+_LATER_EXPIRY = case(
+    (VerificationCode.expires_at > VerificationCode.long_expires_at, VerificationCode.expires_at),
+    else_=VerificationCode.long_expires_at,
+)
+
+
+def blank_expired_code_hashes(batch_size: int) -> Purger:
+    """Blanks the code hashes of codes that expired before the cutoff (the rows stay)."""
+
+    def purge(sessions: SessionFactory, cutoff: datetime, _now: datetime) -> PurgeResult:
+        rows = blank_in_batches(
+            sessions,
+            table="verification_codes",
+            assignments="code_hmac = NULL, long_code_hmac = NULL",
+            where=f"(code_hmac IS NOT NULL OR long_code_hmac IS NOT NULL) AND {_BOTH_EXPIRED}",
+            parameters={"cutoff": cutoff},
+            batch_size=batch_size,
+        )
+        return PurgeResult(rows=rows)
+
+    return purge
+
+
+#: The later expiry of the oldest code that still has a hash.
+oldest_code_hash = oldest_of(
+    _LATER_EXPIRY,
+    VerificationCode.code_hmac.is_not(None) | VerificationCode.long_code_hmac.is_not(None),
+)
+
+
+def purge_expired_codes(batch_size: int) -> Purger:
+    """Deletes the codes that expired before the cutoff."""
+    return batched_delete("verification_codes", _BOTH_EXPIRED, batch_size)
+
+
+#: The later expiry of the oldest code.
+oldest_code = oldest_of(_LATER_EXPIRY)
+
+
+def purge_expired_tokens(batch_size: int) -> Purger:
+    """Deletes the tokens that expired before the cutoff."""
+    return batched_delete("verification_tokens", "expires_at < :cutoff", batch_size)
+
+
+#: The expiry of the oldest token.
+oldest_token = oldest_of(VerificationToken.expires_at)
+
+
+def purge_audit_entries(batch_size: int) -> Purger:
+    """Deletes the audit entries created before the cutoff."""
+    return batched_delete("verification_audit_entries", "created_at < :cutoff", batch_size)
+
+
+#: When the oldest audit entry was written.
+oldest_audit_entry = oldest_of(AuditEntry.created_at)
+
+
+def signing_keys_retired_before(session: Session, cutoff: datetime) -> list[tuple[int, str]]:
+    """(id, key reference) of every signing key retired before ``cutoff``."""
+    rows = session.execute(
+        select(SigningKey.id, SigningKey.key_reference).where(SigningKey.retired_at < cutoff)
+    ).all()
+    return [(key_id, reference) for key_id, reference in rows]
+
+
+def delete_signing_keys(session: Session, ids: Sequence[int]) -> int:
+    """Delete the signing keys with these ids; return how many went."""
+    result = session.execute(delete(SigningKey).where(SigningKey.id.in_(ids)))
+    return int(getattr(result, "rowcount", 0))
+
+
+def oldest_retired_signing_key(sessions: SessionFactory, now: datetime) -> datetime | None:
+    """When the signing key retired longest before ``now`` was retired."""
+    return oldest_value(sessions, SigningKey.retired_at, SigningKey.retired_at < now)
+
+
+def delete_disabled_api_keys(sessions: SessionFactory, cutoff: datetime, batch_size: int) -> int:
+    """Delete the API keys disabled before ``cutoff`` that no code names; return the count."""
+    return delete_in_batches(
+        sessions,
+        table="verification_api_keys",
+        where=(
+            "disabled_at IS NOT NULL AND disabled_at < :cutoff AND NOT EXISTS ("
+            "SELECT 1 FROM verification_codes "
+            "WHERE verification_codes.issued_by_api_key_id = verification_api_keys.id)"
+        ),
+        parameters={"cutoff": cutoff},
+        batch_size=batch_size,
+    )
+
+
+#: When the API key disabled longest ago was disabled.
+oldest_disabled_api_key = oldest_of(ApiKey.disabled_at, ApiKey.disabled_at.is_not(None))

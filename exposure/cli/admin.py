@@ -37,6 +37,15 @@ from keyserver.export import configs
 from keyserver.export.api import index_url
 from keyserver.service import trust
 from verification.errors import VerificationError
+from verification.limits import (
+    LONG_CODE_MAX_LENGTH,
+    LONG_CODE_MAX_MINUTES,
+    LONG_CODE_MIN_LENGTH,
+    SHORT_CODE_MAX_LENGTH,
+    SHORT_CODE_MAX_MINUTES,
+    SHORT_CODE_MIN_LENGTH,
+    SHORT_CODE_MIN_MINUTES,
+)
 from verification.models import ApiKey, Realm
 from verification.service import realms, signing_keys
 
@@ -108,10 +117,18 @@ def create_realm(
     issuer: Annotated[str | None, typer.Option(help="Certificate iss claim.")] = None,
     audience: Annotated[str, typer.Option(help="Certificate aud claim.")] = realms.DEFAULT_AUDIENCE,
     allow_user_report: Annotated[bool, typer.Option(help="Allow user-report codes.")] = False,
-    short_code_length: Annotated[int, typer.Option(help="Digits, 6 to 20.")] = 8,
-    short_code_minutes: Annotated[int, typer.Option(help="Lifetime, 1 to 120.")] = 15,
-    long_code_length: Annotated[int, typer.Option(help="Characters, 12 to 64.")] = 16,
-    long_code_minutes: Annotated[int, typer.Option(help="Lifetime, up to 1440.")] = 1440,
+    short_code_length: Annotated[
+        int, typer.Option(help=f"Digits, {SHORT_CODE_MIN_LENGTH} to {SHORT_CODE_MAX_LENGTH}.")
+    ] = 8,
+    short_code_minutes: Annotated[
+        int, typer.Option(help=f"Lifetime, {SHORT_CODE_MIN_MINUTES} to {SHORT_CODE_MAX_MINUTES}.")
+    ] = 15,
+    long_code_length: Annotated[
+        int, typer.Option(help=f"Characters, {LONG_CODE_MIN_LENGTH} to {LONG_CODE_MAX_LENGTH}.")
+    ] = 16,
+    long_code_minutes: Annotated[
+        int, typer.Option(help=f"Lifetime, up to {LONG_CODE_MAX_MINUTES}.")
+    ] = 1440,
     certificate_lifetime: Annotated[int, typer.Option(help="Seconds, 60 to 3600.")] = 900,
     daily_issue_limit: Annotated[int, typer.Option(help="Codes per day.")] = 20_000,
     require_date: Annotated[bool, typer.Option(help="Codes need a symptom or test date.")] = True,

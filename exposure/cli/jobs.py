@@ -82,7 +82,10 @@ def list_jobs() -> None:
 
 @jobs_app.command(
     "run",
-    help=f"Run one pass of a job; print its JSON summary (exit 1 if it failed).\n\nJobs:\n\n{_JOB_HELP}",
+    help=(
+        "Run one pass of a job; print its JSON summary (exit 1 if it failed)."
+        f"\n\nJobs:\n\n{_JOB_HELP}"
+    ),
 )
 def run(
     name: Annotated[str, typer.Argument(help="The job (see below), e.g. export-worker or purge.")],

@@ -43,7 +43,10 @@ KeyList = Literal["keys", "revised_keys"]
 
 
 class ReportType(IntEnum):
-    """Why a key was published; mirrors ``TemporaryExposureKey.ReportType`` value for value."""
+    """Why a key was published; mirrors ``TemporaryExposureKey.ReportType`` value for value.
+
+    Which of these each stored diagnosis is written as: :attr:`exposure.tek.ReportType.export_type`.
+    """
 
     UNKNOWN = 0
     CONFIRMED_TEST = 1

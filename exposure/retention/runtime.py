@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from crypto.audit import AuditSigner
+from exposure.clock import utc_now
 from exposure.db import SessionFactory, unit_of_work
 from exposure.jobs import Job
 from exposure.keys import ServiceKeyStore
@@ -22,10 +23,6 @@ __all__ = ["PURGE_LEASE_TTL", "PurgeIncomplete", "ServiceRetention", "public_key
 
 #: A purge of a large backlog takes minutes; the lease must outlast it.
 PURGE_LEASE_TTL = timedelta(minutes=30)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class PurgeIncomplete(Exception):  # noqa: N818 - reads as a condition
@@ -81,7 +78,7 @@ class ServiceRetention:
         """Every key the log verifies against: the current one first."""
         return (self.signer.public_key, *self.previous_public_keys)
 
-    def purge(self, now: datetime, clock: Callable[[], datetime] = _utc_now) -> PurgeReport:
+    def purge(self, now: datetime, clock: Callable[[], datetime] = utc_now) -> PurgeReport:
         """One purge run as of ``now`` (see :func:`exposure.retention.purge.run_purge`)."""
         return run_purge(
             service=self.service.value,

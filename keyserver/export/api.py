@@ -22,10 +22,9 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from keyserver.export.blobstore import Blob, BlobStore
+from keyserver.export.blobstore import INDEX_FILENAME, Blob, BlobStore
 
 EXPORTS_PATH = "/exports"
-INDEX_FILENAME = "index.txt"
 #: One path segment, not starting with "." (so never "." or ".."). Nested roots are not served.
 ROOT_PATTERN = re.compile(r"(?!\.)[A-Za-z0-9_.-]{1,100}")
 #: ``<start>-<end>-<NNNNN>.zip`` as the worker names files (ASCII digits only).

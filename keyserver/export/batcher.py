@@ -28,16 +28,15 @@ window does nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from exposure.db.upsert import upsert_insert
 from exposure.tek import truncate
-from keyserver.models import ExportBatch, ExportConfig
+from keyserver.models import STATUS_COMPLETE, STATUS_OPEN, STATUS_PENDING, ExportBatch
 from keyserver.settings import KeyserverSettings
+from keyserver.store import export_configs as export_config_store
+from keyserver.store import exports as exports_store
 
 __all__ = [
     "MAX_WINDOWS_PER_RUN",
@@ -51,13 +50,9 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
-STATUS_OPEN = "open"
-STATUS_PENDING = "pending"
-STATUS_COMPLETE = "complete"
 #: Windows one run creates per config at most; a later run continues where it stopped. A
 #: 14-day backfill at a 15-minute period is 1,344 windows.
 MAX_WINDOWS_PER_RUN = 2_000
-_INSERT_CHUNK = 500
 
 
 def closing_time(now: datetime, settings: KeyserverSettings) -> datetime:
@@ -113,23 +108,10 @@ def create_batches(
         raise ValueError("now must be an aware datetime")
     closed_by = closing_time(now, settings)
     earliest_start = now - settings.export_retention
-    configs = list(
-        session.scalars(
-            select(ExportConfig)
-            .where(ExportConfig.valid_from <= closed_by)
-            .order_by(ExportConfig.id)
-        )
-    )
+    configs = export_config_store.export_configs_valid_from(session, closed_by)
     if not configs:
         return []
-    latest_ends: dict[int, datetime] = {
-        config_id: latest_end
-        for config_id, latest_end in session.execute(
-            select(ExportBatch.config_id, func.max(ExportBatch.end_at)).group_by(
-                ExportBatch.config_id
-            )
-        )
-    }
+    latest_ends = exports_store.latest_batch_ends(session)
     created_ids: list[int] = []
     for config in configs:
         windows = batch_windows(
@@ -140,49 +122,13 @@ def create_batches(
             earliest_start=earliest_start,
             closed_by=closed_by,
         )
-        created_ids.extend(_insert_windows(session, config.id, windows))
+        created_ids.extend(exports_store.insert_batches(session, config.id, windows))
         if len(windows) == MAX_WINDOWS_PER_RUN:
             _logger.warning(
                 "export config %s: created %d windows; the next run continues",
                 config.id,
                 len(windows),
             )
-    return _load_batches(session, created_ids)
-
-
-def _insert_windows(
-    session: Session, config_id: int, windows: Sequence[tuple[datetime, datetime]]
-) -> list[int]:
-    inserted: list[int] = []
-    for offset in range(0, len(windows), _INSERT_CHUNK):
-        chunk = windows[offset : offset + _INSERT_CHUNK]
-        statement = (
-            upsert_insert(session, ExportBatch)
-            .values(
-                [
-                    {
-                        "config_id": config_id,
-                        "start_at": start,
-                        "end_at": end,
-                        "status": STATUS_OPEN,
-                        "lease_holder": None,
-                        "lease_expires_at": None,
-                        "completed_at": None,
-                    }
-                    for start, end in chunk
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["config_id", "start_at"])
-            .returning(ExportBatch.id)
-        )
-        inserted.extend(session.scalars(statement))
-    return inserted
-
-
-def _load_batches(session: Session, ids: Sequence[int]) -> list[ExportBatch]:
-    batches: list[ExportBatch] = []
-    for offset in range(0, len(ids), _INSERT_CHUNK):
-        chunk = ids[offset : offset + _INSERT_CHUNK]
-        batches.extend(session.scalars(select(ExportBatch).where(ExportBatch.id.in_(chunk))))
+    batches = exports_store.batches_by_id(session, created_ids)
     batches.sort(key=lambda batch: (batch.config_id, batch.start_at))
     return batches

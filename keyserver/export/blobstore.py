@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 ZIP_CONTENT_TYPE = "application/zip"
 #: Export files never change once listed, so caches may keep them for a day (as the reference).
 ZIP_CACHE_CONTROL = "public, max-age=86400"
+#: The list of a config's current files, written beside them under its filename root.
+INDEX_FILENAME = "index.txt"
 INDEX_CONTENT_TYPE = "text/plain"
 #: index.txt changes with every batch: caches must revalidate it on every request.
 INDEX_CACHE_CONTROL = "no-cache, max-age=0"

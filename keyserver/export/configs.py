@@ -12,7 +12,8 @@ signatures of a file in order. :func:`rotate_signature_info` therefore adds the 
 in front of the old one on every config that used it, and keeps signing with the old one
 until ``old_valid_until`` so phones still on the old registration keep verifying meanwhile.
 
-Functions here take the caller's session and never commit; time is always a parameter.
+Functions here take the caller's session and never commit; time is always a parameter. Their
+queries are in :mod:`keyserver.store.export_configs`.
 """
 
 # Error names say what went wrong (DuplicateFilenameRoot), as keyserver.errors does.
@@ -25,13 +26,13 @@ import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crypto.signing import ECDSA_SHA256_OID
 from exposure.clock import require_aware
 from exposure.keys import KeyStore
 from keyserver.models import ExportConfig, SignatureInfo
+from keyserver.store import export_configs as export_config_store
 
 __all__ = [
     "DAY",
@@ -46,6 +47,7 @@ __all__ = [
     "UnknownSignatureInfo",
     "add_signature_info",
     "attach_signature_info",
+    "config_exclude_regions",
     "config_input_regions",
     "config_signature_info_ids",
     "create_export_config",
@@ -133,6 +135,11 @@ def config_input_regions(config: ExportConfig) -> tuple[str, ...]:
     return listed or (config.output_region,)
 
 
+def config_exclude_regions(config: ExportConfig) -> tuple[str, ...]:
+    """The regions whose keys the config leaves out, even when they are in an input region."""
+    return tuple(region for region in config.exclude_regions.split(",") if region)
+
+
 def _newest_first(infos: Sequence[SignatureInfo]) -> list[SignatureInfo]:
     return sorted(infos, key=lambda info: (info.created_at, info.id), reverse=True)
 
@@ -150,9 +157,7 @@ def _encode_ids(infos: Sequence[SignatureInfo]) -> str:
 
 def find_export_config(session: Session, filename_root: str) -> ExportConfig | None:
     """The config writing under ``filename_root`` (compared case-insensitively)."""
-    return session.scalars(
-        select(ExportConfig).where(func.lower(ExportConfig.filename_root) == filename_root.lower())
-    ).first()
+    return export_config_store.export_config_by_filename_root(session, filename_root)
 
 
 def create_export_config(
@@ -221,19 +226,14 @@ def create_export_config(
         valid_until=valid_until,
         created_at=now,
     )
-    session.add(config)
-    session.flush()
-    return config
+    return export_config_store.add_export_config(session, config)
 
 
 def _load_signature_infos(session: Session, ids: Sequence[int]) -> list[SignatureInfo]:
     unique = list(dict.fromkeys(ids))
     if not unique:
         return []
-    found = {
-        info.id: info
-        for info in session.scalars(select(SignatureInfo).where(SignatureInfo.id.in_(unique)))
-    }
+    found = export_config_store.signature_infos_by_id(session, unique)
     missing = [str(info_id) for info_id in unique if info_id not in found]
     if missing:
         raise UnknownSignatureInfo(f"no signature info with id {', '.join(missing)}")
@@ -271,12 +271,7 @@ def add_signature_info(
         require_aware(valid_until, "valid_until")
         if valid_until <= now:
             raise InvalidExportConfig("valid_until must be in the future")
-    existing = session.scalars(
-        select(SignatureInfo.id).where(
-            SignatureInfo.key_id == key_id, SignatureInfo.key_version == key_version
-        )
-    ).first()
-    if existing is not None:
+    if export_config_store.has_signature_info(session, key_id, key_version):
         raise DuplicateSignatureInfo(f"signature info {key_id}/{key_version} already exists")
     # The key is created before the row: a failed flush leaves an unused key file behind,
     # never a row whose key does not exist.
@@ -291,9 +286,7 @@ def add_signature_info(
         created_at=now,
         valid_until=valid_until,
     )
-    session.add(info)
-    session.flush()
-    return info
+    return export_config_store.add_signature_info(session, info)
 
 
 def rotate_signature_info(
@@ -325,17 +318,17 @@ def rotate_signature_info(
         session, key_store, key_id=key_id, key_version=new_key_version, now=now
     )
     current_ids = {info.id for info in current}
-    for config in session.scalars(select(ExportConfig).order_by(ExportConfig.id)):
+    for config in export_config_store.export_configs(session):
         listed = config_signature_info_ids(config)
         if not current_ids.intersection(listed):
             continue
         infos = _load_signature_infos(session, listed)
         kept = [info for info in infos if info.valid_until is None or info.valid_until > now]
-        config.signature_info_ids = _encode_ids([new_info, *_newest_first(kept)])
+        encoded = _encode_ids([new_info, *_newest_first(kept)])
+        export_config_store.set_signature_info_ids(session, config, encoded)
     for info in current:
         if info.valid_until is None or info.valid_until > old_valid_until:
-            info.valid_until = old_valid_until
-    session.flush()
+            export_config_store.end_signature_info_validity(session, info, old_valid_until)
     return new_info
 
 
@@ -349,8 +342,8 @@ def attach_signature_info(session: Session, config: ExportConfig, info: Signatur
     if info.id in listed:
         return
     infos = _load_signature_infos(session, listed)
-    config.signature_info_ids = _encode_ids(_newest_first([*infos, info]))
-    session.flush()
+    encoded = _encode_ids(_newest_first([*infos, info]))
+    export_config_store.set_signature_info_ids(session, config, encoded)
 
 
 def valid_signature_infos(
@@ -361,10 +354,7 @@ def valid_signature_infos(
     listed = config_signature_info_ids(config)
     if not listed:
         return []
-    rows = {
-        info.id: info
-        for info in session.scalars(select(SignatureInfo).where(SignatureInfo.id.in_(listed)))
-    }
+    rows = export_config_store.signature_infos_by_id(session, listed)
     listed_rows = [rows[info_id] for info_id in listed if info_id in rows]
     valid = [info for info in listed_rows if info.valid_until is None or info.valid_until > now]
     return valid[:MAX_SIGNATURE_INFOS]
@@ -376,14 +366,7 @@ def current_signature_infos(session: Session, key_id: str, now: datetime) -> lis
     Raises :class:`UnknownSignatureInfo` when there is none.
     """
     require_aware(now, "now")
-    infos = list(
-        session.scalars(
-            select(SignatureInfo).where(
-                SignatureInfo.key_id == key_id,
-                (SignatureInfo.valid_until.is_(None)) | (SignatureInfo.valid_until > now),
-            )
-        )
-    )
+    infos = export_config_store.valid_signature_infos_of_key(session, key_id, now)
     if not infos:
         raise UnknownSignatureInfo(f"no valid signature info with key id {key_id!r}")
     return _newest_first(infos)

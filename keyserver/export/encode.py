@@ -27,8 +27,10 @@ from collections.abc import Iterable, Sequence
 from operator import add, itemgetter
 from typing import TypeAlias
 
-from exposure.export.model import EXPORT_HEADER, KEY_LENGTH, ReportType, SignatureInfo
+from exposure.export.model import EXPORT_HEADER, KEY_LENGTH, SignatureInfo
+from exposure.export.model import ReportType as ExportReportType
 from exposure.export.proto import export_pb2
+from exposure.tek import ReportType
 
 __all__ = [
     "REPORT_TYPES",
@@ -42,11 +44,8 @@ KeyRow: TypeAlias = tuple[bytes, int, int, int, str | None, int | None]
 _Metadata: TypeAlias = tuple[int, int, int, str | None, int | None]
 
 #: Stored report type → export enum (§4.3); "" and unknown values are left out of the file.
-REPORT_TYPES: dict[str, ReportType] = {
-    "confirmed": ReportType.CONFIRMED_TEST,
-    "likely": ReportType.CONFIRMED_CLINICAL_DIAGNOSIS,
-    "user-report": ReportType.SELF_REPORT,
-    "negative": ReportType.REVOKED,
+REPORT_TYPES: dict[str, ExportReportType] = {
+    report_type.value: report_type.export_type for report_type in ReportType
 }
 
 _DEFAULT_ROLLING_PERIOD = 144

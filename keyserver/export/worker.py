@@ -42,16 +42,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
-from itertools import islice
+from datetime import datetime, timedelta
 from typing import Any
-
-from sqlalchemy import Connection, Select, and_, not_, or_, select, update
-from sqlalchemy.orm import Session
-from sqlalchemy.util.typing import TupleAny
 
 from crypto.randomness import random_below, random_bytes
 from crypto.signing import Signer
@@ -61,19 +56,25 @@ from exposure.db.unit_of_work import autocommit
 from exposure.export.model import SignatureInfo as ExportSignatureInfo
 from exposure.export.writer import sign_export, write_export_zip
 from exposure.keys import KeyStore
-from keyserver import store as exposure_store
-from keyserver.export.batcher import STATUS_COMPLETE, STATUS_OPEN, STATUS_PENDING
 from keyserver.export.blobstore import (
     INDEX_CACHE_CONTROL,
     INDEX_CONTENT_TYPE,
+    INDEX_FILENAME,
     ZIP_CACHE_CONTROL,
     ZIP_CONTENT_TYPE,
     BlobStore,
 )
-from keyserver.export.configs import config_input_regions, valid_signature_infos
+from keyserver.export.configs import (
+    config_exclude_regions,
+    config_input_regions,
+    valid_signature_infos,
+)
 from keyserver.export.encode import KeyRecordEncoder, encode_export_bin_records
-from keyserver.models import ExportBatch, ExportConfig, ExportFile, Exposure
+from keyserver.models import STATUS_COMPLETE, ExportFile
 from keyserver.settings import KeyserverSettings
+from keyserver.store import export_configs as export_config_store
+from keyserver.store import exports as exports_store
+from keyserver.store import exposures as exposure_store
 
 __all__ = [
     "INDEX_FILENAME",
@@ -91,7 +92,6 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
-INDEX_FILENAME = "index.txt"
 ORIGIN_PADDING = "padding"
 #: What ``step_hook`` is called with, in order: after padding is committed, after each zip,
 #: after the last zip, after index.txt, after the batch is marked complete.
@@ -108,9 +108,6 @@ _FETCH_ROWS = 50_000
 _PADDING_INSERT_ROWS = 100  # as the reference (MAX_INSERT_BATCH_SIZE)
 # Files signed, zipped and stored at once; compression dominates and runs one core each.
 _FILE_THREADS = 2
-# Longest delay of a key's created_at after it is stored: a 144-interval key published as it
-# starts, plus the largest truncate window (a day).
-_MAX_EMBARGO = timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -280,16 +277,6 @@ def _no_hook(_step: str) -> None:
     return None
 
 
-def _leasable(now: datetime) -> Any:
-    return and_(
-        ExportBatch.end_at <= now,
-        or_(
-            ExportBatch.status == STATUS_OPEN,
-            and_(ExportBatch.status == STATUS_PENDING, ExportBatch.lease_expires_at <= now),
-        ),
-    )
-
-
 def _lease_batch(
     session_factory: SessionFactory,
     *,
@@ -303,11 +290,8 @@ def _lease_batch(
     with unit_of_work(session_factory) as session:
         candidates = [
             batch_id
-            for batch_id in session.scalars(
-                select(ExportBatch.id)
-                .where(_leasable(now))
-                .order_by(ExportBatch.end_at, ExportBatch.id)
-                .limit(LEASE_CANDIDATES + len(skip))
+            for batch_id in exports_store.leasable_batch_ids(
+                session, now, LEASE_CANDIDATES + len(skip)
             )
             if batch_id not in skip
         ][:LEASE_CANDIDATES]
@@ -318,37 +302,19 @@ def _lease_batch(
         candidates[index], candidates[other] = candidates[other], candidates[index]
     for batch_id in candidates:
         with unit_of_work(session_factory) as session:
-            leased = session.execute(
-                update(ExportBatch)
-                .where(ExportBatch.id == batch_id, _leasable(now))
-                .values(status=STATUS_PENDING, lease_holder=holder, lease_expires_at=now + lease)
-                .execution_options(synchronize_session=False)
-            )
-            if _rowcount(leased) == 1:
+            if exports_store.lease_batch(
+                session, batch_id, holder=holder, now=now, expires_at=now + lease
+            ):
                 return batch_id
         report.lease_contention += 1
     return None
-
-
-def _rowcount(result: object) -> int:
-    count = getattr(result, "rowcount", 0)
-    return int(count) if isinstance(count, int) else 0
 
 
 def _release_batch(session_factory: SessionFactory, *, batch_id: int, holder: str) -> None:
     """Give a failed batch back at once, if this worker still holds it."""
     try:
         with unit_of_work(session_factory) as session:
-            session.execute(
-                update(ExportBatch)
-                .where(
-                    ExportBatch.id == batch_id,
-                    ExportBatch.status == STATUS_PENDING,
-                    ExportBatch.lease_holder == holder,
-                )
-                .values(status=STATUS_OPEN, lease_holder=None, lease_expires_at=None)
-                .execution_options(synchronize_session=False)
-            )
+            exports_store.release_batch(session, batch_id, holder=holder)
     except Exception:  # the lease then simply expires
         _logger.exception("export batch %s: could not release the lease", batch_id)
 
@@ -361,7 +327,7 @@ class _Window:
     start: datetime
     end: datetime
     max_records: int
-    key_filter: Any
+    keys: exports_store.KeyFilter
     signers: tuple[tuple[ExportSignatureInfo, Signer], ...]
 
 
@@ -422,10 +388,10 @@ class _BatchJob:
 
     def _load_window(self) -> _Window:
         with unit_of_work(self._session_factory) as session:
-            batch = session.get(ExportBatch, self._batch_id)
+            batch = exports_store.batch_by_id(session, self._batch_id)
             if batch is None:  # pragma: no cover - deleted while leased
                 raise _BatchRefused("batch_missing", "batch no longer exists")
-            config = session.get(ExportConfig, batch.config_id)
+            config = export_config_store.export_config_by_id(session, batch.config_id)
             if config is None:  # pragma: no cover - cascade deletes batches with configs
                 raise _BatchRefused("config_missing", "export config no longer exists")
             infos = valid_signature_infos(session, config, self._clock())
@@ -452,12 +418,16 @@ class _BatchJob:
                 start=batch.start_at,
                 end=batch.end_at,
                 max_records=min(config.max_records, self._settings.export_file_max_records),
-                key_filter=_key_filter(config),
+                keys=exports_store.key_filter(
+                    input_regions=config_input_regions(config),
+                    exclude_regions=config_exclude_regions(config),
+                    include_travelers=config.include_travelers,
+                    only_non_travelers=config.only_non_travelers,
+                ),
                 signers=signers,
             )
 
     def _select(self, window: _Window, encoder: KeyRecordEncoder, *, revised: bool) -> list[bytes]:
-        statement = _revised_statement(window) if revised else _keys_statement(window)
         records: list[bytes] = []
         encoding = 0.0
         # Outside a transaction: on SQLite every transaction takes the write lock (BEGIN
@@ -465,7 +435,14 @@ class _BatchJob:
         # (except by this batch's padding, committed before), so one snapshot per query is
         # enough.
         with autocommit(self._session_factory) as connection:
-            for rows in _stream_rows(connection, statement):
+            for rows in exports_store.stream_window_keys(
+                connection,
+                start=window.start,
+                end=window.end,
+                keys=window.keys,
+                revised=revised,
+                rows_per_chunk=_FETCH_ROWS,
+            ):
                 started = time.perf_counter()
                 records.extend(encoder.records(rows))
                 encoding += time.perf_counter() - started
@@ -479,21 +456,9 @@ class _BatchJob:
         target = settings.export_min_records + self._random_below(settings.export_padding_range + 1)
         needed = target - count
         with unit_of_work(self._session_factory) as session:
-            sources = session.execute(
-                select(
-                    Exposure.transmission_risk,
-                    Exposure.regions,
-                    Exposure.traveler,
-                    Exposure.interval_number,
-                    Exposure.interval_count,
-                    Exposure.report_type,
-                    Exposure.days_since_symptom_onset,
-                    Exposure.created_at,
-                    Exposure.origin,
-                )
-                .where(_in_window(Exposure.created_at, window), window.key_filter)
-                .order_by(Exposure.key)
-            ).all()
+            sources = exports_store.window_key_metadata(
+                session, start=window.start, end=window.end, keys=window.keys
+            )
             real = [row for row in sources if row.origin != ORIGIN_PADDING] or list(sources)
             if not real:  # pragma: no cover - the keys vanished since they were counted
                 return False
@@ -528,17 +493,12 @@ class _BatchJob:
     def _renew_lease(self) -> None:
         now = self._clock()
         with unit_of_work(self._session_factory) as session:
-            renewed = session.execute(
-                update(ExportBatch)
-                .where(
-                    ExportBatch.id == self._batch_id,
-                    ExportBatch.status == STATUS_PENDING,
-                    ExportBatch.lease_holder == self._holder,
-                )
-                .values(lease_expires_at=now + self._settings.export_worker_lease)
-                .execution_options(synchronize_session=False)
-            )
-            if _rowcount(renewed) != 1:
+            if not exports_store.renew_batch_lease(
+                session,
+                self._batch_id,
+                holder=self._holder,
+                expires_at=now + self._settings.export_worker_lease,
+            ):
                 raise _LeaseLost
 
     def _write_files(
@@ -615,16 +575,13 @@ class _BatchJob:
         self._acquire_index_lease(lease_name)
         try:
             now = self._clock()
-            with unit_of_work(self._session_factory) as session:
-                listed = _listed_files(
-                    session, window.config_id, now - self._settings.export_retention
-                )
-            names = sorted(set(listed).union(name for name, _ in files))
-            self._store.put(
-                f"{window.filename_root}/{INDEX_FILENAME}",
-                "\n".join(names).encode("ascii"),
-                content_type=INDEX_CONTENT_TYPE,
-                cache_control=INDEX_CACHE_CONTROL,
+            _write_index(
+                self._session_factory,
+                self._store,
+                config_id=window.config_id,
+                filename_root=window.filename_root,
+                since=now - self._settings.export_retention,
+                new_files=[name for name, _ in files],
             )
             self._timer.lap("index")
             self._step("index_written")
@@ -649,50 +606,52 @@ class _BatchJob:
 
     def _complete(self, files: Sequence[tuple[str, int]], now: datetime) -> None:
         with unit_of_work(self._session_factory) as session:
-            completed = session.execute(
-                update(ExportBatch)
-                .where(
-                    ExportBatch.id == self._batch_id,
-                    ExportBatch.status == STATUS_PENDING,
-                    ExportBatch.lease_holder == self._holder,
-                )
-                .values(
-                    status=STATUS_COMPLETE,
-                    lease_holder=None,
-                    lease_expires_at=None,
-                    completed_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if _rowcount(completed) != 1:
+            if not exports_store.complete_batch(
+                session, self._batch_id, holder=self._holder, now=now
+            ):
                 raise _LeaseLost
-            session.add_all(
-                ExportFile(
-                    filename=name,
-                    batch_id=self._batch_id,
-                    batch_num=number,
-                    batch_size=len(files),
-                    key_count=key_count,
-                    status=STATUS_COMPLETE,
-                    created_at=now,
-                )
-                for number, (name, key_count) in enumerate(files, start=1)
+            exports_store.add_export_files(
+                session,
+                (
+                    ExportFile(
+                        filename=name,
+                        batch_id=self._batch_id,
+                        batch_num=number,
+                        batch_size=len(files),
+                        key_count=key_count,
+                        status=STATUS_COMPLETE,
+                        created_at=now,
+                    )
+                    for number, (name, key_count) in enumerate(files, start=1)
+                ),
             )
 
 
-def _listed_files(session: Session, config_id: int, since: datetime) -> list[str]:
-    return list(
-        session.scalars(
-            select(ExportFile.filename)
-            .join(ExportBatch, ExportBatch.id == ExportFile.batch_id)
-            .where(
-                ExportBatch.config_id == config_id,
-                ExportBatch.status == STATUS_COMPLETE,
-                ExportBatch.start_at >= since,
-                ExportFile.status == STATUS_COMPLETE,
-            )
-        )
+def _write_index(
+    session_factory: SessionFactory,
+    store: BlobStore,
+    *,
+    config_id: int,
+    filename_root: str,
+    since: datetime,
+    new_files: Sequence[str] = (),
+) -> list[str]:
+    """Write a config's index.txt; the caller holds the config's index lease.
+
+    It lists the config's complete files of batches that started at or after ``since``,
+    and ``new_files`` (written, not yet recorded): sorted, de-duplicated, ``\\n``-separated,
+    without a trailing newline. Returns the names listed.
+    """
+    with unit_of_work(session_factory) as session:
+        listed = exports_store.complete_file_names(session, config_id, since)
+    names = sorted(set(listed).union(new_files))
+    store.put(
+        f"{filename_root}/{INDEX_FILENAME}",
+        "\n".join(names).encode("ascii"),
+        content_type=INDEX_CONTENT_TYPE,
+        cache_control=INDEX_CACHE_CONTROL,
     )
+    return names
 
 
 def acquire_index_lease(
@@ -743,113 +702,14 @@ def rewrite_index(
     if not acquire_index_lease(session_factory, lease_name, holder=holder, clock=clock):
         raise IndexBusy(lease_name)
     try:
-        with unit_of_work(session_factory) as session:
-            names = sorted(_listed_files(session, config_id, since))
-        store.put(
-            f"{filename_root}/{INDEX_FILENAME}",
-            "\n".join(names).encode("ascii"),
-            content_type=INDEX_CONTENT_TYPE,
-            cache_control=INDEX_CACHE_CONTROL,
+        names = _write_index(
+            session_factory,
+            store,
+            config_id=config_id,
+            filename_root=filename_root,
+            since=since,
         )
     finally:
         with unit_of_work(session_factory) as session:
             release_lease(session, name=lease_name, holder=holder)
     return names
-
-
-# ---- queries ---------------------------------------------------------------------------
-
-
-def _region_match(region: str) -> Any:
-    # Regions are stored wrapped in commas (",LA,VN,") and never contain "%" or "_".
-    return Exposure.regions.like(f"%,{region},%")
-
-
-def _key_filter(config: ExportConfig) -> Any:
-    """Which stored keys belong to the config, by region and traveler flag.
-
-    Unlike the reference, the region filters apply with any number of input or excluded
-    regions (the reference ignores them when more than one is given, §4.7).
-    """
-    included = or_(*(_region_match(region) for region in config_input_regions(config)))
-    if config.include_travelers:
-        included = or_(included, Exposure.traveler.is_(True))
-    conditions = [included]
-    excluded = [region for region in config.exclude_regions.split(",") if region]
-    if excluded:
-        conditions.append(not_(or_(*(_region_match(region) for region in excluded))))
-    if config.only_non_travelers:
-        conditions.append(Exposure.traveler.is_(False))
-    return and_(*conditions)
-
-
-def _in_window(column: Any, window: _Window) -> Any:
-    return and_(column >= window.start, column < window.end)
-
-
-def _keys_statement(window: _Window) -> Select[*TupleAny]:
-    return select(
-        Exposure.key,
-        Exposure.transmission_risk,
-        Exposure.interval_number,
-        Exposure.interval_count,
-        Exposure.report_type,
-        Exposure.days_since_symptom_onset,
-    ).where(_in_window(Exposure.created_at, window), window.key_filter)
-
-
-def _revised_statement(window: _Window) -> Select[*TupleAny]:
-    # A revision is exported at max(revised_at, created_at); the two disjuncts are that
-    # instant falling in the window when the revision came last, and when the key's own
-    # (embargoed) created_at came last. Each can use its column's index.
-    exported_in_window = or_(
-        and_(_in_window(Exposure.revised_at, window), Exposure.created_at < window.end),
-        and_(_in_window(Exposure.created_at, window), Exposure.revised_at < window.start),
-    )
-    # A key is stored at most a day and an hour before its created_at (the embargo of a key
-    # published as it starts), and revised after it is stored; the bound lets the revised_at
-    # index skip every older revision.
-    earliest_revision = window.start - _MAX_EMBARGO
-    # The revised report type and onset, with the original transmission risk (§4.3).
-    return select(
-        Exposure.key,
-        Exposure.transmission_risk,
-        Exposure.interval_number,
-        Exposure.interval_count,
-        Exposure.revised_report_type,
-        Exposure.revised_days_since_symptom_onset,
-    ).where(
-        Exposure.revised_at >= earliest_revision,
-        Exposure.revised_at < window.end,
-        exported_in_window,
-        window.key_filter,
-    )
-
-
-def _stream_rows(connection: Connection, statement: Select[*TupleAny]) -> Iterator[Sequence[Any]]:
-    """The statement's rows in lists of up to :data:`_FETCH_ROWS` tuples.
-
-    On PostgreSQL (psycopg) rows are streamed in libpq's chunked mode, bypassing
-    SQLAlchemy's result rows: for a million keys that alone was slower than everything else
-    the export does, and a client-side result would hold every row in memory at once. The
-    statement is still built and compiled by SQLAlchemy; its only parameters are aware UTC
-    datetimes and strings, which psycopg adapts exactly as SQLAlchemy's types would.
-    """
-    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
-        compiled = statement.compile(dialect=connection.dialect)
-        parameters = {
-            name: value.astimezone(UTC) if isinstance(value, datetime) else value
-            for name, value in compiled.params.items()
-        }
-        driver_connection: Any = connection.connection.driver_connection
-        with driver_connection.cursor() as cursor:
-            rows = cursor.stream(str(compiled), parameters, binary=True, size=_FETCH_ROWS)
-            try:
-                while chunk := list(islice(rows, _FETCH_ROWS)):
-                    yield chunk
-            finally:
-                # A consumer that stops early (an error) must not hand the connection back
-                # to the pool mid-query: closing the stream cancels and drains it.
-                rows.close()
-        return
-    yield from connection.execute(statement).partitions(_FETCH_ROWS)

@@ -15,7 +15,6 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from exposure.clock import require_aware
-from keyserver import store
 from keyserver.export.configs import (
     UnknownSignatureInfo,
     config_input_regions,
@@ -23,6 +22,8 @@ from keyserver.export.configs import (
 )
 from keyserver.models import ExportConfig, HealthAuthority, HealthAuthorityKey, SignatureInfo
 from keyserver.service.trust import AppConfig, TrustError, find_health_authority, load_app
+from keyserver.store import export_configs as config_store
+from keyserver.store import trust as trust_store
 
 __all__ = [
     "AuthorityView",
@@ -68,8 +69,8 @@ class AuthorityView:
 
 def list_authorities(session: Session) -> list[AuthorityView]:
     return [
-        AuthorityView(authority, tuple(store.health_authority_keys(session, authority.id)))
-        for authority in store.health_authorities(session)
+        AuthorityView(authority, tuple(trust_store.health_authority_keys(session, authority.id)))
+        for authority in trust_store.health_authorities(session)
     ]
 
 
@@ -77,10 +78,10 @@ def find_authority(session: Session, issuer_or_id: str) -> AuthorityView:
     """By exact issuer, or by numeric id; :class:`UnknownHealthAuthority` otherwise."""
     authority = find_health_authority(session, issuer_or_id)
     if authority is None and issuer_or_id.isascii() and issuer_or_id.isdigit():
-        authority = store.health_authority_by_id(session, int(issuer_or_id[:9]))
+        authority = trust_store.health_authority_by_id(session, int(issuer_or_id[:9]))
     if authority is None:
         raise UnknownHealthAuthority(f"no health authority {issuer_or_id!r}")
-    return AuthorityView(authority, tuple(store.health_authority_keys(session, authority.id)))
+    return AuthorityView(authority, tuple(trust_store.health_authority_keys(session, authority.id)))
 
 
 def revoke_authority_key(view: AuthorityView, version: str, now: datetime) -> HealthAuthorityKey:
@@ -98,16 +99,16 @@ def revoke_authority_key(view: AuthorityView, version: str, now: datetime) -> He
 
 def remove_authority(session: Session, view: AuthorityView) -> None:
     """Stop trusting an issuer at all: it, its keys and its apps' links to it are deleted."""
-    store.delete_health_authority(session, view.authority)
+    trust_store.delete_health_authority(session, view.authority)
 
 
 def list_apps(session: Session) -> list[tuple[AppConfig, list[str]]]:
     """Every authorized app with the issuers it may publish with."""
     apps = []
-    for app_id in store.authorized_app_ids(session):
+    for app_id in trust_store.authorized_app_ids(session):
         config = load_app(session, app_id)
         if config is not None:
-            issuers = store.issuers_by_id(session, config.health_authority_ids)
+            issuers = trust_store.issuers_by_id(session, config.health_authority_ids)
             apps.append((config, sorted(issuers.values())))
     return apps
 
@@ -116,24 +117,24 @@ def find_app(session: Session, app_id: str) -> tuple[AppConfig, list[str]]:
     config = load_app(session, app_id)
     if config is None:
         raise UnknownApp(f"no authorized app {app_id!r}")
-    issuers = store.issuers_by_id(session, config.health_authority_ids)
+    issuers = trust_store.issuers_by_id(session, config.health_authority_ids)
     return config, sorted(issuers.values())
 
 
 def remove_app(session: Session, app_id: str) -> None:
     """The app may no longer publish (within the cache duration); its keys stay published."""
-    app = store.authorized_app(session, app_id.lower())
+    app = trust_store.authorized_app(session, app_id.lower())
     if app is None:
         raise UnknownApp(f"no authorized app {app_id!r}")
-    store.delete_authorized_app(session, app)
+    trust_store.delete_authorized_app(session, app)
 
 
 def list_export_configs(session: Session) -> list[ExportConfig]:
-    return store.export_configs(session)
+    return config_store.export_configs(session)
 
 
 def find_export_config(session: Session, root_or_id: str) -> ExportConfig:
-    for config in store.export_configs(session):
+    for config in config_store.export_configs(session):
         if config.filename_root == root_or_id or str(config.id) == root_or_id:
             return config
     raise UnknownExportConfig(f"no export configuration {root_or_id!r}")
@@ -167,7 +168,7 @@ def export_config_facts(config: ExportConfig) -> dict[str, object]:
 
 
 def list_signature_infos(session: Session) -> list[SignatureInfo]:
-    return store.signature_infos(session)
+    return config_store.signature_infos(session)
 
 
 def retire_signature_info(
@@ -177,7 +178,7 @@ def retire_signature_info(
     kept); files already written keep their signatures."""
     require_aware(now, "now")
     require_aware(at, "at")
-    info = store.signature_info(session, key_id, key_version)
+    info = config_store.signature_info(session, key_id, key_version)
     if info is None:
         raise UnknownSignatureInfo(f"no export signing key {key_id!r} version {key_version!r}")
     end = max(at, now)

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 
 from crypto.sealing import Keyring
 from exposure.tek import ReportType, truncate
-from keyserver import store
 from keyserver.errors import (
     InvalidReportTypeTransition,
     InvalidRevisionToken,
@@ -37,6 +36,7 @@ from keyserver.service.revision import (
 )
 from keyserver.service.transform import ValidatedKey
 from keyserver.settings import KeyserverSettings
+from keyserver.store import exposures as store
 
 _logger = logging.getLogger(__name__)
 

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.errors import InvalidKey, InvalidSealedData
@@ -44,9 +43,11 @@ from crypto.sealing import (
     open_sealed,
     seal,
 )
+from exposure.cache import TtlCache
 from exposure.db.unit_of_work import SessionFactory, unit_of_work
 from keyserver.errors import PublishError
 from keyserver.models import RevisionKey
+from keyserver.store import revision_keys as revision_key_store
 
 __all__ = [
     "REVISION_KEY_CACHE_TTL",
@@ -69,6 +70,7 @@ REVISION_KEY_CACHE_TTL = timedelta(minutes=1)
 WRAPPING_KEY_LABEL = b"exposure/keyserver/revision-key-wrap"
 WRAPPING_ID_LABEL = b"exposure/keyserver/revision-key-wrap-id"
 _SEALED_KEY_AAD_PREFIX = b"exposure/keyserver/revision-key/"
+_KEYRING = "keyring"
 
 
 class RevisionKeyUnavailable(PublishError):  # noqa: N818 - names the condition
@@ -135,21 +137,11 @@ def _unwrap(wrapping: Keyring, row: RevisionKey) -> bytes:
     return key
 
 
-def _allowed_newest_first(session: Session) -> list[RevisionKey]:
-    statement = (
-        select(RevisionKey)
-        .where(RevisionKey.allowed.is_(True))
-        .order_by(RevisionKey.created_at.desc(), RevisionKey.id.desc())
-    )
-    return list(session.scalars(statement))
-
-
 def create_revision_key(session: Session, wrapping: Keyring, now: datetime) -> RevisionKey:
     """Add a fresh random key, sealed under the current wrapping key; it is newest from now."""
     row = RevisionKey(sealed_key=None, created_at=now, allowed=True, destroyed_at=None)
-    session.add(row)
     # The row id is the token kid, and the sealed key's authenticated data names it.
-    session.flush()
+    revision_key_store.add_revision_key(session, row)
     row.sealed_key = _wrap(wrapping, row.id, random_bytes(KEY_LENGTH))
     return row
 
@@ -163,7 +155,9 @@ def load_keyring(session: Session, wrapping: Keyring, now: datetime) -> Keyring:
 
     Raises :class:`RevisionKeyUnavailable` if an allowed key cannot be opened.
     """
-    rows = _allowed_newest_first(session) or [create_revision_key(session, wrapping, now)]
+    rows = revision_key_store.allowed_newest_first(session) or [
+        create_revision_key(session, wrapping, now)
+    ]
     keys = {str(row.id): _unwrap(wrapping, row) for row in rows}
     return Keyring(keys, current=str(rows[0].id))
 
@@ -189,7 +183,7 @@ def rotate_revision_keys(
     """
     if new_key_period <= timedelta(0) or destroy_after <= timedelta(0):
         raise ValueError("rotation periods must be positive")
-    rows = _allowed_newest_first(session)
+    rows = revision_key_store.allowed_newest_first(session)
     created = None
     if not rows or now - rows[0].created_at >= new_key_period:
         created_row = create_revision_key(session, wrapping, now)
@@ -224,7 +218,7 @@ def rewrap_revision_keys(session: Session, wrapping: Keyring) -> tuple[int, ...]
 
     Raises :class:`RevisionKeyUnavailable` if a key opens under none of the ring's keys.
     """
-    return _rewrap(_allowed_newest_first(session), wrapping)
+    return _rewrap(revision_key_store.allowed_newest_first(session), wrapping)
 
 
 class RevisionKeyCache:
@@ -237,34 +231,26 @@ class RevisionKeyCache:
     """
 
     def __init__(self, wrapping: Keyring, *, ttl: timedelta = REVISION_KEY_CACHE_TTL) -> None:
-        if ttl < timedelta(0):
-            raise ValueError("ttl must not be negative")
         self._wrapping = wrapping
-        self._ttl = ttl
-        self._lock = threading.Lock()
-        self._keyring: Keyring | None = None
-        self._loaded_at: datetime | None = None
+        self._keyring: TtlCache[str, Keyring] = TtlCache(ttl, max_entries=1)
+        # Held while loading: concurrent first callers would otherwise each create a key.
+        self._loading = threading.Lock()
 
     def get(self, session_factory: SessionFactory, now: datetime) -> Keyring:
         """The cached ring, reloaded first if it is ``ttl`` old (or ``now`` went backwards).
 
         Raises :class:`RevisionKeyUnavailable` if loading fails; the next call tries again.
         """
-        with self._lock:
-            keyring, loaded_at = self._keyring, self._loaded_at
-            if (
-                keyring is not None
-                and loaded_at is not None
-                and loaded_at <= now < loaded_at + self._ttl
-            ):
-                return keyring
-            with unit_of_work(session_factory) as session:
-                keyring = load_keyring(session, self._wrapping, now)
-            self._keyring, self._loaded_at = keyring, now
+        with self._loading:
+            keyring = self._keyring.get(_KEYRING, now)
+            if keyring is None:
+                with unit_of_work(session_factory) as session:
+                    keyring = load_keyring(session, self._wrapping, now)
+                self._keyring.put(_KEYRING, keyring, now)
             return keyring
 
     def invalidate(self) -> None:
         """Forget the ring: the next :meth:`get` reloads (e.g. right after a rotation)."""
-        with self._lock:
-            self._keyring = None
-            self._loaded_at = None
+        # After a load in progress, which may have read the keys before the rotation.
+        with self._loading:
+            self._keyring.clear()

@@ -7,7 +7,8 @@ publish with. The admin CLI writes these rows; publish reads them through a
 :class:`TrustCache`, which keeps each lookup (hits and misses alike) for a few minutes, as
 the reference does, so a publish costs no trust queries in the steady state.
 
-Functions here take the caller's session and never commit; time is always a parameter.
+Functions here take the caller's session and never commit; time is always a parameter. Their
+queries are in :mod:`keyserver.store.trust`.
 """
 
 # Error names say what went wrong (DuplicateIssuer), as keyserver.errors does.
@@ -17,28 +18,22 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.errors import InvalidKey
 from crypto.signing import load_public_key, public_key_pem
+from exposure.cache import TtlCache
 from exposure.clock import require_aware
 from exposure.db import SessionFactory, unit_of_work
-from keyserver.models import (
-    AuthorizedApp,
-    AuthorizedAppHealthAuthority,
-    HealthAuthority,
-    HealthAuthorityKey,
-)
+from keyserver.models import AuthorizedApp, HealthAuthority, HealthAuthorityKey
+from keyserver.store import trust as trust_store
 
 __all__ = [
     "AppConfig",
@@ -137,7 +132,7 @@ def normalize_public_key_pem(pem: str) -> str:
 
 def find_health_authority(session: Session, issuer: str) -> HealthAuthority | None:
     """The health authority whose certificates carry ``iss == issuer`` (exact match)."""
-    return session.scalars(select(HealthAuthority).where(HealthAuthority.issuer == issuer)).first()
+    return trust_store.health_authority_by_issuer(session, issuer)
 
 
 def add_health_authority(
@@ -160,9 +155,7 @@ def add_health_authority(
     authority = HealthAuthority(
         issuer=issuer, audience=audience, name=name, jwks_url=url, created_at=now
     )
-    session.add(authority)
-    session.flush()
-    return authority
+    return trust_store.add_health_authority(session, authority)
 
 
 def add_health_authority_key(
@@ -187,13 +180,7 @@ def add_health_authority_key(
             raise InvalidTrustValue("valid_until must be after valid_from")
     version = _exact_text(version, "key version (kid)")
     pem = normalize_public_key_pem(public_key_pem)
-    existing = session.scalars(
-        select(HealthAuthorityKey.id).where(
-            HealthAuthorityKey.health_authority_id == authority.id,
-            HealthAuthorityKey.version == version,
-        )
-    ).first()
-    if existing is not None:
+    if trust_store.has_key_version(session, authority.id, version):
         raise DuplicateKeyVersion(
             f"health authority {authority.issuer!r} already has a key version {version!r}"
         )
@@ -204,17 +191,14 @@ def add_health_authority_key(
         valid_from=valid_from,
         valid_until=valid_until,
     )
-    session.add(key)
-    session.flush()
-    return key
+    return trust_store.add_health_authority_key(session, key)
 
 
 def revoke_health_authority_key(session: Session, key: HealthAuthorityKey, now: datetime) -> None:
     """Stop trusting ``key`` from ``now`` on; an earlier end (or revocation) is kept."""
     require_aware(now, "now")
-    if key.valid_until is None or key.valid_until > now:
-        key.valid_until = now
-    session.flush()
+    ends = now if key.valid_until is None or key.valid_until > now else key.valid_until
+    trust_store.end_key_validity(session, key, ends)
 
 
 def _regions(regions: Sequence[str]) -> tuple[str, ...]:
@@ -253,10 +237,7 @@ def add_authorized_app(
         if authority is None:
             raise UnknownIssuer(f"no health authority with issuer {issuer!r}")
         authorities.append(authority)
-    duplicate = session.scalars(
-        select(AuthorizedApp.id).where(AuthorizedApp.app_id == normalized_id)
-    ).first()
-    if duplicate is not None:
+    if trust_store.has_authorized_app(session, normalized_id):
         raise DuplicateApp(f"app {normalized_id!r} is already authorized")
     app = AuthorizedApp(
         app_id=normalized_id,
@@ -264,14 +245,7 @@ def add_authorized_app(
         bypass_verification=bypass_verification,
         created_at=now,
     )
-    session.add(app)
-    session.flush()
-    session.add_all(
-        AuthorizedAppHealthAuthority(app_id=app.id, health_authority_id=authority.id)
-        for authority in authorities
-    )
-    session.flush()
-    return app
+    return trust_store.add_authorized_app(session, app, (authority.id for authority in authorities))
 
 
 @dataclass(frozen=True)
@@ -307,22 +281,15 @@ class AuthorityConfig:
 
 def load_app(session: Session, app_id: str) -> AppConfig | None:
     """The authorized app ``app_id`` (any case), or None."""
-    app = session.scalars(
-        select(AuthorizedApp).where(AuthorizedApp.app_id == app_id.lower())
-    ).first()
+    app = trust_store.authorized_app(session, app_id.lower())
     if app is None:
         return None
-    authority_ids = session.scalars(
-        select(AuthorizedAppHealthAuthority.health_authority_id).where(
-            AuthorizedAppHealthAuthority.app_id == app.id
-        )
-    )
     return AppConfig(
         id=app.id,
         app_id=app.app_id,
         regions=tuple(region for region in app.regions.split(",") if region),
         bypass_verification=app.bypass_verification,
-        health_authority_ids=frozenset(authority_ids),
+        health_authority_ids=trust_store.app_health_authority_ids(session, app.id),
     )
 
 
@@ -334,12 +301,7 @@ def load_authority(session: Session, issuer: str, now: datetime) -> AuthorityCon
     authority = find_health_authority(session, issuer)
     if authority is None:
         return None
-    rows = session.scalars(
-        select(HealthAuthorityKey).where(
-            HealthAuthorityKey.health_authority_id == authority.id,
-            (HealthAuthorityKey.valid_until.is_(None)) | (HealthAuthorityKey.valid_until > now),
-        )
-    )
+    rows = trust_store.unexpired_health_authority_keys(session, authority.id, now)
     keys: dict[str, tuple[EllipticCurvePublicKey, datetime, datetime | None]] = {}
     for row in rows:
         try:
@@ -357,54 +319,8 @@ def load_authority(session: Session, issuer: str, now: datetime) -> AuthorityCon
     )
 
 
-_Value = TypeVar("_Value")
-
 #: Names kept per kind (apps, issuers); real deployments have a handful of each.
 DEFAULT_MAX_CACHE_ENTRIES = 10_000
-
-
-class _ExpiringMap(Generic[_Value]):
-    """name → (value, loaded at); an entry is fresh for ``ttl`` after it was loaded.
-
-    Names come from requests (any ``healthAuthorityID``, any ``iss``) and misses are kept,
-    so the map is bounded: past ``max_entries`` stale entries go first, then the oldest.
-    """
-
-    def __init__(self, ttl: timedelta, max_entries: int) -> None:
-        self._ttl = ttl
-        self._max_entries = max_entries
-        self._entries: dict[str, tuple[_Value, datetime]] = {}
-        self._lock = threading.Lock()
-
-    def _fresh(self, loaded_at: datetime, now: datetime) -> bool:
-        # A clock that went backwards also reloads: the entry's age is then unknown.
-        return loaded_at <= now < loaded_at + self._ttl
-
-    def get_or_load(self, name: str, now: datetime, load: Callable[[], _Value]) -> _Value:
-        with self._lock:
-            cached = self._entries.get(name)
-        if cached is not None and self._fresh(cached[1], now):
-            return cached[0]
-        # Loaded outside the lock: a slow database must not stall lookups of other names.
-        # Two threads may then load the same name at once, which is harmless.
-        value = load()
-        with self._lock:
-            self._entries.pop(name, None)  # re-inserted last: the dict stays oldest first
-            self._entries[name] = (value, now)
-            if len(self._entries) > self._max_entries:
-                self._evict(now)
-        return value
-
-    def _evict(self, now: datetime) -> None:
-        stale = [name for name, (_, at) in self._entries.items() if not self._fresh(at, now)]
-        for name in stale:
-            del self._entries[name]
-        while len(self._entries) > self._max_entries:
-            del self._entries[next(iter(self._entries))]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
 
 
 class TrustCache:
@@ -421,13 +337,13 @@ class TrustCache:
         *,
         max_entries: int = DEFAULT_MAX_CACHE_ENTRIES,
     ) -> None:
-        if ttl < timedelta(0):
-            raise ValueError("ttl must not be negative")
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
         self._session_factory = session_factory
-        self._apps: _ExpiringMap[AppConfig | None] = _ExpiringMap(ttl, max_entries)
-        self._authorities: _ExpiringMap[AuthorityConfig | None] = _ExpiringMap(ttl, max_entries)
+        # Names come from requests (any healthAuthorityID, any iss) and misses are kept too:
+        # the caches' bound is what stops a flood of made-up names.
+        self._apps: TtlCache[str, AppConfig | None] = TtlCache(ttl, max_entries=max_entries)
+        self._authorities: TtlCache[str, AuthorityConfig | None] = TtlCache(
+            ttl, max_entries=max_entries
+        )
 
     def app(self, app_id: str, now: datetime) -> AppConfig | None:
         """The authorized app ``app_id`` (case-insensitive), or None if there is none."""

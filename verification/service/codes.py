@@ -22,6 +22,7 @@ from crypto.randomness import random_bytes
 from crypto.tokens import sign_jwt_with_signer
 from exposure.api.verification import ACCEPT_HIERARCHY, MAX_DATE_AGE_DAYS, TestType
 from exposure.ratelimit import bucket_key, hit
+from exposure.tek import truncate
 from verification import store
 from verification.cache import ApiKeyView, RealmView
 from verification.context import VerificationContext
@@ -38,6 +39,7 @@ from verification.errors import (
     UnsupportedTestType,
     UuidAlreadyExists,
 )
+from verification.limits import LONG_CODE_MAX_LENGTH
 from verification.service import audit
 from verification.service.signing_keys import token_signer
 
@@ -46,6 +48,8 @@ from verification.service.signing_keys import token_signer
 COLLISION_RETRIES = 6
 JTI_BYTES = 96
 QUOTA_WINDOW = timedelta(days=1)
+#: A code keeps only the hour it was issued in: issue times are not needed finer.
+CREATED_AT_PRECISION = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,6 @@ class VerifiedCode:
     test_type: str
     symptom_date: date | None
     test_date: date | None
-
-
-def _truncate_to_hour(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 def _parse_date(text: str, *, field: str, now: datetime, tz_offset_minutes: float) -> date | None:
@@ -171,7 +171,7 @@ def issue_code(
         "claimed": False,
         "issued_by_api_key_id": api_key.id,
         "external_issuer_id": request.external_issuer_id,
-        "created_at": _truncate_to_hour(now),
+        "created_at": truncate(now, CREATED_AT_PRECISION),
     }
     for _ in range(COLLISION_RETRIES):
         short_code = generate_numeric_code(realm.short_code_length)
@@ -266,7 +266,7 @@ def verify_code(
     """
     accepted = accepted_test_types(accept)
     # Hash even an obviously malformed code so every request takes the same path.
-    candidates = context.hasher.candidates(code[:64])
+    candidates = context.hasher.candidates(code[:LONG_CODE_MAX_LENGTH])
     claimed = store.claim_code(
         session,
         realm_id=realm.id,

@@ -30,6 +30,16 @@ from verification.errors import (
     Unauthorized,
     VerificationError,
 )
+from verification.limits import (
+    LONG_CODE_MAX_LENGTH,
+    LONG_CODE_MAX_MINUTES,
+    LONG_CODE_MIN_LENGTH,
+    LONG_CODE_MIN_MINUTES,
+    SHORT_CODE_MAX_LENGTH,
+    SHORT_CODE_MAX_MINUTES,
+    SHORT_CODE_MIN_LENGTH,
+    SHORT_CODE_MIN_MINUTES,
+)
 from verification.models import ApiKey, Realm
 from verification.service import audit
 from verification.service.signing_keys import create_first_certificate_key, token_signer
@@ -68,10 +78,23 @@ class RealmPolicy:
     def validate(self) -> None:
         """Refuse settings that would make codes guessable or certificates long-lived."""
         checks = (
-            (6 <= self.short_code_length <= 20, "short codes need 6 to 20 digits"),
-            (12 <= self.long_code_length <= 64, "long codes need 12 to 64 characters"),
-            (1 <= self.short_code_minutes <= 120, "short codes live 1 to 120 minutes"),
-            (1 <= self.long_code_minutes <= 24 * 60, "long codes live 1 minute to 24 hours"),
+            (
+                SHORT_CODE_MIN_LENGTH <= self.short_code_length <= SHORT_CODE_MAX_LENGTH,
+                f"short codes need {SHORT_CODE_MIN_LENGTH} to {SHORT_CODE_MAX_LENGTH} digits",
+            ),
+            (
+                LONG_CODE_MIN_LENGTH <= self.long_code_length <= LONG_CODE_MAX_LENGTH,
+                f"long codes need {LONG_CODE_MIN_LENGTH} to {LONG_CODE_MAX_LENGTH} characters",
+            ),
+            (
+                SHORT_CODE_MIN_MINUTES <= self.short_code_minutes <= SHORT_CODE_MAX_MINUTES,
+                f"short codes live {SHORT_CODE_MIN_MINUTES} to {SHORT_CODE_MAX_MINUTES} minutes",
+            ),
+            (
+                LONG_CODE_MIN_MINUTES <= self.long_code_minutes <= LONG_CODE_MAX_MINUTES,
+                f"long codes live {LONG_CODE_MIN_MINUTES} minute to "
+                f"{LONG_CODE_MAX_MINUTES // 60} hours",
+            ),
             (
                 self.long_code_minutes >= self.short_code_minutes,
                 "long codes must not expire before short codes",

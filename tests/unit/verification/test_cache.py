@@ -12,7 +12,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from tests.unit.verification.conftest import Clock, make_context
-from verification.cache import Caches, TtlCache
+from verification.cache import Caches, ClockedCache
 from verification.context import VerificationContext
 from verification.errors import Unauthorized
 from verification.models import Realm
@@ -63,7 +63,7 @@ def _next_transaction(session: Session) -> None:
 
 
 def test_entries_expire_after_the_ttl(ticks: Ticks) -> None:
-    cache: TtlCache[str, int] = TtlCache(10, clock=ticks)
+    cache: ClockedCache[str, int] = ClockedCache(10, clock=ticks)
     cache.put("a", 1)
 
     ticks.advance(9.999)
@@ -74,7 +74,7 @@ def test_entries_expire_after_the_ttl(ticks: Ticks) -> None:
 
 
 def test_a_zero_ttl_caches_nothing(ticks: Ticks) -> None:
-    cache: TtlCache[str, int] = TtlCache(0, clock=ticks)
+    cache: ClockedCache[str, int] = ClockedCache(0, clock=ticks)
     cache.put("a", 1)
 
     assert cache.get("a") is None
@@ -82,7 +82,7 @@ def test_a_zero_ttl_caches_nothing(ticks: Ticks) -> None:
 
 
 def test_the_oldest_entries_go_first_when_full(ticks: Ticks) -> None:
-    cache: TtlCache[int, int] = TtlCache(10, max_entries=3, clock=ticks)
+    cache: ClockedCache[int, int] = ClockedCache(10, max_entries=3, clock=ticks)
     for key in range(5):
         cache.put(key, key)
 
@@ -91,13 +91,13 @@ def test_the_oldest_entries_go_first_when_full(ticks: Ticks) -> None:
 
 def test_nonsense_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
-        TtlCache(-1)
+        ClockedCache(-1)
     with pytest.raises(ValueError, match="max_entries"):
-        TtlCache(1, max_entries=0)
+        ClockedCache(1, max_entries=0)
 
 
 def test_concurrent_use_keeps_the_bound(ticks: Ticks) -> None:
-    cache: TtlCache[int, int] = TtlCache(10, max_entries=50, clock=ticks)
+    cache: ClockedCache[int, int] = ClockedCache(10, max_entries=50, clock=ticks)
 
     def churn(offset: int) -> None:
         for key in range(offset, offset + 2_000):

@@ -19,7 +19,7 @@ from keyserver.export.blobstore import BlobStore
 from keyserver.export.configs import add_signature_info, create_export_config
 from keyserver.models import ExportConfig, Exposure, SignatureInfo
 from keyserver.settings import KeyserverSettings
-from keyserver.store import encode_regions, insert_exposures
+from keyserver.store.exposures import encode_regions, insert_exposures
 
 #: A Monday at midnight UTC; tests place keys and clocks relative to it.
 T0 = datetime(2026, 3, 2, tzinfo=UTC)

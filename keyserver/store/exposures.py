@@ -1,4 +1,4 @@
-"""The key server's queries on exposures: the only module that writes them.
+"""The key server's queries on stored exposure keys: the only module that writes them.
 
 Callers own the transaction. Existing rows are read ``FOR UPDATE`` on PostgreSQL so that two
 publishes of the same keys serialize (SQLite serializes every writer with BEGIN IMMEDIATE).
@@ -11,20 +11,12 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Dialect, LargeBinary, TextClause, any_, bindparam, func, select, text, update
+from sqlalchemy import Dialect, LargeBinary, TextClause, any_, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from exposure.db.upsert import upsert_insert
-from keyserver.models import (
-    AuthorizedApp,
-    ExportBatch,
-    ExportConfig,
-    Exposure,
-    HealthAuthority,
-    HealthAuthorityKey,
-    SignatureInfo,
-)
+from keyserver.models import Exposure
 
 #: Rows per INSERT statement; keeps statements far below the parameter limits of both engines.
 INSERT_BATCH_SIZE = 500
@@ -133,85 +125,3 @@ def encode_regions(regions: Iterable[str]) -> str:
 
 def decode_regions(stored: str) -> tuple[str, ...]:
     return tuple(region for region in stored.split(",") if region)
-
-
-def last_batch_completion(session: Session) -> datetime | None:
-    """When the most recent export batch completed, if any has."""
-    return session.scalar(select(func.max(ExportBatch.completed_at)))
-
-
-def signature_info_references(session: Session, *, usable_at: datetime | None = None) -> list[str]:
-    """The key-store reference of every export signing key (only those still signing at
-    ``usable_at``, when given), oldest first."""
-    statement = select(SignatureInfo.signing_key).order_by(SignatureInfo.id)
-    if usable_at is not None:
-        statement = statement.where(
-            SignatureInfo.valid_until.is_(None) | (SignatureInfo.valid_until > usable_at)
-        )
-    return list(session.scalars(statement))
-
-
-# ---- administration: what operators list, show and remove ----------------------------
-
-
-def health_authorities(session: Session) -> list[HealthAuthority]:
-    return list(session.scalars(select(HealthAuthority).order_by(HealthAuthority.id)))
-
-
-def health_authority_by_id(session: Session, authority_id: int) -> HealthAuthority | None:
-    return session.get(HealthAuthority, authority_id)
-
-
-def health_authority_keys(session: Session, authority_id: int) -> list[HealthAuthorityKey]:
-    statement = (
-        select(HealthAuthorityKey)
-        .where(HealthAuthorityKey.health_authority_id == authority_id)
-        .order_by(HealthAuthorityKey.id)
-    )
-    return list(session.scalars(statement))
-
-
-def delete_health_authority(session: Session, authority: HealthAuthority) -> None:
-    """Its keys and app links go with it (ON DELETE CASCADE); keys stay, unattributed."""
-    session.delete(authority)
-    # The caller reports the change; make a constraint failure surface here.
-    session.flush()
-
-
-def authorized_app_ids(session: Session) -> list[str]:
-    return list(session.scalars(select(AuthorizedApp.app_id).order_by(AuthorizedApp.id)))
-
-
-def authorized_app(session: Session, app_id: str) -> AuthorizedApp | None:
-    return session.scalars(select(AuthorizedApp).where(AuthorizedApp.app_id == app_id)).first()
-
-
-def delete_authorized_app(session: Session, app: AuthorizedApp) -> None:
-    session.delete(app)
-    session.flush()
-
-
-def issuers_by_id(session: Session, authority_ids: Iterable[int]) -> dict[int, str]:
-    ids = list(authority_ids)
-    if not ids:
-        return {}
-    rows = session.execute(
-        select(HealthAuthority.id, HealthAuthority.issuer).where(HealthAuthority.id.in_(ids))
-    )
-    return {authority_id: issuer for authority_id, issuer in rows}
-
-
-def export_configs(session: Session) -> list[ExportConfig]:
-    return list(session.scalars(select(ExportConfig).order_by(ExportConfig.id)))
-
-
-def signature_infos(session: Session) -> list[SignatureInfo]:
-    return list(session.scalars(select(SignatureInfo).order_by(SignatureInfo.id)))
-
-
-def signature_info(session: Session, key_id: str, key_version: str) -> SignatureInfo | None:
-    return session.scalars(
-        select(SignatureInfo).where(
-            SignatureInfo.key_id == key_id, SignatureInfo.key_version == key_version
-        )
-    ).first()
