@@ -77,8 +77,9 @@ def _seed_authorities(data_dir: Path, **jwks_urls: str) -> None:
                 )
 
 
-def _refused(result_code: int, stderr: str, fragment: str) -> None:
-    assert result_code == 1
+def _refused(result_code: int, stderr: str, fragment: str, code: int = 1) -> None:
+    """One line on standard error; 2 for a mistake in the flags, 1 for a refused change."""
+    assert result_code == code
     assert fragment in stderr
     assert stderr.startswith("error: ")
     assert "Traceback" not in stderr
@@ -235,30 +236,33 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     for name in [name for name in os.environ if name.startswith("EXPOSURE_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("EXPOSURE_DATA_DIR", str(tmp_path))
-    return CliRunner()
+    runner = CliRunner()
+    upgraded = runner.invoke(exposure_cli, ["db", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.stderr
+    return runner
 
 
 HA_ADD = ("admin", "health-authority", "add", "--audience", "aud", "--name", "n")
 
 
 @pytest.mark.parametrize(
-    ("arguments", "message"),
+    ("arguments", "message", "code"),
     [
-        (("--jwks-url", "https://x.example/", "--public-key", PEM), "exactly one of"),
-        ((), "exactly one of"),
-        (("--public-key", PEM), "--kid"),
-        (("--jwks-url", "https://x.example/", "--kid", "v1"), "--kid"),
-        (("--public-key", "/nonexistent.pem", "--kid", "v1"), "cannot read public key file"),
-        (("--public-key", f"{PEM[:60]}xx", "--kid", "v1"), "P-256 PUBLIC KEY"),
-        (("--jwks-url", "file:///etc/passwd"), "http or https"),
+        (("--jwks-url", "https://x.example/", "--public-key", PEM), "exactly one of", 2),
+        ((), "exactly one of", 2),
+        (("--public-key", PEM), "--kid", 2),
+        (("--jwks-url", "https://x.example/", "--kid", "v1"), "--kid", 2),
+        (("--public-key", "/nonexistent.pem", "--kid", "v1"), "cannot read public key file", 2),
+        (("--public-key", f"{PEM[:60]}xx", "--kid", "v1"), "P-256 PUBLIC KEY", 1),
+        (("--jwks-url", "file:///etc/passwd"), "http or https", 1),
     ],
 )
 def test_health_authority_argument_mistakes(
-    cli: CliRunner, tmp_path: Path, arguments: tuple[str, ...], message: str
+    cli: CliRunner, tmp_path: Path, arguments: tuple[str, ...], message: str, code: int
 ) -> None:
     result = cli.invoke(exposure_cli, [*HA_ADD, "--issuer", "gov.b", *arguments])
 
-    _refused(result.exit_code, result.stderr, message)
+    _refused(result.exit_code, result.stderr, message, code)
     if (tmp_path / "keyserver.sqlite3").exists():
         assert _stored(tmp_path)["authorities"] == []  # nothing half-done stays behind
 
@@ -297,4 +301,4 @@ def test_app_argument_mistakes(
 def test_jobs_run_refuses_an_unknown_job(cli: CliRunner) -> None:
     result = cli.invoke(exposure_cli, ["jobs", "run", "no-such-job"])
 
-    _refused(result.exit_code, result.stderr, "jwks-refresh")
+    _refused(result.exit_code, result.stderr, "jwks-refresh", code=2)

@@ -461,7 +461,7 @@ def _phone(client: httpx.Client, setup: dict[str, Any], found: Secrets) -> None:
 def _job_names(recorder: Recorder) -> list[str]:
     """The jobs ``exposure jobs run`` knows, read from its answer to an unknown name."""
     listing = recorder.cli("jobs", "run", "no-such-job")
-    assert listing.returncode == 1
+    assert listing.returncode == 2
     found = re.search(r"known jobs: (.+)$", listing.stderr.strip())
     assert found is not None, listing.stderr
     return [name.strip() for name in found.group(1).split(",")]
