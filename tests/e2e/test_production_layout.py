@@ -340,15 +340,7 @@ def test_the_documented_production_layout(
     }
     servers: list[Server] = []
     try:
-        port_process = subprocess.Popen(
-            [str(EXPOSURE), "serve", "verification", "--port", str(verification_port)],
-            env=verification_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        servers.append(Server("verification", port_process, verification_url))
-        _wait_ready(servers[-1])
+        servers.append(serve(verification_env, "verification", verification_port))
         replicas = []
         for name in ("replica-a", "replica-b"):
             env = environment(tmp_path / name, **keyserver_settings)
