@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := exposure keyserver verification crypto
+PACKAGES := exposure keyserver verification crypto benchmarks
 PROTO_DIR := exposure/export/proto
 REVISION_PROTO_DIR := keyserver/proto
 # The schema is read from ../shared (never copied here); only the generated code is committed.
@@ -33,7 +33,7 @@ lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP) ## mypy --strict on the four packages
+typecheck: $(STAMP) ## mypy --strict on the packages and the benchmarks
 	$(BIN)/mypy $(PACKAGES)
 
 check: lint typecheck test ## everything CI runs

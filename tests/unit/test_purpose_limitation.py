@@ -33,7 +33,8 @@ from exposure.cli import app as cli_app
 from exposure.settings import ExposureSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("exposure", "keyserver", "verification", "crypto")
+#: The product, and the benchmarks it runs (``exposure bench``), which read their own keys.
+PACKAGES = ("exposure", "keyserver", "verification", "crypto", "benchmarks")
 
 
 # ---- HTTP routes ------------------------------------------------------------------------
@@ -180,7 +181,10 @@ def _command_paths(command: Any, prefix: tuple[str, ...] = ()) -> Iterator[str]:
     # Typer ships its own copy of click, so groups are recognized by their commands.
     subcommands = getattr(command, "commands", None)
     if isinstance(subcommands, dict):
-        for name, subcommand in subcommands.items():
+        context = command.context_class(command, info_name=prefix[-1] if prefix else "exposure")
+        for name in list(subcommands):
+            # Resolved as an invocation would, so lazily mounted commands (bench) load.
+            _, subcommand, _ = command.resolve_command(context, [name])
             yield from _command_paths(subcommand, (*prefix, name))
     else:
         yield " ".join(prefix)
@@ -223,10 +227,10 @@ KEY_READERS: dict[str, str] = {
     "keyserver/service/publish.py": "publish: compares stored rows with the keys sent",
     "keyserver/export/worker.py": "export path: selects a window's keys into signed files",
     "exposure/db/migrations/versions/k0001_keyserver.py": "creates the table (DDL only)",
-    "exposure/bench/publish.py": "benchmark: checks its scratch database holds what it sent",
-    "exposure/bench/export.py": "benchmark: seeds and selects keys in its scratch database",
+    "benchmarks/publish.py": "benchmark: checks its scratch database holds what it sent",
+    "benchmarks/export.py": "benchmark: seeds and selects keys in its scratch database",
     "keyserver/retention.py": "retention: counts and deletes expired keys, never returns them",
-    "exposure/bench/purge.py": "benchmark: seeds expired keys in its scratch database",
+    "benchmarks/purge.py": "benchmark: seeds expired keys in its scratch database",
     # keyserver/service/revision.py would be allowed too, but it never touches the table.
 }
 

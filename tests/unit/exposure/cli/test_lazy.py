@@ -1,7 +1,10 @@
-"""Lazily mounted sub-commands (exposure.cli.lazy)."""
+"""Lazily mounted sub-commands (exposure.cli.lazy), and ``exposure bench`` mounted that way."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -10,6 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from exposure.cli import ExposureGroup
 from exposure.cli.lazy import LazyCommand, LazyGroup
 
 # ---- the mechanism, on a module written here ----------------------------------------------
@@ -102,3 +106,53 @@ def test_a_target_that_is_not_a_typer_app_is_refused() -> None:
 def test_a_name_registered_twice_is_refused() -> None:
     with pytest.raises(ValueError, match="registered twice"):
         typer.main.get_command(_app(LazyCommand("eager", "x:y", "Clashes.")))
+
+
+# ---- exposure bench ------------------------------------------------------------------------
+
+
+def _exposure(*arguments: str) -> tuple[str, list[str]]:
+    """Run ``exposure arguments`` in a fresh interpreter: its output, benchmark modules loaded."""
+    script = (
+        "import json, sys\n"
+        "from exposure.cli import app\n"
+        "try:\n"
+        f"    app({list(arguments)!r}, prog_name='exposure')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'benchmarks')\n"
+        "print(json.dumps(loaded))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "120"},
+        timeout=120,
+    )
+    output, _, last = completed.stdout.rstrip("\n").rpartition("\n")
+    return output, json.loads(last)
+
+
+def test_exposure_help_lists_bench_without_importing_the_benchmarks() -> None:
+    output, loaded = _exposure("--help")
+
+    assert "bench" in output
+    assert "Measure the hot paths" in output
+    assert loaded == []
+
+
+def test_exposure_bench_imports_the_benchmarks_when_called() -> None:
+    output, loaded = _exposure("bench", "--help")
+
+    for command in ("rpi", "verification", "publish", "export", "purge"):
+        assert command in output
+    assert "benchmarks.cli" in loaded
+
+
+def test_the_listed_help_of_bench_is_its_own() -> None:
+    from benchmarks.cli import bench_app
+
+    (bench,) = (lazy for lazy in ExposureGroup.lazy_commands if lazy.name == "bench")
+    assert bench.help == bench_app.info.help

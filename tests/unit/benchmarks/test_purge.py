@@ -1,4 +1,4 @@
-"""The purge benchmark (exposure.bench.purge): its seed, its timing window, its honesty.
+"""The purge benchmark (benchmarks.purge): its seed, its timing window, its honesty.
 
 The seed and the checks run on both engines. The window accounting runs against a small
 fake key server with a purge that only sleeps. End to end, the benchmark runs the real
@@ -22,17 +22,17 @@ import pytest
 from sqlalchemy import delete, insert, select
 from typer.testing import CliRunner
 
-from exposure.bench import harness
-from exposure.bench import purge as bench
-from exposure.bench.loadgen import run_event_loop
-from exposure.bench.publish import BenchAuthority, publish_requests
-from exposure.bench.rpi import machine_info
+from benchmarks import harness
+from benchmarks import purge as bench
+from benchmarks.loadgen import run_event_loop
+from benchmarks.publish import BenchAuthority, publish_requests
+from benchmarks.rpi import machine_info
 from exposure.cli import app
 from exposure.db import SessionFactory, create_database_engine, make_session_factory
 from exposure.jobs import Job, run_job
 from keyserver.models import Exposure
 from tests.conftest import postgres_base_url
-from tests.unit.exposure.bench.fake_http import answer, fake_server, target
+from tests.unit.benchmarks.fake_http import answer, fake_server, target
 
 NOW = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
 

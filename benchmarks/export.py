@@ -34,9 +34,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine, insert, select
 
+from benchmarks.harness import BenchmarkError, Database, postgres_schema
 from crypto.keystore import FileKeyStore
 from crypto.randomness import random_bytes
-from exposure.bench.harness import BenchmarkError, Database, postgres_schema
 from exposure.db import create_database_engine, make_session_factory, unit_of_work
 from exposure.db.lease import new_holder_token
 from exposure.db.migrate import upgrade_service

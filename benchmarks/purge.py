@@ -4,15 +4,15 @@ Issue 6 wants the purge of 1,000,000 expired keys done in under 10 seconds on Po
 with the p99 latency of publishes made meanwhile less than twice what it is without it.
 
 The benchmark starts ``exposure serve`` on a database of its own (as
-:mod:`exposure.bench.harness` does) after seeding it, untimed, with ``rows`` expired keys
+:mod:`benchmarks.harness` does) after seeding it, untimed, with ``rows`` expired keys
 (uploaded 20 days ago, as 14-key publishes spread over a day) and a tenth as many fresh ones
 (uploaded within the last 12 days) that must survive. Seeding uses COPY on PostgreSQL and
 executemany on SQLite; on PostgreSQL the table is then vacuumed and analyzed, as autovacuum
 would have left a table that filled over weeks.
 
-Then, with the publishes of :mod:`exposure.bench.publish` (valid 14-key publishes with
+Then, with the publishes of :mod:`benchmarks.publish` (valid 14-key publishes with
 certificates of the benchmark's own health authority, sent by
-:mod:`exposure.bench.loadgen` at a fixed ``concurrency``):
+:mod:`benchmarks.loadgen` at a fixed ``concurrency``):
 
 1. a warm-up (not measured) gives the publish rate, to sign enough publishes in advance;
 2. the baseline phase publishes for ``baseline_seconds``;
@@ -59,8 +59,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, text
 
-from crypto.randomness import random_bytes
-from exposure.bench.harness import (
+from benchmarks.harness import (
     DEFAULT_POSTGRES_URL,
     BenchmarkError,
     BenchServer,
@@ -76,7 +75,7 @@ from exposure.bench.harness import (
     running_server,
     summarize_latencies,
 )
-from exposure.bench.loadgen import (
+from benchmarks.loadgen import (
     Client,
     LoadGenerator,
     LoadRun,
@@ -85,7 +84,7 @@ from exposure.bench.loadgen import (
     event_loop_name,
     run_event_loop,
 )
-from exposure.bench.publish import (
+from benchmarks.publish import (
     KEYS_PER_PUBLISH,
     BenchAuthority,
     PreparedPublish,
@@ -93,7 +92,8 @@ from exposure.bench.publish import (
     check_stored_keys,
     publish_requests,
 )
-from exposure.bench.rpi import MachineInfo, machine_info
+from benchmarks.rpi import MachineInfo, machine_info
+from crypto.randomness import random_bytes
 from exposure.db import SessionFactory, create_database_engine, make_session_factory, unit_of_work
 from exposure.db.lease import acquire_lease, new_holder_token, release_lease
 from exposure.db.migrate import upgrade_service

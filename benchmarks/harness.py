@@ -42,8 +42,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from benchmarks.loadgen import Client, LoadGenerator, build_request
 from crypto.randomness import random_bytes
-from exposure.bench.loadgen import Client, LoadGenerator, build_request
 from exposure.db import create_database_engine
 from exposure.settings import ExposureSettings, Service
 
