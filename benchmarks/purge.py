@@ -17,14 +17,17 @@ certificates of the benchmark's own health authority, sent by
 1. a warm-up (not measured) gives the publish rate, to sign enough publishes in advance;
 2. the baseline phase publishes for ``baseline_seconds``;
 3. the purge phase starts the same load, and after a second runs the key server's own
-   ``purge-keyserver`` job once in this process (in a thread, against the same database),
-   then keeps the load going until the job returns. Only publishes sent while the job ran
-   count as "during the purge".
+   ``purge-keyserver`` job once in this process (in a thread, against the same database,
+   under the job's lease), then keeps the load going until the job returns. Only
+   publishes sent while the job ran count as "during the purge".
 
-The server schedules that job itself too. The benchmark holds the job's lease from before
-the server starts, releases it just before its own run and takes it back right after, so
-the server's scheduler skips its runs: the seeded rows are the benchmark's to purge, and a
-faulty run is not tidied up by the next one before the rows are counted.
+The server schedules that job itself too (5 s after it starts, then hourly). The benchmark
+takes the job's lease before the server starts and keeps it until the rows are counted,
+running the job's pass under it rather than through :func:`exposure.jobs.run_job` (which
+would take a lease of its own, so the benchmark would have to let go of its lease around
+the run). The server's scheduler skips every run meanwhile: the seeded rows are the
+benchmark's to purge, and a faulty run is not tidied up by the server's before they are
+counted.
 
 Nothing is taken on its word: afterwards no seeded expired key may be left, every fresh
 key must still be there, and every key of every acknowledged publish must be stored (a
@@ -97,7 +100,7 @@ from crypto.randomness import random_bytes
 from exposure.db import SessionFactory, create_database_engine, make_session_factory, unit_of_work
 from exposure.db.lease import acquire_lease, new_holder_token, release_lease
 from exposure.db.migrate import upgrade_service
-from exposure.jobs import Job, run_job
+from exposure.jobs import Job
 from exposure.retention.core import purge_job_name
 from exposure.retention.settings import RetentionSettings
 from exposure.services import keyserver_retention
@@ -328,9 +331,12 @@ def _lease_name(job_name: str) -> str:
     return f"job:{job_name}"
 
 
-def _hold_lease(sessions: SessionFactory, job_name: str) -> str:
-    """Take the job's lease so the server's scheduler skips the job; return the holder."""
-    holder = new_holder_token()
+def _hold_lease(sessions: SessionFactory, job_name: str, holder: str | None = None) -> str:
+    """Take the job's lease so the server's scheduler skips the job; return the holder.
+
+    Given the ``holder`` that took it, renews the lease, which fails if it was lost.
+    """
+    holder = holder or new_holder_token()
     with unit_of_work(sessions) as session:
         lease = acquire_lease(
             session,
@@ -798,27 +804,20 @@ def run_purge_benchmark(
             )
 
         def purge() -> PurgeRun:
-            _release_lease(sessions, PURGE_JOB, holder)
+            # The job's pass, under the lease held since before the server started: never
+            # released around the run, so the server's scheduler cannot slip in before it
+            # (and run instead) or after it (and purge what a faulty run left).
+            _hold_lease(sessions, PURGE_JOB, holder)
             before = cpu_snapshot(server.pid, server.database)
             started = time.perf_counter()
             try:
-                result = run_job(purging.job, now=datetime.now(UTC))
+                summary = purging.job.run(datetime.now(UTC))
             except Exception as error:  # the job's failure voids the run, with its reason
                 reason = f"{type(error).__name__}: {error}"
                 raise BenchmarkError(f"{PURGE_JOB} failed: {reason}") from error
             finished = time.perf_counter()
-            # Keep the server's scheduler off the job until the rows are counted: a second
-            # run could otherwise finish what a faulty first one left.
-            try:
-                _hold_lease(sessions, PURGE_JOB)
-            except BenchmarkError:
-                raise BenchmarkError(
-                    f"the server's scheduler ran {PURGE_JOB} right after the benchmark did"
-                ) from None
             after = cpu_snapshot(server.pid, server.database)
-            if not result.ran:
-                raise BenchmarkError(f"{PURGE_JOB} did not run: {dict(result.summary)}")
-            return PurgeRun(started, finished, dict(result.summary), before, after)
+            return PurgeRun(started, finished, dict(summary), before, after)
 
         source = PublishSource(authority, server.host_header)
         source.prepare(concurrency * _WARMUP_ROUNDS + 1)
@@ -832,6 +831,8 @@ def run_purge_benchmark(
             )
         )
         expired_left, fresh_kept = count_seeded(engine, seeded)
+        # Still ours after the count, so no run of the server's came before it.
+        _release_lease(sessions, PURGE_JOB, holder)
         acknowledged = measured.acknowledged
         missing = missing_keys(engine, acknowledged)
         if missing:
