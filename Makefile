@@ -3,14 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := exposure keyserver verification crypto
+PACKAGES := exposure keyserver verification crypto benchmarks
+# `make fuzz` runs each property test this many times its usual examples.
+FUZZ_FACTOR ?= 20
 PROTO_DIR := exposure/export/proto
 REVISION_PROTO_DIR := keyserver/proto
 # The schema is read from ../shared (never copied here); only the generated code is committed.
 PROTO_SRC := ../shared/interop/proto
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint typecheck check proto clean
+.PHONY: help venv run test fuzz lint typecheck check proto clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,12 +31,15 @@ run: $(STAMP) ## start the service on the embedded SQLite default (127.0.0.1:808
 test: $(STAMP) ## run the whole test suite (PostgreSQL tests need EXPOSURE_TEST_DATABASE_URL)
 	$(BIN)/python -m pytest
 
+fuzz: $(STAMP) ## before a release: the hypothesis tests, unseeded, FUZZ_FACTOR (20) times the examples
+	HYPOTHESIS_PROFILE=fuzz HYPOTHESIS_FUZZ_FACTOR=$(FUZZ_FACTOR) $(BIN)/python -m pytest -m hypothesis
+
 lint: $(STAMP) ## ruff check, format check and the import contracts (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-typecheck: $(STAMP) ## mypy --strict on the four packages
+typecheck: $(STAMP) ## mypy --strict on the packages and the benchmarks
 	$(BIN)/mypy $(PACKAGES)
 
 check: lint typecheck test ## everything CI runs

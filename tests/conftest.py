@@ -32,11 +32,44 @@ from tests.interop import running_in_ci
 # CI explores the same examples on every run, so a landing never hinges on a lucky draw;
 # local runs keep drawing new ones, which is how new counterexamples are found.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
-if running_in_ci():
-    hypothesis_settings.load_profile("ci")
+# `make fuzz`, before a release: new random examples, FUZZ_FACTOR times as many of them.
+hypothesis_settings.register_profile("fuzz", derandomize=False, deadline=None, print_blob=True)
+#: Names the profile to load; wins over CI's, so `make fuzz` draws at random under CI too.
+PROFILE_VARIABLE = "HYPOTHESIS_PROFILE"
+#: How many times its own max_examples each property test runs under the fuzz profile.
+FUZZ_FACTOR_VARIABLE = "HYPOTHESIS_FUZZ_FACTOR"
+DEFAULT_FUZZ_FACTOR = 20
+hypothesis_settings.load_profile(
+    os.environ.get(PROFILE_VARIABLE) or ("ci" if running_in_ci() else "default")
+)
 
 POSTGRES_URL_VARIABLE = "EXPOSURE_TEST_DATABASE_URL"
 ALL_TARGETS = ("heads",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under the fuzz profile, multiply every property test's max_examples by the factor.
+
+    A profile only sets what a test leaves unset, and most of ours set max_examples (cheap
+    properties many, slow ones few), so scaling each keeps their proportions. Hypothesis has
+    no public way to change a decorated test's settings: this writes the attribute its
+    ``@settings`` writes, and stops the run if that attribute is gone.
+    """
+    if hypothesis_settings.get_current_profile_name() != "fuzz":
+        return
+    factor = int(os.environ.get(FUZZ_FACTOR_VARIABLE) or DEFAULT_FUZZ_FACTOR)
+    scaled: set[int] = set()
+    for item in items:
+        test = getattr(item, "obj", None)
+        if not hasattr(test, "hypothesis") or id(test) in scaled:
+            continue  # not a property test, or one already scaled for another parameter
+        scaled.add(id(test))
+        own = getattr(test, "_hypothesis_internal_use_settings", None)
+        if not isinstance(own, hypothesis_settings):
+            raise pytest.UsageError(f"cannot read the hypothesis settings of {item.nodeid}")
+        test._hypothesis_internal_use_settings = hypothesis_settings(
+            own, max_examples=own.max_examples * factor
+        )
 
 
 def postgres_base_url() -> str:

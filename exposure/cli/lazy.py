@@ -1,65 +1,98 @@
-"""Sub-commands loaded only when they run, so ``exposure --help`` stays fast.
+"""Sub-commands whose code is imported only when they run.
 
-The root group lists every sub-command by name and a one-line help written here; the module
-behind a sub-command (and everything it imports: the web framework, the database layer, the
-services) is imported only when that sub-command is invoked or its own help is asked for.
+A group lists a lazy sub-command from what :class:`LazyCommand` says (its name and one line
+of help), so ``exposure --help`` imports nothing of it; ``exposure NAME ...`` imports the
+module and runs the Typer app it names. The module may live outside the product (the
+benchmarks do): the product then holds only its name, as a string.
+
+Example::
+
+    class ExposureGroup(LazyGroup):
+        lazy_commands = (
+            LazyCommand("bench", "benchmarks.cli:bench_app", "Measure the hot paths."),
+        )
+
+    app = typer.Typer(cls=ExposureGroup)
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import typer
 import typer.main
-
-# Typer carries its own copy of click; its groups and commands are of that copy's types.
-from typer import _click as click
 from typer.core import TyperCommand, TyperGroup
+
+if TYPE_CHECKING:
+    # Typer ships its own copy of click; these are the types its groups are written in.
+    from typer._click import Command, Context
 
 __all__ = ["LazyCommand", "LazyGroup"]
 
 
 @dataclass(frozen=True)
 class LazyCommand:
-    """Where a sub-command lives: ``module:attribute`` names a Typer app, and its help."""
+    """A sub-command known by name until it runs."""
 
+    name: str
+    #: ``"module:attribute"``, the attribute a :class:`typer.Typer` app.
     target: str
+    #: The line the parent's help shows; the command's own ``--help`` shows its full help.
     help: str
+    #: Mount the app's one command as the command itself (``exposure serve``), not as a
+    #: group holding it (``exposure serve serve``).
+    single: bool = False
 
-    def load(self) -> click.Command:
-        module_name, _, attribute = self.target.partition(":")
-        loaded = getattr(importlib.import_module(module_name), attribute)
-        if isinstance(loaded, typer.Typer):
-            return typer.main.get_command(loaded)
-        if isinstance(loaded, click.Command):
-            return loaded
-        raise TypeError(f"{self.target} is neither a Typer app nor a click command")
+    def load(self) -> Command:
+        """Import the target and build its command, named :attr:`name`.
+
+        Raises :class:`ImportError` or :class:`AttributeError` if the target is missing, and
+        :class:`TypeError` if it is not a Typer app.
+        """
+        module, _, attribute = self.target.partition(":")
+        loaded = getattr(importlib.import_module(module), attribute)
+        if not isinstance(loaded, typer.Typer):
+            raise TypeError(f"{self.target} is not a Typer app")
+        # A group even with a single command, as add_typer would mount it, unless asked.
+        command = typer.main.get_command(loaded) if self.single else typer.main.get_group(loaded)
+        command.name = self.name
+        return command
+
+
+class _Placeholder(TyperCommand):
+    """Stands for a lazy command in listings (help, typo suggestions) until it is loaded."""
+
+    def __init__(self, lazy: LazyCommand) -> None:
+        super().__init__(lazy.name, help=lazy.help, short_help=lazy.help)
+        self.lazy = lazy
 
 
 class LazyGroup(TyperGroup):
-    """A group whose ``LAZY`` sub-commands are imported on first use."""
+    """A Typer group that also mounts :attr:`lazy_commands`, importing each when it runs.
 
-    LAZY: ClassVar[Mapping[str, LazyCommand]] = {}
+    Subclass it with the commands and pass the subclass as ``typer.Typer(cls=...)``. The
+    lazy commands are listed after the eagerly added ones, in the order given.
+    """
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return [
-            *super().list_commands(ctx),
-            *(name for name in self.LAZY if name not in self.commands),
-        ]
+    lazy_commands: ClassVar[Sequence[LazyCommand]] = ()
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        command = super().get_command(ctx, cmd_name)
-        if command is not None or cmd_name not in self.LAZY:
-            return command
-        # Listing needs only the name and the help: a stand-in that never runs.
-        return TyperCommand(cmd_name, help=self.LAZY[cmd_name].help)
+    def __init__(self, **attributes: Any) -> None:
+        super().__init__(**attributes)
+        for lazy in self.lazy_commands:
+            if lazy.name in self.commands:
+                raise ValueError(f"command {lazy.name!r} is registered twice")
+            self.add_command(_Placeholder(lazy))
 
     def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
-        if args and args[0] in self.LAZY and args[0] not in self.commands:
-            self.add_command(self.LAZY[args[0]].load(), args[0])
-        return super().resolve_command(ctx, args)
+        self, ctx: Context, args: list[str]
+    ) -> tuple[str | None, Command | None, list[str]]:
+        # Every invocation (and shell completion) resolves through here; listings only
+        # call get_command, which keeps answering with the placeholder.
+        name, command, rest = super().resolve_command(ctx, args)
+        if name is not None and isinstance(command, _Placeholder):
+            command = command.lazy.load()
+            self.commands[name] = command
+        return name, command, rest

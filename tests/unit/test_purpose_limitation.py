@@ -33,7 +33,8 @@ from exposure.cli import app as cli_app
 from tests.deployment import open_test_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("exposure", "keyserver", "verification", "crypto")
+#: The product, and the benchmarks it runs (``exposure bench``), which read their own keys.
+PACKAGES = ("exposure", "keyserver", "verification", "crypto", "benchmarks")
 
 
 # ---- HTTP routes ------------------------------------------------------------------------
@@ -254,11 +255,11 @@ KEY_READERS: dict[str, str] = {
     "keyserver/service/publish.py": "publish: compares stored rows with the keys sent",
     "keyserver/store/exports.py": "export path: selects a window's keys for the worker's files",
     "exposure/db/migrations/versions/k0001_keyserver.py": "creates the table (DDL only)",
-    "exposure/bench/publish.py": "benchmark: checks its scratch database holds what it sent",
-    "exposure/bench/export.py": "benchmark: seeds and selects keys in its scratch database",
+    "benchmarks/publish.py": "benchmark: checks its scratch database holds what it sent",
+    "benchmarks/export.py": "benchmark: seeds and selects keys in its scratch database",
     "keyserver/retention.py": "retention: declares the keys' kinds (names the table only)",
     "keyserver/store/retention.py": "retention: counts and deletes expired keys, never returns",
-    "exposure/bench/purge.py": "benchmark: seeds expired keys in its scratch database",
+    "benchmarks/purge.py": "benchmark: seeds expired keys in its scratch database",
     # keyserver/service/revision.py would be allowed too, but it never touches the table.
 }
 

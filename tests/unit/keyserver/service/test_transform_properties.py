@@ -212,10 +212,14 @@ def check_key_invariants(case: Case, result: TransformResult) -> None:
         assert k.traveler is case.request.traveler
         assert k.regions == ("CA", "US")
         assert k.created_at == truncate(k.created_at, window)
+        if config.release_same_day_keys:
+            # No embargo: every key joins the current batch, even one still broadcast.
+            assert k.created_at == truncate(now, window)
+            continue
         assert k.created_at >= truncate(now, window)
         # The batch a key lands in never closes before the key stopped being broadcast.
         assert k.created_at + window > time_of_interval(k.end_interval)
-        if k.end_interval > current and not config.release_same_day_keys:
+        if k.end_interval > current:
             assert k.created_at >= time_of_interval(k.end_interval)
 
 
@@ -252,3 +256,32 @@ def test_arbitrary_requests_only_ever_raise_bad_request(case: Case) -> None:
         return
     check_key_invariants(case, result)
     check_output_shape(case, result)
+
+
+def test_release_same_day_keys_lets_a_key_still_broadcast_into_the_current_batch() -> None:
+    """The counterexample hypothesis found when the checks above asserted the embargo always.
+
+    The second key is broadcast until 13:00; at 12:34:56 with release_same_day_keys it is
+    stored in the 12:00 batch, which closes at 13:00, not held back to the 14:00 one.
+    """
+    now = MOMENTS[0]
+    request = PublishRequest(
+        temporaryExposureKeys=[
+            ExposureKey(key="", rollingStartNumber=2_989_803, rollingPeriod=1),
+            ExposureKey(key="A" * 22 + "==", rollingStartNumber=2_992_542, rollingPeriod=144),
+        ],
+        symptomOnsetInterval=2_990_448,
+    )
+    release = KeyserverSettings(release_same_day_keys=True, max_keys_on_publish=5)
+    released = Case(request, now, release, "", None)
+    embargoed = Case(request, now, KeyserverSettings(max_keys_on_publish=5), "", None)
+
+    result = released.run()
+
+    assert [(k.key, k.end_interval) for k in result.keys] == [(bytes(16), 2_992_686)]
+    assert time_of_interval(2_992_686) == datetime(2026, 11, 25, 13, tzinfo=UTC)
+    assert result.keys[0].created_at == datetime(2026, 11, 25, 12, tzinfo=UTC)
+    assert result.errors == ["key 0 cannot be imported: invalid key length, 0, must be 16"]
+    check_key_invariants(released, result)
+    check_output_shape(released, result)
+    assert embargoed.run().keys[0].created_at == datetime(2026, 11, 25, 14, tzinfo=UTC)

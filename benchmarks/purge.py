@@ -4,27 +4,30 @@ Issue 6 wants the purge of 1,000,000 expired keys done in under 10 seconds on Po
 with the p99 latency of publishes made meanwhile less than twice what it is without it.
 
 The benchmark starts ``exposure serve`` on a database of its own (as
-:mod:`exposure.bench.harness` does) after seeding it, untimed, with ``rows`` expired keys
+:mod:`benchmarks.harness` does) after seeding it, untimed, with ``rows`` expired keys
 (uploaded 20 days ago, as 14-key publishes spread over a day) and a tenth as many fresh ones
 (uploaded within the last 12 days) that must survive. Seeding uses COPY on PostgreSQL and
 executemany on SQLite; on PostgreSQL the table is then vacuumed and analyzed, as autovacuum
 would have left a table that filled over weeks.
 
-Then, with the publishes of :mod:`exposure.bench.publish` (valid 14-key publishes with
+Then, with the publishes of :mod:`benchmarks.publish` (valid 14-key publishes with
 certificates of the benchmark's own health authority, sent by
-:mod:`exposure.bench.loadgen` at a fixed ``concurrency``):
+:mod:`benchmarks.loadgen` at a fixed ``concurrency``):
 
 1. a warm-up (not measured) gives the publish rate, to sign enough publishes in advance;
 2. the baseline phase publishes for ``baseline_seconds``;
 3. the purge phase starts the same load, and after a second runs the key server's own
-   ``purge-keyserver`` job once in this process (in a thread, against the same database),
-   then keeps the load going until the job returns. Only publishes sent while the job ran
-   count as "during the purge".
+   ``purge-keyserver`` job once in this process (in a thread, against the same database,
+   under the job's lease), then keeps the load going until the job returns. Only
+   publishes sent while the job ran count as "during the purge".
 
-The server schedules that job itself too. The benchmark holds the job's lease from before
-the server starts, releases it just before its own run and takes it back right after, so
-the server's scheduler skips its runs: the seeded rows are the benchmark's to purge, and a
-faulty run is not tidied up by the next one before the rows are counted.
+The server schedules that job itself too (5 s after it starts, then hourly). The benchmark
+takes the job's lease before the server starts and keeps it until the rows are counted,
+running the job's pass under it rather than through :func:`exposure.jobs.run_job` (which
+would take a lease of its own, so the benchmark would have to let go of its lease around
+the run). The server's scheduler skips every run meanwhile: the seeded rows are the
+benchmark's to purge, and a faulty run is not tidied up by the server's before they are
+counted.
 
 Nothing is taken on its word: afterwards no seeded expired key may be left, every fresh
 key must still be there, and every key of every acknowledged publish must be stored (a
@@ -53,14 +56,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, text
 
-from crypto.randomness import random_bytes
-from exposure.bench.harness import (
+from benchmarks.harness import (
     DEFAULT_POSTGRES_URL,
     BenchmarkError,
     BenchServer,
@@ -74,9 +76,10 @@ from exposure.bench.harness import (
     cpu_snapshot,
     log_tail,
     running_server,
+    server_settings,
     summarize_latencies,
 )
-from exposure.bench.loadgen import (
+from benchmarks.loadgen import (
     Client,
     LoadGenerator,
     LoadRun,
@@ -85,7 +88,7 @@ from exposure.bench.loadgen import (
     event_loop_name,
     run_event_loop,
 )
-from exposure.bench.publish import (
+from benchmarks.publish import (
     KEYS_PER_PUBLISH,
     BenchAuthority,
     PreparedPublish,
@@ -93,19 +96,18 @@ from exposure.bench.publish import (
     check_stored_keys,
     publish_requests,
 )
-from exposure.bench.rpi import MachineInfo, machine_info
+from benchmarks.rpi import MachineInfo, machine_info
+from crypto.randomness import random_bytes
+from exposure.compose import open_deployment
 from exposure.db import SessionFactory, create_database_engine, make_session_factory, unit_of_work
 from exposure.db.lease import acquire_lease, new_holder_token, release_lease
 from exposure.db.migrate import upgrade_service
-from exposure.jobs import Job, run_job
+from exposure.jobs import Job
 from exposure.retention.core import purge_job_name
 from exposure.retention.settings import RetentionSettings
-from exposure.services import keyserver_retention
 from exposure.settings import ExposureSettings, Service
 from exposure.tek import INTERVALS_PER_DAY, ReportType, interval_number, truncate, utc_midnight
-from keyserver.context import KeyserverContext
 from keyserver.models import Exposure
-from keyserver.settings import KeyserverSettings
 
 __all__ = [
     "DEFAULT_BASELINE_SECONDS",
@@ -328,9 +330,12 @@ def _lease_name(job_name: str) -> str:
     return f"job:{job_name}"
 
 
-def _hold_lease(sessions: SessionFactory, job_name: str) -> str:
-    """Take the job's lease so the server's scheduler skips the job; return the holder."""
-    holder = new_holder_token()
+def _hold_lease(sessions: SessionFactory, job_name: str, holder: str | None = None) -> str:
+    """Take the job's lease so the server's scheduler skips the job; return the holder.
+
+    Given the ``holder`` that took it, renews the lease, which fails if it was lost.
+    """
+    holder = holder or new_holder_token()
     with unit_of_work(sessions) as session:
         lease = acquire_lease(
             session,
@@ -359,18 +364,23 @@ class PurgeJob:
 
     job: Job
     key_kinds: frozenset[str]
+    #: Closes what building the job opened (the key server's bundle).
+    close: Callable[[], None] = lambda: None
 
 
 def purge_job(server: BenchServer, sessions: SessionFactory) -> PurgeJob:
-    """The key server's purge job on ``sessions``, built as ``exposure jobs run`` builds it.
+    """The key server's purge job, from the key server's bundle opened with the server's
+    own settings, as ``exposure jobs run`` opens it; its lease is taken on ``sessions``.
 
-    Settings come from this process's environment (``EXPOSURE_RETENTION_BATCH_SIZE`` and
-    the like apply to the run); files the job reads or writes (the retention-log key, the
-    export store) are the server's, under its data directory.
+    The server's environment decides everything but the retention settings, which come from
+    this process's (``EXPOSURE_RETENTION_BATCH_SIZE`` and the like apply to the run).
     """
-    context = KeyserverContext.from_settings(KeyserverSettings(), server.data_dir, sessions)
-    retention = keyserver_retention(context, RetentionSettings(), server.data_dir)
-    job = retention.job()
+    settings = server_settings(server)
+    deployment = open_deployment(
+        replace(settings, retention=RetentionSettings()), [Service.KEYSERVER]
+    )
+    retention = deployment.keyserver.retention
+    job = replace(retention.job(), session_factory=sessions)
     if job.name != PURGE_JOB:
         raise BenchmarkError(f"the key server's purge job is {job.name!r}, not {PURGE_JOB!r}")
     kinds = frozenset(
@@ -378,7 +388,7 @@ def purge_job(server: BenchServer, sessions: SessionFactory) -> PurgeJob:
         for policy in retention.policies
         if policy.purged and policy.tables == (Exposure.__tablename__,)
     )
-    return PurgeJob(job, kinds)
+    return PurgeJob(job, kinds, deployment.close)
 
 
 def rows_by_kind(summary: Mapping[str, Any]) -> dict[str, int]:
@@ -790,6 +800,7 @@ def run_purge_benchmark(
         key_file.write_text(authority.public_key_pem(), encoding="ascii")
         commands.run(*_registration(authority, str(key_file)))
         purging = purge_job(server, sessions)
+        stack.callback(purging.close)
         expired_before, fresh_before = count_seeded(engine, seeded)
         if (expired_before, fresh_before) != (seeded.expired, seeded.fresh):
             raise BenchmarkError(
@@ -798,27 +809,20 @@ def run_purge_benchmark(
             )
 
         def purge() -> PurgeRun:
-            _release_lease(sessions, PURGE_JOB, holder)
+            # The job's pass, under the lease held since before the server started: never
+            # released around the run, so the server's scheduler cannot slip in before it
+            # (and run instead) or after it (and purge what a faulty run left).
+            _hold_lease(sessions, PURGE_JOB, holder)
             before = cpu_snapshot(server.pid, server.database)
             started = time.perf_counter()
             try:
-                result = run_job(purging.job, now=datetime.now(UTC))
+                summary = purging.job.run(datetime.now(UTC))
             except Exception as error:  # the job's failure voids the run, with its reason
                 reason = f"{type(error).__name__}: {error}"
                 raise BenchmarkError(f"{PURGE_JOB} failed: {reason}") from error
             finished = time.perf_counter()
-            # Keep the server's scheduler off the job until the rows are counted: a second
-            # run could otherwise finish what a faulty first one left.
-            try:
-                _hold_lease(sessions, PURGE_JOB)
-            except BenchmarkError:
-                raise BenchmarkError(
-                    f"the server's scheduler ran {PURGE_JOB} right after the benchmark did"
-                ) from None
             after = cpu_snapshot(server.pid, server.database)
-            if not result.ran:
-                raise BenchmarkError(f"{PURGE_JOB} did not run: {dict(result.summary)}")
-            return PurgeRun(started, finished, dict(result.summary), before, after)
+            return PurgeRun(started, finished, dict(summary), before, after)
 
         source = PublishSource(authority, server.host_header)
         source.prepare(concurrency * _WARMUP_ROUNDS + 1)
@@ -832,6 +836,8 @@ def run_purge_benchmark(
             )
         )
         expired_left, fresh_kept = count_seeded(engine, seeded)
+        # Still ours after the count, so no run of the server's came before it.
+        _release_lease(sessions, PURGE_JOB, holder)
         acknowledged = measured.acknowledged
         missing = missing_keys(engine, acknowledged)
         if missing:

@@ -1,4 +1,4 @@
-"""The publish benchmark (exposure.bench.publish): its bodies, its accounting, its checks.
+"""The publish benchmark (benchmarks.publish): its bodies, its accounting, its checks.
 
 The bodies are checked with the same crypto the key server uses (crypto.tekmac,
 crypto.tokens). The accounting runs against a small Starlette app served by uvicorn that
@@ -27,19 +27,19 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from typer.testing import CliRunner
 
+from benchmarks import harness
+from benchmarks import publish as bench
+from benchmarks.loadgen import run_event_loop
+from benchmarks.rpi import machine_info
 from crypto.errors import InvalidMac, InvalidToken
 from crypto.tekmac import SignedKey, verify_tekmac
 from crypto.tokens import verify_jwt
 from exposure.api.v1 import MAX_PUBLISH_BODY_BYTES, PublishRequest
-from exposure.bench import harness
-from exposure.bench import publish as bench
-from exposure.bench.loadgen import run_event_loop
-from exposure.bench.rpi import machine_info
 from exposure.cli import app
 from exposure.db import create_database_engine
 from exposure.tek import interval_number, utc_midnight
 from keyserver.models import Exposure
-from tests.unit.exposure.bench.fake_http import target
+from tests.unit.benchmarks.fake_http import target
 
 NOW = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
 

@@ -34,13 +34,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine, insert, select
 
-from crypto.keystore import FileKeyStore
+from benchmarks.harness import BenchmarkError, Database, postgres_schema
 from crypto.randomness import random_bytes
-from exposure.bench.harness import BenchmarkError, Database, postgres_schema
 from exposure.db import create_database_engine, make_session_factory, unit_of_work
 from exposure.db.lease import new_holder_token
 from exposure.db.migrate import upgrade_service
 from exposure.export.reader import read_export
+from exposure.keys import ServiceKeyStore
+from exposure.keys.kek import decode_keks, new_kek
 from exposure.settings import Service
 from exposure.tek import interval_number
 from keyserver.export.batcher import create_batches
@@ -150,16 +151,18 @@ def seed_keys(engine: Engine, count: int) -> None:
             connection.execute(insert(Exposure), batch)
 
 
-def _export_in_child(
-    url: str, export_dir: str, keys_dir: str
-) -> tuple[float, float, dict[str, float]]:
+def _key_store(kek: str) -> ServiceKeyStore:
+    return ServiceKeyStore("keyserver", decode_keks(kek), kek_source="the benchmark's KEK")
+
+
+def _export_in_child(url: str, export_dir: str, kek: str) -> tuple[float, float, dict[str, float]]:
     engine = _engine(url)
     try:
         started = time.perf_counter()
         report = run_worker(
             make_session_factory(engine),
             store=FilesystemBlobStore(Path(export_dir)),
-            key_store=FileKeyStore(Path(keys_dir)),
+            key_store=_key_store(kek),
             settings=_settings(Path(export_dir)),
             now=WINDOW_START + PERIOD + timedelta(hours=3),
             holder=new_holder_token(),
@@ -204,14 +207,14 @@ def _database(database: Database, postgres_url: str | None, directory: Path) -> 
         yield url
 
 
-def _prepare(url: str, keys: int, export_dir: Path, keys_dir: Path) -> None:
+def _prepare(url: str, keys: int, export_dir: Path, kek: str) -> None:
     engine = _engine(url)
     try:
         upgrade_service(engine, Service.KEYSERVER)
         seed_keys(engine, keys)
         with unit_of_work(make_session_factory(engine)) as session:
             info = add_signature_info(
-                session, FileKeyStore(keys_dir), key_id="bench", key_version="v1", now=WINDOW_START
+                session, _key_store(kek), key_id="bench", key_version="v1", now=WINDOW_START
             )
             create_export_config(
                 session,
@@ -253,18 +256,18 @@ def run_export_benchmark(
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="exposure-bench-export-") as scratch:
         directory = Path(scratch)
-        export_dir, keys_dir = directory / "exports", directory / "keys"
+        export_dir, kek = directory / "exports", new_kek()
         with _database(
             database, postgres_url or os.environ.get("EXPOSURE_TEST_DATABASE_URL"), directory
         ) as url:
-            _prepare(url, keys, export_dir, keys_dir)
+            _prepare(url, keys, export_dir, kek)
             with spawn.Pool(1, maxtasksperchild=1) as pool:
                 baseline = pool.apply(_baseline_in_child)
             with spawn.Pool(1, maxtasksperchild=1) as pool:
                 select_seconds = pool.apply(_select_in_child, (url,))
             with spawn.Pool(1, maxtasksperchild=1) as pool:
                 export_seconds, peak, phases = pool.apply(
-                    _export_in_child, (url, str(export_dir), str(keys_dir))
+                    _export_in_child, (url, str(export_dir), kek)
                 )
         files, exported = _count_exported(export_dir)
     if exported < keys:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from exposure.bench import harness
+from benchmarks import harness
 
 #: Given a request's head (without the blank line) and body, the bytes to answer.
 Respond = Callable[[bytes, bytes], Awaitable[bytes]]

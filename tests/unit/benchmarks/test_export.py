@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from exposure.bench.export import run_export_benchmark
-from exposure.bench.harness import Database
+from benchmarks.export import run_export_benchmark
+from benchmarks.harness import Database
 from tests.conftest import postgres_base_url
 
 

@@ -1,4 +1,8 @@
-"""``exposure bench ...``: measure the hot paths on this machine."""
+"""``exposure bench ...``: measure the hot paths on this machine.
+
+``exposure`` mounts :data:`bench_app` lazily, by name (:mod:`exposure.cli.lazy`): this
+module and the benchmarks load only when ``exposure bench`` runs.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from exposure.bench import export as export_bench
-from exposure.bench import publish as publish_bench
-from exposure.bench import purge as purge_bench
-from exposure.bench import verification as verification_bench
-from exposure.bench.harness import (
+from benchmarks import export as export_bench
+from benchmarks import publish as publish_bench
+from benchmarks import purge as purge_bench
+from benchmarks import verification as verification_bench
+from benchmarks.harness import (
     DEFAULT_POSTGRES_URL,
     BenchmarkError,
     CpuUsage,
@@ -23,7 +27,7 @@ from exposure.bench.harness import (
     HealthResult,
     LatencySummary,
 )
-from exposure.bench.rpi import BenchmarkMismatchError, MachineInfo, run_rpi_benchmark
+from benchmarks.rpi import BenchmarkMismatchError, MachineInfo, run_rpi_benchmark
 
 bench_app = typer.Typer(
     help="Measure the hot paths (RPI, verification flow, publish, export, purge) on this machine.",

@@ -7,7 +7,7 @@ under the secret sent as ``hmacKey``) and about a kilobyte of padding. The bench
 own health authority: it makes a P-256 key, registers it and an app with the server through
 ``exposure admin health-authority add`` and ``exposure admin app add`` (as an operator
 would), and signs every certificate itself. Every body is built and signed before the
-timed phase, so the load generator (:mod:`exposure.bench.loadgen`) only writes bytes.
+timed phase, so the load generator (:mod:`benchmarks.loadgen`) only writes bytes.
 
 Nothing is trusted on its word: a publish counts only if the answer is 200 with
 ``insertedExposures`` equal to the keys sent, and after the run the server's database must
@@ -18,7 +18,7 @@ many requests as the publishes, for the server's ceiling on this machine (issue 
 publishes at half of it or better).
 
 The server, its data and its PostgreSQL schema are the benchmark's own, as in
-:mod:`exposure.bench.harness`. Certificates live 15 minutes, so the timed phase may last at
+:mod:`benchmarks.harness`. Certificates live 15 minutes, so the timed phase may last at
 most :data:`MAX_TIME_LIMIT` seconds.
 
 Example::
@@ -43,10 +43,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
-from crypto.randomness import random_below, random_bytes
-from crypto.tekmac import SignedKey, compute_tekmac
-from crypto.tokens import sign_jwt
-from exposure.bench.harness import (
+from benchmarks.harness import (
     DEFAULT_POSTGRES_URL,
     BenchmarkError,
     BenchServer,
@@ -63,7 +60,7 @@ from exposure.bench.harness import (
     running_server,
     summarize_latencies,
 )
-from exposure.bench.loadgen import (
+from benchmarks.loadgen import (
     Client,
     LoadGenerator,
     LoadRun,
@@ -72,7 +69,10 @@ from exposure.bench.loadgen import (
     json_request,
     run_event_loop,
 )
-from exposure.bench.rpi import MachineInfo, machine_info
+from benchmarks.rpi import MachineInfo, machine_info
+from crypto.randomness import random_below, random_bytes
+from crypto.tekmac import SignedKey, compute_tekmac
+from crypto.tokens import sign_jwt
 from exposure.db import create_database_engine, make_session_factory, unit_of_work
 from exposure.settings import Service
 from exposure.tek import INTERVALS_PER_DAY, ReportType, interval_number, utc_midnight

@@ -1,4 +1,4 @@
-"""The benchmark harness (exposure.bench.harness): statistics, CPU, the server's life, /health."""
+"""The benchmark harness (benchmarks.harness): statistics, CPU, the server's life, /health."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from urllib.parse import unquote
 import pytest
 from sqlalchemy import text
 
-from exposure.bench import harness
-from exposure.bench.loadgen import LoadGenerator, run_event_loop
+from benchmarks import harness
+from benchmarks.loadgen import LoadGenerator, run_event_loop
 from exposure.db import create_database_engine
 from exposure.settings import Service
 from tests.conftest import postgres_base_url
-from tests.unit.exposure.bench.fake_http import answer, fake_server, target
+from tests.unit.benchmarks.fake_http import answer, fake_server, target
 
 # A stand-in server: answers /health like exposure serve, starts in a blink.
 TINY_SERVER = """

@@ -1,4 +1,4 @@
-"""The verification-flow benchmark (exposure.bench.verification), small, end to end."""
+"""The verification-flow benchmark (benchmarks.verification), small, end to end."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
+from benchmarks import harness
+from benchmarks import verification as bench
+from benchmarks.loadgen import LoadGenerator, LoadRun, run_event_loop
+from benchmarks.rpi import machine_info
 from crypto.tokens import jwk_from_public_key, sign_jwt
-from exposure.bench import harness
-from exposure.bench import verification as bench
-from exposure.bench.loadgen import LoadGenerator, LoadRun, run_event_loop
-from exposure.bench.rpi import machine_info
 from exposure.cli import app
 from tests.conftest import postgres_base_url
-from tests.unit.exposure.bench.fake_http import answer, fake_server, request_line, target
+from tests.unit.benchmarks.fake_http import answer, fake_server, request_line, target
 
 # Whatever a loaded machine manages, a working server does more than this.
 SLOWEST_SANE_FLOWS_PER_SECOND = 1.0

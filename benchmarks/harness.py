@@ -42,9 +42,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from benchmarks.loadgen import Client, LoadGenerator, build_request
 from crypto.randomness import random_bytes
-from exposure.bench.loadgen import Client, LoadGenerator, build_request
+from exposure.compose import DeploymentSettings
 from exposure.db import create_database_engine
+from exposure.keys.kek import new_kek
 from exposure.settings import ExposureSettings, Service
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "run_exposure_commands",
     "running_server",
     "serve_supports_workers",
+    "server_settings",
     "start_process",
     "summarize_latencies",
     "with_search_path",
@@ -391,7 +394,22 @@ def _server_environment(data_dir: Path, port: int, database_url: str | None) -> 
     )
     if database_url is not None:
         environment["EXPOSURE_DATABASE_URL"] = database_url
+        # Off the embedded shape each service needs its KEK; a fresh one per server.
+        environment["EXPOSURE_KEYSERVER_KEK"] = new_kek()
+        environment["EXPOSURE_VERIFICATION_KEK"] = new_kek()
     return environment
+
+
+def server_settings(server: BenchServer) -> DeploymentSettings:
+    """The settings ``server`` runs with, read from its environment as it reads them."""
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(server.environment)
+        return DeploymentSettings.from_environment()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""The load generator (exposure.bench.loadgen) against small servers written here.
+"""The load generator (benchmarks.loadgen) against small servers written here.
 
 Each test runs an asyncio server in the same event loop that answers in one particular way
 (split packets, chunked, closing, garbage, silence), so the parsing, the accounting and the
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from exposure.bench.loadgen import (
+from benchmarks.loadgen import (
     Client,
     LoadGenerator,
     LoadRun,

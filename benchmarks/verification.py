@@ -4,8 +4,8 @@ A flow is what one positive test costs the verification service: the lab issues 
 (``POST /api/issue``), the phone trades it for a token (``POST /api/verify``) and the token
 plus its TEK HMAC for a certificate (``POST /api/certificate``); each request's body is
 built from the previous answer. The benchmark starts its own server (see
-:mod:`exposure.bench.harness`) and drives ``concurrency`` keep-alive connections with the
-low-overhead generator of :mod:`exposure.bench.loadgen`, each doing complete flows one
+:mod:`benchmarks.harness`) and drives ``concurrency`` keep-alive connections with the
+low-overhead generator of :mod:`benchmarks.loadgen`, each doing complete flows one
 after the other; then it sends ``GET /health`` with the same generator and concurrency,
 as many requests as the flows took, for the server's ceiling on this machine.
 
@@ -38,11 +38,7 @@ from typing import Any
 import httpx
 from sqlalchemy import update
 
-from crypto.encoding import b64url_decode
-from crypto.errors import InvalidKey, InvalidToken
-from crypto.randomness import random_below, random_bytes
-from crypto.tokens import public_keys_from_jwk_set, verify_jwt
-from exposure.bench.harness import (
+from benchmarks.harness import (
     DEFAULT_POSTGRES_URL,
     BenchmarkError,
     BenchServer,
@@ -59,7 +55,7 @@ from exposure.bench.harness import (
     running_server,
     summarize_latencies,
 )
-from exposure.bench.loadgen import (
+from benchmarks.loadgen import (
     Client,
     LoadGenerator,
     LoadRun,
@@ -69,7 +65,11 @@ from exposure.bench.loadgen import (
     json_request,
     run_event_loop,
 )
-from exposure.bench.rpi import MachineInfo, machine_info
+from benchmarks.rpi import MachineInfo, machine_info
+from crypto.encoding import b64url_decode
+from crypto.errors import InvalidKey, InvalidToken
+from crypto.randomness import random_below, random_bytes
+from crypto.tokens import public_keys_from_jwk_set, verify_jwt
 from exposure.db import create_database_engine, make_session_factory, unit_of_work
 from exposure.settings import Service
 from verification.models import Realm

@@ -1,4 +1,4 @@
-"""The RPI benchmark (exposure.bench.rpi) and its CLI (``exposure bench rpi``), run small."""
+"""The RPI benchmark (benchmarks.rpi) and its CLI (``exposure bench rpi``), run small."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks import rpi as bench
 from crypto import gaen
-from exposure.bench import rpi as bench
 from exposure.cli import app
 
 

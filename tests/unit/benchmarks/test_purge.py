@@ -1,4 +1,4 @@
-"""The purge benchmark (exposure.bench.purge): its seed, its timing window, its honesty.
+"""The purge benchmark (benchmarks.purge): its seed, its timing window, its honesty.
 
 The seed and the checks run on both engines. The window accounting runs against a small
 fake key server with a purge that only sleeps. End to end, the benchmark runs the real
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -20,19 +21,21 @@ from typing import Any
 
 import pytest
 from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 from typer.testing import CliRunner
 
-from exposure.bench import harness
-from exposure.bench import purge as bench
-from exposure.bench.loadgen import run_event_loop
-from exposure.bench.publish import BenchAuthority, publish_requests
-from exposure.bench.rpi import machine_info
+from benchmarks import harness
+from benchmarks import purge as bench
+from benchmarks.loadgen import run_event_loop
+from benchmarks.publish import BenchAuthority, publish_requests
+from benchmarks.rpi import machine_info
 from exposure.cli import app
 from exposure.db import SessionFactory, create_database_engine, make_session_factory
 from exposure.jobs import Job, run_job
+from exposure.settings import Service
 from keyserver.models import Exposure
 from tests.conftest import postgres_base_url
-from tests.unit.exposure.bench.fake_http import answer, fake_server, target
+from tests.unit.benchmarks.fake_http import answer, fake_server, target
 
 NOW = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
 
@@ -277,6 +280,97 @@ def test_a_purge_that_is_wrong_fails_the_run(
         False,
     )
     assert data["job_rows"] is None
+
+
+class _Scheduler:
+    """The server's scheduler at its most eager: it tries the purge job over and over."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_database_engine(url, sqlite_busy_timeout_ms=60_000)
+        self.job = Job(
+            name=bench.PURGE_JOB,
+            interval=timedelta(hours=1),
+            run=self._run,
+            session_factory=make_session_factory(self.engine),
+        )
+        self.tries = 0
+        self.runs: list[datetime] = []
+        self.errors: list[SQLAlchemyError] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _run(self, now: datetime) -> Mapping[str, Any]:
+        self.runs.append(now)
+        return {}
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                run_job(self.job, now=datetime.now(UTC))
+            except SQLAlchemyError as error:  # the database went with a failed benchmark
+                self.errors.append(error)
+                return
+            self.tries += 1
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "database",
+    [
+        harness.Database.SQLITE,
+        pytest.param(harness.Database.POSTGRESQL, marks=pytest.mark.postgres),
+    ],
+)
+def test_the_servers_scheduler_never_gets_the_job_around_the_measured_purge(
+    monkeypatch: pytest.MonkeyPatch, database: harness.Database
+) -> None:
+    """From the start of the server until the rows are counted, the job is the benchmark's.
+
+    The server runs the same job on its own schedule (5 s after it starts, then hourly). A
+    run of it just before or after the benchmark's would purge the rows in its place, so a
+    purge that deleted nothing could pass; here a scheduler tries without pause throughout.
+    """
+    schedulers: list[_Scheduler] = []
+    wrong = _wrong_job("nothing")
+
+    def build(server: harness.BenchServer, sessions: SessionFactory) -> bench.PurgeJob:
+        scheduler = _Scheduler(server.database_url_for(Service.KEYSERVER))
+        schedulers.append(scheduler)
+        scheduler.thread.start()
+        return wrong(server, sessions)
+
+    counted = bench.count_seeded
+    counts: list[tuple[int, int]] = []
+
+    def count_seeded(engine: Any, seeded: bench.SeededKeys) -> tuple[int, int]:
+        counts.append(counted(engine, seeded))
+        if len(counts) == 2:
+            schedulers[0].close()  # the count after the purge: the benchmark is done
+        return counts[-1]
+
+    monkeypatch.setattr(bench, "purge_job", build)
+    monkeypatch.setattr(bench, "count_seeded", count_seeded)
+    url = postgres_base_url() if database is harness.Database.POSTGRESQL else None
+    try:
+        result = bench.run_purge_benchmark(
+            700, concurrency=1, database=database, database_url=url, baseline_seconds=1
+        )
+    finally:
+        for scheduler in schedulers:
+            scheduler.close()
+
+    (scheduler,) = schedulers
+    assert len(counts) == 2
+    assert scheduler.errors == []
+    assert scheduler.tries > 100
+    assert scheduler.runs == []
+    # What the job left is what the benchmark counts: nothing was purged behind its back.
+    assert (result.expired_rows_left, result.fresh_rows_kept) == (700, 70)
+    assert not result.clean
 
 
 def test_results_print_as_tables(monkeypatch: pytest.MonkeyPatch) -> None:
