@@ -28,6 +28,7 @@ from benchmarks.harness import (
     LatencySummary,
 )
 from benchmarks.rpi import BenchmarkMismatchError, MachineInfo, run_rpi_benchmark
+from exposure.cli.progress import progress
 
 bench_app = typer.Typer(
     help="Measure the hot paths (RPI, verification flow, publish, export, purge) on this machine.",
@@ -53,7 +54,9 @@ def rpi(
     A random sample of the results is checked against the reference derivation first.
     """
     try:
-        result = run_rpi_benchmark(keys, workers=workers)
+        with progress() as shown:
+            shown.step("deriving identifiers")
+            result = run_rpi_benchmark(keys, workers=workers)
     except BenchmarkMismatchError as error:
         typer.echo(f"benchmark void: {error}", err=True)
         raise typer.Exit(code=1) from None
@@ -156,7 +159,8 @@ def verification(
     issue -> verify -> certificate flows and then GET /health at the same
     concurrency. Sampled certificates are verified against the published keys.
     """
-    with _benchmark_errors(void=verification_bench.CertificateMismatchError):
+    with _benchmark_errors(void=verification_bench.CertificateMismatchError), progress() as shown:
+        shown.step("running the benchmark")
         result = verification_bench.run_verification_benchmark(
             flows,
             concurrency=concurrency,
@@ -203,7 +207,8 @@ def publish(
     the same concurrency. A publish counts only if the server answers 200 with
     14 inserted keys, and the database must hold every acknowledged key.
     """
-    with _benchmark_errors(void=publish_bench.PublishMismatchError):
+    with _benchmark_errors(void=publish_bench.PublishMismatchError), progress() as shown:
+        shown.step("running the benchmark")
         result = publish_bench.run_publish_benchmark(
             publishes,
             concurrency=concurrency,
@@ -237,7 +242,8 @@ def export(
     export worker and a bare SELECT of the same rows, and reads the files back to check
     every key is there. Reports keys/s, the ratio to the SELECT and peak memory.
     """
-    with _benchmark_errors():
+    with _benchmark_errors(), progress() as shown:
+        shown.step("running the benchmark")
         result = export_bench.run_export_benchmark(
             keys=keys, database=database, postgres_url=database_url or DEFAULT_POSTGRES_URL
         )
@@ -287,7 +293,8 @@ def purge(
     while the same publish load runs. Exits 1 if a publish failed, an expired key was
     left or a fresh one was lost; the targets (under 10 s, p99 less than 2x) are reported.
     """
-    with _benchmark_errors(void=publish_bench.PublishMismatchError):
+    with _benchmark_errors(void=publish_bench.PublishMismatchError), progress() as shown:
+        shown.step("running the benchmark")
         result = purge_bench.run_purge_benchmark(
             rows,
             concurrency=concurrency,

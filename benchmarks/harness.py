@@ -642,9 +642,10 @@ def check_server_workers(server_workers: int) -> None:
 class HealthResult:
     """``GET /health`` with the same generator and concurrency: the server's ceiling.
 
-    ``/health`` answers from the framework after one trivial query per database, so it
-    shows what the server manages on this machine without the work of the benchmarked
-    endpoint. ``cpu`` covers this phase alone.
+    ``/health`` answers from the framework after its readiness queries (two small ones per
+    database: the schema version and the KEK ids in use), so it shows what the server
+    manages on this machine without the work of the benchmarked endpoint. ``cpu`` covers
+    this phase alone.
     """
 
     requests: int
@@ -662,7 +663,7 @@ async def measure_health(
 ) -> HealthResult:
     """Send ``requests`` ``GET /health`` over every connection of ``generator``.
 
-    An answer counts only if it is 200 with exactly ``{"status": "ok"}``.
+    An answer counts only if it is 200 with ``"status": "ok"`` (every check ready).
     """
     health = build_request("GET", "/health", host=server.host_header, label=_HEALTH_LABEL)
 
@@ -674,7 +675,7 @@ async def measure_health(
             body = None
         if response.status != 200:
             client.fail(_HEALTH_LABEL, f"http_{response.status}")
-        if body != {"status": "ok"}:
+        if not isinstance(body, dict) or body.get("status") != "ok":
             client.fail(_HEALTH_LABEL, "unexpected_body")
         client.accept(_HEALTH_LABEL, response)
 

@@ -47,3 +47,29 @@ def test_serve_with_several_workers(tmp_path: Path) -> None:
     finally:
         output = running.stop()
     assert "Started parent process" in output or "worker" in output.lower()
+    # Two workers starting together on a fresh directory agree on every key made on first
+    # start: none crashed and was respawned.
+    assert "Traceback" not in output
+    assert output.count("Started server process") == 2
+
+
+def test_serve_one_service_as_a_job_runner_or_an_api_only_replica(tmp_path: Path) -> None:
+    runner = start_server(tmp_path / "var", "keyserver", "--no-api")
+    try:
+        assert httpx.get(f"{runner.base_url}/health/ready", timeout=5).status_code == 200
+        assert httpx.post(f"{runner.base_url}/v1/publish", json={}, timeout=5).status_code == 404
+    finally:
+        runner_output = runner.stop()
+    replica = start_server(tmp_path / "var", "verification", "--no-jobs")
+    try:
+        ready = httpx.get(f"{replica.base_url}/health/ready", timeout=5).json()
+        issue = httpx.post(f"{replica.base_url}/api/issue", json={}, timeout=5)
+        publish = httpx.post(f"{replica.base_url}/v1/publish", json={}, timeout=5)
+    finally:
+        replica_output = replica.stop()
+
+    assert list(ready["checks"]) == ["verification"]
+    assert issue.status_code == 401  # the verification API answers: no API key
+    assert publish.status_code == 404  # the key server's does not
+    assert "Scheduler started" in runner_output
+    assert "Scheduler started" not in replica_output

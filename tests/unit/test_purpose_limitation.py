@@ -187,6 +187,7 @@ COMMANDS: dict[str, str] = {
     "bench export": "exports random keys from a scratch database and counts them",
     "bench purge": "purges expired random keys it seeded in a scratch database",
     "jobs run": "runs one scheduled job (listed in JOBS below); prints its summary",
+    "jobs list": "names and describes the jobs; touches no database",
     "audit export": "audit, never returns key material: the retention logs (counts, times)",
     "audit verify": "audit: checks the retention logs' hash chain and signatures",
     "audit compliance": "audit: ages of the oldest item of each kind against deadlines",
