@@ -103,20 +103,14 @@ def create_app(
             {"status": status, "checks": checks}, status_code=200 if healthy else 503
         )
 
-    app.add_api_route(
-        "/health/ready",
-        ready,
-        methods=["GET"],
-        tags=["operations"],
-        summary="200 when every database, schema, key set and blob store is ready; else 503",
-    )
-    app.add_api_route(
-        "/health",
-        ready,
-        methods=["GET"],
-        tags=["operations"],
-        summary="The readiness probe, under its older name",
-    )
+    for path in ("/health/ready", "/health"):  # /health: the older name, kept for probes
+        app.add_api_route(
+            path,
+            ready,
+            methods=["GET"],
+            tags=["operations"],
+            summary="200 when every database, schema, key set and blob store is ready; else 503",
+        )
 
     @app.get("/metrics", tags=["operations"])
     def metrics() -> Response:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy.orm import Session
@@ -83,8 +84,18 @@ class KeyType(StrEnum):
     auditor = "auditor"
 
 
-def _verification_errors(error: VerificationError) -> NoReturn:
-    fail(error.message)
+@contextmanager
+def verification() -> Iterator[tuple[Deployment, Session]]:
+    """The verification service opened from the environment and a session in a unit of
+    work (committed when the block ends); its refusals as one line each."""
+    try:
+        with (
+            open_services([Service.VERIFICATION]) as deployment,
+            unit_of_work(deployment.verification.session_factory) as session,
+        ):
+            yield deployment, session
+    except VerificationError as error:
+        fail(error.message)
 
 
 def _realm_facts(settings: ExposureSettings, realm: Realm) -> dict[str, Any]:
@@ -147,16 +158,12 @@ def create_realm(
         certificate_lifetime_seconds=certificate_lifetime,
         daily_issue_limit=daily_issue_limit,
     )
-    with open_services([Service.VERIFICATION]) as deployment:
+    with verification() as (deployment, session):
         bundle = deployment.verification
-        try:
-            with unit_of_work(bundle.session_factory) as session:
-                created = realms.create_realm(
-                    session, bundle.context, name=name, now=utc_now(), actor=ACTOR, policy=policy
-                )
-                data = _realm_facts(deployment.settings.base, created.realm)
-        except VerificationError as error:
-            _verification_errors(error)
+        created = realms.create_realm(
+            session, bundle.context, name=name, now=utc_now(), actor=ACTOR, policy=policy
+        )
+        data = _realm_facts(deployment.settings.base, created.realm)
     data["admin_api_key"] = created.admin_key.plaintext
     data["admin_api_key_id"] = created.admin_key.record.id
     data["device_api_key"] = created.device_key.plaintext
@@ -189,44 +196,35 @@ def show_realm(
     realm: Annotated[str, typer.Argument(help="Realm name or id.")], as_json: JsonOption = False
 ) -> None:
     """One realm's policy, identity and signing keys."""
-    with open_services([Service.VERIFICATION]) as deployment:
-        bundle = deployment.verification
-        try:
-            with unit_of_work(bundle.session_factory) as session:
-                found = realms.find_realm(session, realm)
-                data = _realm_row(deployment.settings.base, found)
-                data.update(
-                    {
-                        "short_code_length": found.short_code_length,
-                        "short_code_minutes": found.short_code_minutes,
-                        "long_code_length": found.long_code_length,
-                        "long_code_minutes": found.long_code_minutes,
-                        "allowed_test_types": found.allowed_test_types,
-                        "require_date": found.require_date,
-                        "certificate_lifetime_seconds": found.certificate_lifetime_seconds,
-                        "daily_issue_limit": found.daily_issue_limit,
-                        "signing_keys": [
-                            key["kid"] for key in signing_keys.realm_jwks(session, found, utc_now())
-                        ],
-                        "api_keys": len(realms.list_api_keys(session, realm_id=found.id)),
-                    }
-                )
-        except VerificationError as error:
-            _verification_errors(error)
+    with verification() as (deployment, session):
+        found = realms.find_realm(session, realm)
+        data = _realm_row(deployment.settings.base, found)
+        data.update(
+            {
+                "short_code_length": found.short_code_length,
+                "short_code_minutes": found.short_code_minutes,
+                "long_code_length": found.long_code_length,
+                "long_code_minutes": found.long_code_minutes,
+                "allowed_test_types": found.allowed_test_types,
+                "require_date": found.require_date,
+                "certificate_lifetime_seconds": found.certificate_lifetime_seconds,
+                "daily_issue_limit": found.daily_issue_limit,
+                "signing_keys": [
+                    key["kid"] for key in signing_keys.realm_jwks(session, found, utc_now())
+                ],
+                "api_keys": len(realms.list_api_keys(session, realm_id=found.id)),
+            }
+        )
     emit(data, as_json)
 
 
 @realm_app.command("disable")
 def disable_realm(realm: Annotated[str, typer.Argument(help="Realm name or id.")]) -> None:
     """Stop every API key of a realm (within the cache TTL); its JWKS stays published."""
-    with open_services([Service.VERIFICATION]) as deployment:
-        try:
-            with unit_of_work(deployment.verification.session_factory) as session:
-                found = realms.find_realm(session, realm)
-                changed = realms.disable_realm(session, found, now=utc_now(), actor=ACTOR)
-                name, realm_id = found.name, found.id
-        except VerificationError as error:
-            _verification_errors(error)
+    with verification() as (_deployment, session):
+        found = realms.find_realm(session, realm)
+        changed = realms.disable_realm(session, found, now=utc_now(), actor=ACTOR)
+        name, realm_id = found.name, found.id
     state = "disabled" if changed else "was already disabled"
     typer.echo(f"realm {name} ({realm_id}) {state}")
 
@@ -257,28 +255,24 @@ def create_api_key(
     as_json: JsonOption = False,
 ) -> None:
     """Create an API key; it is printed once and stored only as a keyed hash."""
-    with open_services([Service.VERIFICATION]) as deployment:
+    with verification() as (deployment, session):
         bundle = deployment.verification
-        try:
-            with unit_of_work(bundle.session_factory) as session:
-                found = realms.find_realm(session, realm)
-                created = realms.create_api_key(
-                    session,
-                    bundle.context,
-                    realm=found,
-                    kind=realms.ApiKeyKind(key_type.value),
-                    name=name or key_type.value,
-                    now=utc_now(),
-                    actor=ACTOR,
-                )
-                data = {
-                    "realm_id": found.id,
-                    "id": created.record.id,
-                    "type": key_type.value,
-                    "api_key": created.plaintext,
-                }
-        except VerificationError as error:
-            _verification_errors(error)
+        found = realms.find_realm(session, realm)
+        created = realms.create_api_key(
+            session,
+            bundle.context,
+            realm=found,
+            kind=realms.ApiKeyKind(key_type.value),
+            name=name or key_type.value,
+            now=utc_now(),
+            actor=ACTOR,
+        )
+        data = {
+            "realm_id": found.id,
+            "id": created.record.id,
+            "type": key_type.value,
+            "api_key": created.plaintext,
+        }
     emit(data, as_json)
 
 
@@ -288,13 +282,9 @@ def list_api_keys(
     as_json: JsonOption = False,
 ) -> None:
     """API keys by id, with their realm, type, name and first characters (never the key)."""
-    with open_services([Service.VERIFICATION]) as deployment:
-        try:
-            with unit_of_work(deployment.verification.session_factory) as session:
-                realm_id = realms.find_realm(session, realm).id if realm is not None else None
-                rows = [_api_key_row(k) for k in realms.list_api_keys(session, realm_id=realm_id)]
-        except VerificationError as error:
-            _verification_errors(error)
+    with verification() as (_deployment, session):
+        realm_id = realms.find_realm(session, realm).id if realm is not None else None
+        rows = [_api_key_row(k) for k in realms.list_api_keys(session, realm_id=realm_id)]
     columns = ["id", "realm_id", "type", "name", "preview", "created_at", "disabled_at"]
     emit_rows(rows, columns, as_json)
 
@@ -305,12 +295,8 @@ def show_api_key(
     as_json: JsonOption = False,
 ) -> None:
     """One API key's record (never the key)."""
-    with open_services([Service.VERIFICATION]) as deployment:
-        try:
-            with unit_of_work(deployment.verification.session_factory) as session:
-                data = _api_key_row(realms.get_api_key(session, api_key_id))
-        except VerificationError as error:
-            _verification_errors(error)
+    with verification() as (_deployment, session):
+        data = _api_key_row(realms.get_api_key(session, api_key_id))
     emit(data, as_json)
 
 
@@ -319,15 +305,9 @@ def disable_api_key(
     api_key_id: Annotated[int, typer.Option("--id", help="The key's id (from create or list).")],
 ) -> None:
     """Disable an API key at once; requests with it get 401 from then on."""
-    with open_services([Service.VERIFICATION]) as deployment:
-        try:
-            with unit_of_work(deployment.verification.session_factory) as session:
-                record = realms.disable_api_key(
-                    session, api_key_id=api_key_id, now=utc_now(), actor=ACTOR
-                )
-                line = f"disabled {record.kind} API key {record.id} ({record.preview}...)"
-        except VerificationError as error:
-            _verification_errors(error)
+    with verification() as (_deployment, session):
+        record = realms.disable_api_key(session, api_key_id=api_key_id, now=utc_now(), actor=ACTOR)
+        line = f"disabled {record.kind} API key {record.id} ({record.preview}...)"
     typer.echo(line)
 
 
@@ -371,22 +351,18 @@ def rotate_signing_key(
             fail("--key-id needs --version (the new version)", 2)
         rotate_export_signing_key(key_id, version, parse_duration(old_valid_for), as_json)
         return
-    with open_services([Service.VERIFICATION]) as deployment:
+    with verification() as (deployment, session):
         bundle = deployment.verification
-        try:
-            with unit_of_work(bundle.session_factory) as session:
-                found = realms.find_realm(session, realm)
-                key = signing_keys.rotate_certificate_key(
-                    session, bundle.context, found, now=utc_now(), actor=ACTOR
-                )
-                data = {
-                    "realm_id": found.id,
-                    "kid": key.kid,
-                    "active_at": key.active_at.isoformat(),
-                    "jwks_url": f"{deployment.settings.base.base_url}/jwks/{found.id}",
-                }
-        except VerificationError as error:
-            _verification_errors(error)
+        found = realms.find_realm(session, realm)
+        key = signing_keys.rotate_certificate_key(
+            session, bundle.context, found, now=utc_now(), actor=ACTOR
+        )
+        data = {
+            "realm_id": found.id,
+            "kid": key.kid,
+            "active_at": key.active_at.isoformat(),
+            "jwks_url": f"{deployment.settings.base.base_url}/jwks/{found.id}",
+        }
     emit(data, as_json)
 
 
@@ -430,7 +406,7 @@ def _certificate_key_rows(deployment: Deployment, realm: str | None) -> list[dic
                 for key in keys
             ]
     except VerificationError as error:
-        _verification_errors(error)
+        fail(error.message)
 
 
 @signing_key_app.command("retire")

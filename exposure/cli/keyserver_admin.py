@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from exposure.cli.common import emit, emit_rows, open_services, parse_duration, utc_now
 from exposure.cli.failures import fail
@@ -54,6 +55,14 @@ def keyserver() -> Iterator[Deployment]:
     except IntegrityError:
         # Only a concurrent change gets here: the services check for duplicates first.
         fail("the change conflicts with a concurrent one; try again")
+
+
+@contextmanager
+def keyserver_session() -> Iterator[tuple[Deployment, Session]]:
+    """The key server opened and a session in a unit of work (committed when the block
+    ends); its refusals as one line each."""
+    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+        yield deployment, session
 
 
 def _read_public_key(value: str) -> str:
@@ -109,7 +118,7 @@ def add_health_authority(
     if (public_key is None) != (kid is None):
         fail("--kid goes with --public-key (and only with it)", 2)
     pem = _read_public_key(public_key) if public_key is not None else None
-    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+    with keyserver_session() as (_deployment, session):
         now = utc_now()
         authority = trust.add_health_authority(
             session, issuer=issuer, audience=audience, name=name, jwks_url=jwks_url, now=now
@@ -134,7 +143,7 @@ def add_health_authority(
 @health_authority_app.command("list")
 def list_health_authorities(as_json: JsonOption = False) -> None:
     """Every trusted issuer with its keys."""
-    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+    with keyserver_session() as (_deployment, session):
         rows = [_authority_facts(view) for view in administration.list_authorities(session)]
     if not as_json:
         for row in rows:
@@ -150,7 +159,7 @@ def show_health_authority(
     as_json: JsonOption = False,
 ) -> None:
     """One trusted issuer and every key of it (revoked ones with their end)."""
-    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+    with keyserver_session() as (_deployment, session):
         data = _authority_facts(administration.find_authority(session, issuer))
     emit(data, as_json)
 
@@ -161,7 +170,7 @@ def revoke_health_authority_key(
     kid: Annotated[str, typer.Option(help="The key version (kid) to stop trusting.")],
 ) -> None:
     """Stop trusting one key of an issuer now (certificates it signed are refused)."""
-    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+    with keyserver_session() as (_deployment, session):
         view = administration.find_authority(session, issuer)
         administration.revoke_authority_key(view, kid, utc_now())
     typer.echo(f"revoked key {kid} of {issuer} (within the cache duration on running servers)")
@@ -172,7 +181,7 @@ def remove_health_authority(
     issuer: Annotated[str, typer.Argument(help="The issuer, or the authority's id.")],
 ) -> None:
     """Stop trusting an issuer: it and its keys are deleted; published keys stay."""
-    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+    with keyserver_session() as (_deployment, session):
         view = administration.find_authority(session, issuer)
         administration.remove_authority(session, view)
     typer.echo(f"removed health authority {issuer} and its {len(view.keys)} key(s)")
@@ -210,7 +219,7 @@ def add_app(
     as_json: JsonOption = False,
 ) -> None:
     """Authorize an app to publish keys with certificates of the given health authorities."""
-    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+    with keyserver_session() as (deployment, session):
         app = trust.add_authorized_app(
             session,
             app_id=app_id,
@@ -230,7 +239,7 @@ def add_app(
 @app_app.command("list")
 def list_apps(as_json: JsonOption = False) -> None:
     """Every authorized app with its regions and the issuers it may publish with."""
-    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+    with keyserver_session() as (_deployment, session):
         rows = [
             _app_facts(config, issuers) for config, issuers in administration.list_apps(session)
         ]
@@ -244,7 +253,7 @@ def show_app(
     as_json: JsonOption = False,
 ) -> None:
     """One authorized app."""
-    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+    with keyserver_session() as (_deployment, session):
         data = _app_facts(*administration.find_app(session, app_id))
     emit(data, as_json)
 
@@ -254,7 +263,7 @@ def remove_app(
     app_id: Annotated[str, typer.Argument(help="The app id (healthAuthorityID).")],
 ) -> None:
     """The app may no longer publish; keys it published stay until their deadline."""
-    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+    with keyserver_session() as (_deployment, session):
         administration.remove_app(session, app_id)
     typer.echo(f"removed app {app_id.lower()} (within the cache duration on running servers)")
 
@@ -316,7 +325,7 @@ def add_export_config(
 @export_config_app.command("list")
 def list_export_configs(as_json: JsonOption = False) -> None:
     """Every export configuration."""
-    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+    with keyserver_session() as (_deployment, session):
         rows = [
             administration.export_config_facts(config)
             for config in administration.list_export_configs(session)
@@ -331,7 +340,7 @@ def show_export_config(
     as_json: JsonOption = False,
 ) -> None:
     """One export configuration, with the URL of its index.txt."""
-    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+    with keyserver_session() as (deployment, session):
         config = administration.find_export_config(session, root)
         data = administration.export_config_facts(config)
         data["index_url"] = index_url(deployment.settings.base.base_url, config.filename_root)
@@ -343,7 +352,7 @@ def disable_export_config(
     root: Annotated[str, typer.Argument(help="The export root (or the config's id).")],
 ) -> None:
     """Make no new windows from now; files already written stay listed until their deadline."""
-    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+    with keyserver_session() as (_deployment, session):
         config = administration.find_export_config(session, root)
         changed = administration.disable_export_config(config, utc_now())
     typer.echo(f"export configuration {root} {'disabled' if changed else 'had already ended'}")
@@ -363,7 +372,7 @@ def _signature_facts(info: SignatureInfo) -> dict[str, Any]:
 
 def add_export_signing_key(key_id: str, version: str, as_json: bool) -> None:
     """Create a P-256 export signing key known to phones as ``key_id``/``version``."""
-    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+    with keyserver_session() as (deployment, session):
         info = configs.add_signature_info(
             session, deployment.keyserver.keys, key_id=key_id, key_version=version, now=utc_now()
         )
@@ -395,7 +404,7 @@ def rotate_export_signing_key(
 
 
 def retire_export_signing_key(key_id: str, version: str, after: timedelta) -> None:
-    with keyserver() as deployment, unit_of_work(deployment.keyserver.session_factory) as session:
+    with keyserver_session() as (_deployment, session):
         now = utc_now()
         info = administration.retire_signature_info(session, key_id, version, now + after, now)
         end = info.valid_until.isoformat() if info.valid_until else "-"
