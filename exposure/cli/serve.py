@@ -154,6 +154,9 @@ def serve(
         access_log=False,
         server_header=False,
         proxy_headers=False,
+        # Uvicorn's records go to the handler configure_logging set up (private format,
+        # repeats folded) instead of handlers of its own.
+        log_config=None,
     )
 
 

@@ -50,6 +50,8 @@ def _postgres_engine(url: str, pool_size: int) -> Engine:
         max_overflow=pool_size,
         pool_pre_ping=False,
         pool_recycle=RECYCLE_SECONDS,
+        # An error's text must never carry a key, a code's hash or any other bound value.
+        hide_parameters=True,
     )
     dialect = engine.dialect
 
@@ -81,7 +83,9 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+    engine = create_engine(
+        url, connect_args={"timeout": busy_timeout_ms / 1000}, hide_parameters=True
+    )
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -13,6 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from exposure.db import create_database_engine
+from tests.conftest import postgres_base_url
 
 EXPOSURE = Path(sys.executable).parent / "exposure"
 
@@ -86,3 +92,21 @@ def run_cli(data_dir: Path, *arguments: str) -> subprocess.CompletedProcess[str]
         timeout=60,
         check=False,
     )
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """An empty PostgreSQL database of its own, dropped afterwards."""
+    base = make_url(postgres_base_url())
+    name = f"cli_{secrets.token_hex(5)}"
+    admin = create_database_engine(base.render_as_string(hide_password=False))
+    with admin.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

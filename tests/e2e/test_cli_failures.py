@@ -8,7 +8,6 @@ import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from exposure.cli.jobs import JOBS
 from exposure.db import create_database_engine
 from exposure.keys.kek import new_kek
 from exposure.settings import Service
-from tests.conftest import postgres_base_url
 from tests.deployment import open_test_deployment
 
 EXPOSURE = Path(sys.executable).parent / "exposure"
@@ -49,24 +47,6 @@ def one_line(result: subprocess.CompletedProcess[str], code: int, *fragments: st
     for fragment in fragments:
         assert fragment in lines[0]
     return lines[0]
-
-
-@pytest.fixture
-def postgres_database() -> Iterator[str]:
-    """An empty PostgreSQL database of its own, dropped afterwards."""
-    base = make_url(postgres_base_url())
-    name = f"cli_{secrets.token_hex(5)}"
-    admin = create_database_engine(base.render_as_string(hide_password=False))
-    with admin.connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT")
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execution_options(isolation_level="AUTOCOMMIT")
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_the_version_is_printed(tmp_path: Path) -> None:

@@ -132,7 +132,8 @@ def uvicorn_banner(port: int) -> re.Pattern[str]:
     socket, which the operator chose; it says nothing about who connected.
     """
     return re.compile(
-        rf"(INFO: +)?Uvicorn running on http://{re.escape(LOOPBACK)}:{port} "
+        r"(INFO: +|\S+ \S+ INFO uvicorn\.error: )?"
+        rf"Uvicorn running on http://{re.escape(LOOPBACK)}:{port} "
         r"\(Press CTRL\+C to quit\)"
     )
 
@@ -187,6 +188,8 @@ class Recorder:
     port: int
     outputs: dict[str, str] = field(default_factory=dict)
     runs: Counter[str] = field(default_factory=Counter)
+    #: Settings of the run beyond the embedded default (a PostgreSQL database, its KEKs).
+    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def environment(self) -> dict[str, str]:
@@ -196,6 +199,7 @@ class Recorder:
         # refresh job fetches and httpx logs, publish and index URLs) name the host
         # "localhost", so that 127.0.0.1 in any output can only have come from a socket.
         environment["EXPOSURE_PUBLIC_URL"] = f"http://localhost:{self.port}"
+        environment.update(self.extra)
         return environment
 
     def cli(self, *arguments: str, keep_stdout: bool = True) -> subprocess.CompletedProcess[str]:
