@@ -104,6 +104,18 @@ class ExposureSettings(BaseSettings):
     migrate_on_start: bool = Field(
         default=True, description="`exposure serve` upgrades the schema before listening."
     )
+    header_timeout: Annotated[float, Field(ge=1, le=120)] = Field(
+        default=10,
+        description="Seconds a client may take to send a request's headers; then closed.",
+    )
+    body_timeout: Annotated[float, Field(ge=1, le=300)] = Field(
+        default=30,
+        description="Seconds a client may take to send a request's body after its headers.",
+    )
+    max_connections: Annotated[int, Field(ge=10, le=100_000)] = Field(
+        default=1_000,
+        description="Connections one `exposure serve` process keeps open; more are refused.",
+    )
 
     @field_validator(
         "database_url", "keyserver_database_url", "verification_database_url", mode="before"

@@ -23,8 +23,9 @@ from exposure.app import create_app
 from exposure.cli.common import load_settings
 from exposure.cli.failures import EXIT_LISTEN, fail
 from exposure.compose import DeploymentSettings, open_deployment
+from exposure.http.server import BoundedHttpToolsProtocol, ConnectionLimits
 from exposure.logs import configure_logging
-from exposure.settings import Service
+from exposure.settings import ExposureSettings, Service
 
 #: How the parent tells uvicorn's worker processes what it resolved.
 _HOST_VARIABLE = "EXPOSURE_HOST"
@@ -43,6 +44,16 @@ class ServeTarget(StrEnum):
         return list(Service) if self is ServeTarget.ALL else [Service(self.value)]
 
 
+def _limit_connections(settings: ExposureSettings) -> None:
+    BoundedHttpToolsProtocol.configure(
+        ConnectionLimits(
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
+            max_connections=settings.max_connections,
+        )
+    )
+
+
 def app_from_environment() -> FastAPI:
     """Application factory of uvicorn's worker processes (``--workers`` above 1).
 
@@ -51,6 +62,7 @@ def app_from_environment() -> FastAPI:
     """
     settings = DeploymentSettings.from_environment()
     configure_logging(settings.base.log_level)
+    _limit_connections(settings.base)
     services = [Service(name) for name in os.environ[_SERVICES_VARIABLE].split(",")]
     deployment = open_deployment(settings, services)
     return create_app(
@@ -129,6 +141,7 @@ def serve(
     for service in services:
         base.database_url_for(service)  # a service without a database stops here
     check_address(base.host, base.port)
+    _limit_connections(base)
     deployment = open_deployment(settings, services, migrate=base.migrate_on_start)
     if workers == 1:
         app: FastAPI | str = create_app(
@@ -150,6 +163,8 @@ def serve(
         host=base.host,
         port=base.port,
         log_level=base.log_level,
+        http=BoundedHttpToolsProtocol,
+        limit_concurrency=base.max_connections,
         # The access log records client addresses; we never keep those.
         access_log=False,
         server_header=False,
