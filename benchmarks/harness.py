@@ -389,6 +389,8 @@ def _server_environment(data_dir: Path, port: int, database_url: str | None) -> 
             "EXPOSURE_HOST": HOST,
             "EXPOSURE_PORT": str(port),
             "EXPOSURE_LOG_LEVEL": "warning",
+            # Benchmarks may run beside another server; they read no metrics.
+            "EXPOSURE_METRICS_PORT": "0",
             "EXPOSURE_VERIFICATION_REQUESTS_PER_MINUTE": str(REQUESTS_PER_MINUTE),
         }
     )

@@ -20,8 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.responses import JSONResponse
 
 from exposure.api.audit import create_router as create_audit_router
 from exposure.bundle import OK
@@ -46,7 +45,7 @@ def create_app(
     """Build the application over ``deployment``'s services.
 
     ``run_jobs`` runs every opened service's scheduled jobs in this process (leases let one
-    replica at a time run each); ``serve_api`` False serves only the probes and metrics (a
+    replica at a time run each); ``serve_api`` False serves only the probes (a
     job runner). With ``owns_deployment`` the app closes the deployment when it stops.
     """
     scheduler = JobScheduler(deployment.jobs() if run_jobs else [], deployment.clock)
@@ -111,10 +110,5 @@ def create_app(
             tags=["operations"],
             summary="200 when every database, schema, key set and blob store is ready; else 503",
         )
-
-    @app.get("/metrics", tags=["operations"])
-    def metrics() -> Response:
-        """Prometheus metrics of this process."""
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

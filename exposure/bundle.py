@@ -88,6 +88,9 @@ class ServiceBundle:
     #: Re-seal every key the service keeps under its newest KEK (after a KEK rotation);
     #: returns how many were re-sealed. The caller owns the transaction.
     reseal_keys: Callable[[Session], int]
+    #: Names (prefixes) of its metrics that move with single requests: shown only as they
+    #: stood at the last release (exposure.metrics).
+    per_request_metrics: tuple[str, ...] = ()
 
     @property
     def session_factory(self) -> SessionFactory:

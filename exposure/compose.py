@@ -140,6 +140,12 @@ class Deployment:
         assert isinstance(bundle, VerificationBundle)  # noqa: S101 - built for that service
         return bundle
 
+    def per_request_metrics(self) -> tuple[str, ...]:
+        """The metrics of the opened services that move with single requests."""
+        return tuple(
+            name for bundle in self.bundles.values() for name in bundle.per_request_metrics
+        )
+
     def jobs(self) -> list[Job]:
         """Every scheduled job of the opened services."""
         return [job for bundle in self.bundles.values() for job in bundle.jobs]

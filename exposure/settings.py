@@ -7,6 +7,7 @@ that would be unsafe or meaningless rather than silently clamping them.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -111,6 +112,19 @@ class ExposureSettings(BaseSettings):
     body_timeout: Annotated[float, Field(ge=1, le=300)] = Field(
         default=30,
         description="Seconds a client may take to send a request's body after its headers.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address of the metrics listener; never the public one (docs/privacy.md).",
+    )
+    metrics_port: Annotated[int, Field(ge=0, le=65_535)] = Field(
+        default=9464, description="Port of the metrics listener; 0 serves no metrics."
+    )
+    metrics_release_interval: Annotated[
+        timedelta, Field(ge=timedelta(minutes=10), le=timedelta(days=1))
+    ] = Field(
+        default=timedelta(hours=1),
+        description="Per-request counters are shown as they stood at the last such boundary.",
     )
     max_connections: Annotated[int, Field(ge=10, le=100_000)] = Field(
         default=1_000,

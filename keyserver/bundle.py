@@ -34,6 +34,7 @@ from exposure.readiness import cached_probe
 from exposure.retention.runtime import ServiceRetention
 from exposure.retention.settings import RetentionSettings
 from exposure.settings import Service
+from keyserver import metrics
 from keyserver.api import CHAFF_PATHS, create_router
 from keyserver.context import REVISION_TOKEN_AAD, KeyserverContext
 from keyserver.export.api import create_router as create_export_router
@@ -142,6 +143,7 @@ def build_keyserver_bundle(
             Service.KEYSERVER.value, sessions, resources.keys, now
         ),
         reseal_keys=reseal_keys,
+        per_request_metrics=metrics.PER_REQUEST,
         context=context,
     )
 

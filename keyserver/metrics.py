@@ -53,3 +53,12 @@ LAST_COMPLETE_BATCH = Gauge(
     f"{PREFIX}_export_last_complete_batch_timestamp_seconds",
     "When the newest export batch completed (Unix time); alert on time() minus this.",
 )
+
+#: The metrics that move with single publishes (released once per interval, not live).
+PER_REQUEST = (
+    f"{PREFIX}_publish_requests",
+    f"{PREFIX}_publish_latency_seconds",
+    f"{PREFIX}_keys",
+    f"{PREFIX}_certificate_failures",
+    f"{PREFIX}_verification_bypassed",
+)

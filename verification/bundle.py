@@ -29,7 +29,7 @@ from exposure.keys.legacy import (
 from exposure.retention.runtime import ServiceRetention
 from exposure.retention.settings import RetentionSettings
 from exposure.settings import Service
-from verification import store
+from verification import metrics, store
 from verification.api import CHAFF_PATHS, create_router
 from verification.context import HASH_SECRET, VerificationContext
 from verification.errors import VerificationError
@@ -97,6 +97,7 @@ def build_verification_bundle(
         routers=routers,
         authorize_auditor=authorize_auditor,
         reseal_keys=resources.keys.rewrap,
+        per_request_metrics=metrics.PER_REQUEST,
         context=context,
     )
 

@@ -29,3 +29,7 @@ CERTIFICATES_ISSUED = Counter(
 RATE_LIMITED = Counter(
     f"{PREFIX}_rate_limited", "Requests refused by a rate limit or lockout.", ["endpoint", "limit"]
 )
+
+#: Every metric of the service moves with single requests of labs or phones: all of them
+#: are released once per interval, never live.
+PER_REQUEST = (PREFIX,)

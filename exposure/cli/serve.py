@@ -9,9 +9,12 @@ only runs the scheduled jobs and answers the health probes (a job runner).
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
+import shutil
 import socket
+import tempfile
 from enum import StrEnum
 from typing import Annotated
 
@@ -25,6 +28,7 @@ from exposure.cli.failures import EXIT_LISTEN, fail
 from exposure.compose import DeploymentSettings, open_deployment
 from exposure.http.server import BoundedHttpToolsProtocol, ConnectionLimits
 from exposure.logs import configure_logging
+from exposure.metrics import metrics_registry, serve_metrics
 from exposure.settings import ExposureSettings, Service
 
 #: How the parent tells uvicorn's worker processes what it resolved.
@@ -33,6 +37,9 @@ _PORT_VARIABLE = "EXPOSURE_PORT"
 _SERVICES_VARIABLE = "EXPOSURE_SERVE_SERVICES"
 _JOBS_VARIABLE = "EXPOSURE_SERVE_JOBS"
 _API_VARIABLE = "EXPOSURE_SERVE_API"
+#: prometheus-client's multiprocess mode: where each worker writes its metrics.
+_MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+_METRICS_SETTINGS = "EXPOSURE_METRICS_HOST/EXPOSURE_METRICS_PORT (0: no metrics listener)"
 
 
 class ServeTarget(StrEnum):
@@ -73,15 +80,15 @@ def app_from_environment() -> FastAPI:
     )
 
 
-def check_address(host: str, port: int) -> None:
-    """Exit 6 with one line unless ``host:port`` can be listened on right now."""
+def check_address(
+    host: str, port: int, settings: str = "--host/--port or EXPOSURE_HOST/EXPOSURE_PORT"
+) -> None:
+    """Exit 6 with one line unless ``host:port`` can be listened on right now; ``settings``
+    names what to change."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror:
-        fail(
-            f"cannot listen on {host}: not an address of this host; set --host or EXPOSURE_HOST",
-            EXIT_LISTEN,
-        )
+        fail(f"cannot listen on {host}: not an address of this host; set {settings}", EXIT_LISTEN)
     family, kind, protocol, _name, address = infos[0]
     with socket.socket(family, kind, protocol) as probe:
         # As uvicorn binds: an earlier server's connections in TIME_WAIT do not count.
@@ -96,7 +103,7 @@ def check_address(host: str, port: int) -> None:
             }.get(error.errno or 0, error.strerror or "cannot be bound")
             fail(
                 f"cannot listen on {host}:{port}: the address {reason}; choose another with "
-                "--host/--port or EXPOSURE_HOST/EXPOSURE_PORT",
+                f"{settings}",
                 EXIT_LISTEN,
             )
 
@@ -141,14 +148,27 @@ def serve(
     for service in services:
         base.database_url_for(service)  # a service without a database stops here
     check_address(base.host, base.port)
+    if base.metrics_port:
+        check_address(base.metrics_host, base.metrics_port, _METRICS_SETTINGS)
     _limit_connections(base)
     deployment = open_deployment(settings, services, migrate=base.migrate_on_start)
+    held = deployment.per_request_metrics()
+    interval = base.metrics_release_interval.total_seconds()
     if workers == 1:
+        if base.metrics_port:
+            serve_metrics(base.metrics_host, base.metrics_port, metrics_registry(held, interval))
         app: FastAPI | str = create_app(
             deployment, run_jobs=jobs, serve_api=api, owns_deployment=True
         )
     else:
         deployment.close()
+        # Each worker records its metrics here; this process serves them all.
+        directory = tempfile.mkdtemp(prefix="exposure-metrics-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        os.environ[_MULTIPROCESS_VARIABLE] = directory
+        if base.metrics_port:
+            registry = metrics_registry(held, interval, directory)
+            serve_metrics(base.metrics_host, base.metrics_port, registry)
         # Workers import the factory and rebuild everything; pin what the parent resolved.
         os.environ[_HOST_VARIABLE] = base.host
         os.environ[_PORT_VARIABLE] = str(base.port)

@@ -80,6 +80,9 @@ def clean_environment(data_dir: Path) -> dict[str, str]:
         key: value for key, value in os.environ.items() if not key.startswith("EXPOSURE_")
     }
     environment["EXPOSURE_DATA_DIR"] = str(data_dir)
+    # Servers of several tests (and of one test) run side by side: no metrics listener,
+    # unless a test asks for one on a port of its own.
+    environment["EXPOSURE_METRICS_PORT"] = "0"
     return environment
 
 

@@ -26,6 +26,7 @@ EXPOSURE = Path(sys.executable).parent / "exposure"
 def run(data_dir: Path, *arguments: str, **settings: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("EXPOSURE_")}
     environment["EXPOSURE_DATA_DIR"] = str(data_dir)
+    environment["EXPOSURE_METRICS_PORT"] = "0"
     environment.update(settings)
     return subprocess.run(
         [str(EXPOSURE), *arguments],

@@ -130,7 +130,8 @@ def object_store() -> Iterator[dict[str, str]]:
 def environment(data_dir: Path, **settings: str) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("EXPOSURE_", "AWS_"))}
     data_dir.mkdir(parents=True, exist_ok=True)
-    return {**clean, "EXPOSURE_DATA_DIR": str(data_dir), **settings}
+    # Three servers on one host here: only one may have the metrics listener's port.
+    return {**clean, "EXPOSURE_DATA_DIR": str(data_dir), "EXPOSURE_METRICS_PORT": "0", **settings}
 
 
 def exposure(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:

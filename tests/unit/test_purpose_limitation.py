@@ -54,7 +54,6 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/health"): Route("readiness under its older name; status words only"),
     ("GET", "/health/ready"): Route("whether databases, schemas, keys, store are ready; codes"),
     ("GET", "/health/live"): Route("the process answers; a status word only"),
-    ("GET", "/metrics"): Route("Prometheus counters and histograms; numbers only"),
     ("POST", "/api/issue"): Route("lab issues a verification code; answers the code"),
     ("POST", "/api/batch-issue"): Route("lab issues up to ten codes; answers the codes"),
     ("POST", "/api/checkcodestatus"): Route("lab asks if a code was claimed; answers times"),

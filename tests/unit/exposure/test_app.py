@@ -142,10 +142,9 @@ def test_a_job_runner_serves_the_probes_but_no_api(deployment: Deployment) -> No
         assert client.get("/audit/public-keys").status_code == 404
 
 
-def test_metrics_are_prometheus_text(deployment: Deployment) -> None:
+def test_the_public_app_serves_no_metrics(deployment: Deployment) -> None:
     with _client(deployment) as client:
         response = client.get("/metrics")
 
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    assert "python_info" in response.text
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
