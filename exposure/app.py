@@ -49,7 +49,6 @@ def create_app(
     job runner). With ``owns_deployment`` the app closes the deployment when it stops.
     """
     scheduler = JobScheduler(deployment.jobs() if run_jobs else [], deployment.clock)
-    readiness = deployment.readiness()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -92,10 +91,7 @@ def create_app(
         return JSONResponse({"status": "live"})
 
     def ready() -> JSONResponse:
-        checks = {
-            service.value: {check.name: check.probe() for check in service_checks}
-            for service, service_checks in readiness.items()
-        }
+        checks = deployment.readiness()
         healthy = all(answer == OK for answers in checks.values() for answer in answers.values())
         status = "ok" if healthy else "unavailable"
         return JSONResponse(

@@ -34,7 +34,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from exposure.bundle import Clock, ReadinessCheck, ServiceBundle, ServiceResources
+from exposure.bundle import Clock, ServiceBundle, ServiceResources
 from exposure.clock import utc_now
 from exposure.db import create_database_engine, make_session_factory, unit_of_work
 from exposure.db.faults import ServiceDatabaseError
@@ -43,7 +43,7 @@ from exposure.jobs import Job
 from exposure.keys import ServiceKeyStore
 from exposure.keys.kek import embedded_kek_path, kek_setting_name, load_keks
 from exposure.keys.legacy import LegacyImport, LegacySources, legacy_log_key_variable
-from exposure.readiness import database_check, keys_check
+from exposure.readiness import service_state
 from exposure.retention.settings import RetentionSettings
 from exposure.settings import ExposureSettings, Service, ServiceNotConfigured
 from keyserver.bundle import KeyserverBundle, build_keyserver_bundle
@@ -150,16 +150,15 @@ class Deployment:
         """Every scheduled job of the opened services."""
         return [job for bundle in self.bundles.values() for job in bundle.jobs]
 
-    def readiness(self) -> dict[Service, tuple[ReadinessCheck, ...]]:
-        """Per service: its database and schema, its keys, and its own checks."""
-        return {
-            service: (
-                database_check(service, bundle.resources.engine),
-                keys_check(service, bundle.session_factory, bundle.keys),
-                *bundle.readiness,
-            )
-            for service, bundle in self.bundles.items()
-        }
+    def readiness(self) -> dict[str, dict[str, str]]:
+        """Per service: its database and schema, its keys, and its own checks, each
+        ``ok`` or a reason code (see exposure.readiness)."""
+        checks: dict[str, dict[str, str]] = {}
+        for service, bundle in self.bundles.items():
+            answers = service_state(service, bundle.resources.engine, bundle.keys)
+            answers.update({check.name: check.probe() for check in bundle.readiness})
+            checks[service.value] = answers
+        return checks
 
     def close(self) -> None:
         for engine in self.engines:

@@ -26,59 +26,50 @@ from collections.abc import Callable
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from exposure.bundle import OK, ReadinessCheck
-from exposure.db import SessionFactory
+from exposure.bundle import OK
 from exposure.db.faults import DatabaseFault, classify
 from exposure.db.migrate import SchemaState, schema_state
 from exposure.keys import ServiceKeyStore
 from exposure.settings import Service
 
-__all__ = ["cached_probe", "database_check", "keys_check"]
+__all__ = ["cached_probe", "service_state"]
 
 _logger = logging.getLogger(__name__)
 
 
-def database_check(service: Service, engine: Engine) -> ReadinessCheck:
-    """The database answers and ``service``'s schema is at this version's head (one query)."""
+def service_state(service: Service, engine: Engine, keys: ServiceKeyStore) -> dict[str, str]:
+    """The ``database`` and ``keys`` checks of ``service``, from one query: the schema
+    versions the database records and the KEK ids its sealed keys name. One round trip per
+    service database, as cheap as the ``SELECT 1`` a liveness check would cost."""
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(_STATE, {"service": service.value}).all()
+    except SQLAlchemyError as error:
+        fault = classify(error)
+        _logger.warning("readiness: the %s database: %s", service, fault.value)
+        reason = fault.value if fault is not DatabaseFault.OTHER else "unreachable"
+        return {"database": reason, "keys": reason}
+    heads = {value for kind, value in rows if kind == "schema"}
+    state = schema_state(heads, service)
+    if state is SchemaState.NOT_MIGRATED:
+        database = DatabaseFault.NOT_MIGRATED.value
+    elif state is not SchemaState.CURRENT:
+        _logger.warning("readiness: the %s schema is %s", service, state.value)
+        database = f"schema_{state.value}"
+    else:
+        database = OK
+    unknown = {value for kind, value in rows if kind == "kek"} - keys.kek_ids
+    if unknown:
+        _logger.warning("readiness: %s keys are sealed under an unknown KEK", service)
+    return {"database": database, "keys": "keys_sealed_under_unknown_kek" if unknown else OK}
 
-    def probe() -> str:
-        try:
-            with engine.connect() as connection:
-                heads = set(
-                    connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
-                )
-        except SQLAlchemyError as error:
-            fault = classify(error)
-            _logger.warning("readiness: the %s database: %s", service, fault.value)
-            return fault.value if fault is not DatabaseFault.OTHER else "unreachable"
-        state = schema_state(heads, service)
-        if state is SchemaState.NOT_MIGRATED:
-            return DatabaseFault.NOT_MIGRATED.value
-        if state is not SchemaState.CURRENT:
-            _logger.warning("readiness: the %s schema is %s", service, state.value)
-            return f"schema_{state.value}"
-        return OK
 
-    return ReadinessCheck("database", probe)
-
-
-def keys_check(
-    service: Service, session_factory: SessionFactory, keys: ServiceKeyStore
-) -> ReadinessCheck:
-    """No stored key is sealed under a KEK this process lacks (a key made elsewhere since)."""
-
-    def probe() -> str:
-        try:
-            with session_factory() as session:
-                unknown = keys.unknown_kek_ids(session)
-        except SQLAlchemyError:
-            return "unreachable"
-        if unknown:
-            _logger.warning("readiness: %s keys are sealed under an unknown KEK", service)
-            return "keys_sealed_under_unknown_kek"
-        return OK
-
-    return ReadinessCheck("keys", probe)
+#: Both facts in one statement (both engines): the schema's versions, then the KEK ids.
+_STATE = text(
+    "SELECT 'schema', version_num FROM alembic_version "
+    "UNION ALL "
+    "SELECT DISTINCT 'kek', kek_id FROM sealed_keys WHERE service = :service"
+)
 
 
 def cached_probe(probe: Callable[[], str], seconds: float) -> Callable[[], str]:

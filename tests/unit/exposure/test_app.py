@@ -11,7 +11,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from exposure.app import create_app
+from exposure.clock import utc_now
 from exposure.compose import Deployment
+from exposure.db import unit_of_work
+from exposure.keys import ServiceKeyStore
 from exposure.settings import Service
 from keyserver.settings import KeyserverSettings
 from tests.deployment import open_test_deployment
@@ -61,6 +64,23 @@ def test_not_ready_names_the_failing_check_with_a_stable_code(deployment: Deploy
     assert body["checks"]["keyserver"]["database"] == "not_migrated"
     assert body["checks"]["verification"]["database"] == "ok"
     assert live.status_code == 200
+
+
+def test_a_key_sealed_under_a_kek_this_process_lacks_is_not_ready(
+    deployment: Deployment,
+) -> None:
+    stranger = ServiceKeyStore("keyserver", [bytes(range(1, 33))], kek_source="another KEK")
+    with unit_of_work(deployment.keyserver.session_factory) as session:
+        stranger.create(session, "made-elsewhere", now=utc_now())
+    with _client(deployment) as client:
+        response = client.get("/health/ready")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["keyserver"] == {
+        "database": "ok",
+        "keys": "keys_sealed_under_unknown_kek",
+        "blob_store": "ok",
+    }
 
 
 def test_a_schema_migrated_by_a_newer_version_is_not_ready(deployment: Deployment) -> None:
