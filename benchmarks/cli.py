@@ -152,12 +152,15 @@ def verification(
     ] = verification_bench.DEFAULT_TIME_LIMIT,
     as_json: JsonOption = False,
 ) -> None:
-    """Run complete verification flows against a server of its own; report flows/s.
+    """Run verification flows against a server of its own; report each step's cost.
 
-    Starts `exposure serve` on a free loopback port with a fresh data directory
-    (and a temporary PostgreSQL schema with --database postgresql), measures
-    issue -> verify -> certificate flows and then GET /health at the same
-    concurrency. Sampled certificates are verified against the published keys.
+    Starts `exposure serve verification` on a free loopback port with a fresh
+    data directory (and a temporary PostgreSQL schema with --database
+    postgresql), makes a realm with `exposure admin realm create`, then runs
+    the flows step by step (every issue, then every verify, then every
+    certificate) and GET /health at the same concurrency: each step's server
+    CPU per request against /health's. Sampled certificates are verified
+    against the published keys.
     """
     with _benchmark_errors(void=verification_bench.CertificateMismatchError), progress() as shown:
         shown.step("running the benchmark")
@@ -201,10 +204,11 @@ def publish(
 ) -> None:
     """Send complete, valid v1 publishes to a server of its own; report publishes/s.
 
-    Starts `exposure serve` as `bench verification` does, registers its own
-    health authority and app with `exposure admin`, signs every certificate
-    before the timed phase, then measures POST /v1/publish and GET /health at
-    the same concurrency. A publish counts only if the server answers 200 with
+    Starts `exposure serve keyserver` as `bench verification` starts its
+    service, registers its own health authority and app with `exposure admin`,
+    signs every certificate before the timed phase, then measures POST
+    /v1/publish and GET /health at the same concurrency (server CPU per publish
+    against /health's). A publish counts only if the server answers 200 with
     14 inserted keys, and the database must hold every acknowledged key.
     """
     with _benchmark_errors(void=publish_bench.PublishMismatchError), progress() as shown:
@@ -439,6 +443,7 @@ def _print_verification(result: verification_bench.VerificationBenchmarkResult) 
             *_machine_rows(result.machine, result.event_loop),
         ],
     )
+    _print_step_costs(console, result.steps, health)
     _print_latency(console, result.latency, health)
     _print_failures(console, result.errors, result.warmup_errors, health, result.server_log_tail)
 
@@ -462,6 +467,7 @@ def _print_publish(result: publish_bench.PublishBenchmarkResult) -> None:
             ("seconds", _seconds(result.seconds, result.timed_out)),
             ("/health requests/second", f"{health.requests_per_second:,.1f} ({health.ok:,} ok)"),
             ("publishes/s as share of /health", f"{result.health_share:.1%}"),
+            ("server CPU per publish / per /health", _ratio(result.cost_ratio)),
             (
                 "keys stored / publishes checked",
                 f"{result.stored_exposures:,} / {result.checked_publishes}",
@@ -472,6 +478,34 @@ def _print_publish(result: publish_bench.PublishBenchmarkResult) -> None:
     )
     _print_latency(console, {"publish": result.latency}, health)
     _print_failures(console, result.errors, result.warmup_errors, health, result.server_log_tail)
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _print_step_costs(
+    console: Console, steps: dict[str, verification_bench.StepCost], health: HealthResult
+) -> None:
+    costs = Table(title="Each step alone: server CPU per request against /health")
+    for column in ("step", "requests", "requests/s", "server CPU", "x /health"):
+        costs.add_column(column, justify="left" if column == "step" else "right")
+    for name, step in steps.items():
+        costs.add_row(
+            name,
+            f"{step.ok:,} of {step.requests:,}",
+            f"{step.requests_per_second:,.1f}",
+            _milliseconds(step.cpu.server_per_request_ms),
+            _ratio(step.cost_ratio),
+        )
+    costs.add_row(
+        "/health",
+        f"{health.ok:,}",
+        f"{health.requests_per_second:,.1f}",
+        _milliseconds(health.cpu.server_per_request_ms),
+        "1.00x",
+    )
+    console.print(costs)
 
 
 def _yes(value: bool) -> str:

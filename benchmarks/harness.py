@@ -63,6 +63,7 @@ __all__ = [
     "LatencySummary",
     "ServerSetup",
     "check_server_workers",
+    "cost_ratio",
     "cpu_snapshot",
     "exposure_command",
     "json_objects",
@@ -592,12 +593,16 @@ def running_server(
     database_url: str | None,
     server_workers: int,
     prepare: Callable[[ServerSetup], _T],
+    *,
+    target: str = "all",
 ) -> Iterator[tuple[BenchServer, _T]]:
-    """A fresh ``exposure serve`` and what ``prepare`` returned before it started.
+    """A fresh ``exposure serve <target>`` and what ``prepare`` returned before it started.
 
     ``database_url`` is the PostgreSQL database to make a schema in (default
-    :data:`DEFAULT_POSTGRES_URL`). Unwound in reverse however the block ends: the server
-    stops, the schema is dropped, the files go.
+    :data:`DEFAULT_POSTGRES_URL`). ``target`` is what the server serves (``all``,
+    ``keyserver`` or ``verification``): a benchmark of one service serves only it, as a
+    production process does, so ``/health`` checks only that service's database. Unwound in
+    reverse however the block ends: the server stops, the schema is dropped, the files go.
     """
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="exposure-bench-")))
@@ -609,7 +614,7 @@ def running_server(
         data_dir = scratch / "data"
         environment = _server_environment(data_dir, port, url)
         prepared = prepare(ServerSetup(environment, data_dir, url, base_url, scratch))
-        command = exposure_command("serve", "--host", HOST, "--port", str(port))
+        command = exposure_command("serve", target, "--host", HOST, "--port", str(port))
         if server_workers != 1:
             command += ["--workers", str(server_workers)]
         log_path = scratch / "server.log"
@@ -644,10 +649,11 @@ def check_server_workers(server_workers: int) -> None:
 class HealthResult:
     """``GET /health`` with the same generator and concurrency: the server's ceiling.
 
-    ``/health`` answers from the framework after its readiness queries (two small ones per
-    database: the schema version and the KEK ids in use), so it shows what the server
-    manages on this machine without the work of the benchmarked endpoint. ``cpu`` covers
-    this phase alone.
+    ``/health`` answers after one small readiness query per database the server uses (the
+    schema version and the KEK ids in use, in one statement), so it shows what the server
+    manages on this machine without the work of the benchmarked endpoint: the baseline
+    each request's cost is compared with (:func:`cost_ratio`). ``cpu`` covers this phase
+    alone.
     """
 
     requests: int
@@ -658,6 +664,20 @@ class HealthResult:
     latency: LatencySummary
     errors: dict[str, int]
     cpu: CpuUsage
+
+
+def cost_ratio(request: CpuUsage, health: HealthResult) -> float | None:
+    """Server CPU per request of ``request`` over server CPU per ``/health``, same run.
+
+    A ratio, not milliseconds, because the machine is shared: both phases run under the
+    same conditions, so the ratio moves far less than either figure. ``None`` where CPU
+    cannot be read.
+    """
+    baseline = health.cpu.server_per_request_ms
+    spent = request.server_per_request_ms
+    if baseline is None or spent is None or baseline <= 0:
+        return None
+    return round(spent / baseline, 2)
 
 
 async def measure_health(

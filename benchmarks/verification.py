@@ -3,26 +3,26 @@
 A flow is what one positive test costs the verification service: the lab issues a code
 (``POST /api/issue``), the phone trades it for a token (``POST /api/verify``) and the token
 plus its TEK HMAC for a certificate (``POST /api/certificate``); each request's body is
-built from the previous answer. The benchmark starts its own server (see
-:mod:`benchmarks.harness`) and drives ``concurrency`` keep-alive connections with the
-low-overhead generator of :mod:`benchmarks.loadgen`, each doing complete flows one
-after the other; then it sends ``GET /health`` with the same generator and concurrency,
-as many requests as the flows took, for the server's ceiling on this machine.
+built from the previous answer. The benchmark starts its own server (``exposure serve
+verification``, the service alone as deployed; see :mod:`benchmarks.harness`), makes a
+realm with ``exposure admin realm create`` (its daily quota covering every code the run
+issues) and drives ``concurrency`` keep-alive connections with the low-overhead generator
+of :mod:`benchmarks.loadgen`. After a warm-up of whole flows, the timed run goes step by
+step, one phase per step (every code issued, then every code verified, then every token
+exchanged), so each kind of request is measured alone; then ``GET /health`` runs with the
+same generator and concurrency, as many requests as the steps took. Each step's
+``cost_ratio`` is its server CPU per request over ``/health``'s (the limit is 2.5).
 
 Nothing is trusted on its word: a response counts only if it is a 200 with the expected
 field, and a random sample of the certificates is verified against the keys the server
 publishes at ``/jwks/{realm}`` (signature, audience, issuer, ``tekmac``, report type and
-symptom onset), so a server that answers fast but wrongly makes the run fail.
-
-Once the server answers, and before the first flow, the benchmark bootstraps the default
-realm (``exposure admin bootstrap``) and raises its daily issue quota
-(``daily_issue_limit``) in the verification database to cover every code the run issues.
-Each phase stops after its requests or after ``time_limit`` seconds, whichever comes first.
+symptom onset), so a server that answers fast but wrongly makes the run fail. Each phase
+stops after its requests or after ``time_limit`` seconds, whichever comes first.
 
 Example::
 
     result = run_verification_benchmark(flows=2_000, concurrency=32)
-    print(f"{result.flows_per_second:,.0f} flows/s, p99 {result.latency['flow'].p99_ms} ms")
+    print(f"{result.flows_per_second:,.0f} flows/s, worst step {result.cost_ratio}x /health")
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import update
 
 from benchmarks.harness import (
     DEFAULT_POSTGRES_URL,
@@ -49,6 +48,7 @@ from benchmarks.harness import (
     LatencySummary,
     ServerSetup,
     check_server_workers,
+    cost_ratio,
     cpu_snapshot,
     log_tail,
     measure_health,
@@ -70,9 +70,6 @@ from crypto.encoding import b64url_decode
 from crypto.errors import InvalidKey, InvalidToken
 from crypto.randomness import random_below, random_bytes
 from crypto.tokens import public_keys_from_jwk_set, verify_jwt
-from exposure.db import create_database_engine, make_session_factory, unit_of_work
-from exposure.settings import Service
-from verification.models import Realm
 from verification.service.realms import DEFAULT_AUDIENCE
 
 __all__ = [
@@ -126,15 +123,33 @@ class IssuedCertificate:
 
 
 @dataclass(frozen=True, slots=True)
+class StepCost:
+    """One step's phase: ``requests`` of one kind alone, and their cost on the server.
+
+    ``cost_ratio`` is the server CPU per request over the server CPU per ``/health`` of
+    the same run (:func:`benchmarks.harness.cost_ratio`).
+    """
+
+    requests: int
+    ok: int
+    seconds: float
+    requests_per_second: float
+    cpu: CpuUsage
+    cost_ratio: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class VerificationBenchmarkResult:
     """One run: ``flows_completed`` of ``flows_requested`` flows in ``seconds``.
 
-    ``latency`` holds one summary per step (successful requests only) and one for whole
-    flows (``"flow"``, completed flows only). ``errors`` counts failed requests by
+    The flows run step by step: every code is issued, then every code verified, then every
+    token traded for a certificate, one phase per step, so ``steps`` shows each kind of
+    request's cost alone. ``seconds`` adds up the three phases. ``latency`` holds one
+    summary per step (successful requests only). ``errors`` counts failed requests by
     ``"step/errorCode"`` (``http_<status>`` when the body has no code, the exception's name
-    when no answer came back); a flow stops at its first failure. ``cpu`` covers the flow
-    phase (``health.cpu`` the /health phase); ``cpu.client_per_request_ms`` is what the load
-    generator itself cost. ``event_loop`` is the generator's (uvloop when installed).
+    when no answer came back); a flow stops at its first failure. ``cpu`` covers the three
+    phases (``health.cpu`` the /health phase); ``cpu.client_per_request_ms`` is what the
+    load generator itself cost. ``event_loop`` is the generator's (uvloop when installed).
     """
 
     database: str
@@ -153,6 +168,10 @@ class VerificationBenchmarkResult:
     warmup_flows: int
     warmup_errors: dict[str, int]
     health: HealthResult
+    #: Each step's phase alone: its requests and their server CPU against /health's.
+    steps: dict[str, StepCost]
+    #: The highest step's ``cost_ratio`` (the issue's limit is 2.5 for each request).
+    cost_ratio: float | None
     verified_certificates: int
     cpu: CpuUsage
     event_loop: str
@@ -172,32 +191,6 @@ class _Realm:
     admin_key: str
     device_key: str
     jwks_url: str
-
-
-def _raise_issue_quota(verification_url: str, realm_id: int, limit: int) -> None:
-    engine = create_database_engine(verification_url)
-    try:
-        with unit_of_work(make_session_factory(engine)) as session:
-            session.execute(
-                update(Realm).where(Realm.id == realm_id).values(daily_issue_limit=limit)
-            )
-    finally:
-        engine.dispose()
-
-
-def _bootstrap_realm(server: BenchServer, commands: ExposureCommands, issue_quota: int) -> _Realm:
-    # Before the first request, so the server has cached nothing of the realm yet.
-    [data] = commands.run(["admin", "bootstrap", "--json"])
-    keys = ("realm_id", "jwks_url", "admin_api_key", "device_api_key")
-    if not all(key in data for key in keys):
-        raise BenchmarkError("exposure admin bootstrap --json printed something unexpected")
-    jwks_url = str(data["jwks_url"])
-    if not jwks_url.startswith(f"{server.base_url}/"):
-        raise BenchmarkError(f"bootstrap printed a JWKS URL off this server: {jwks_url}")
-    _raise_issue_quota(
-        server.database_url_for(Service.VERIFICATION), int(data["realm_id"]), issue_quota
-    )
-    return _Realm(str(data["admin_api_key"]), str(data["device_api_key"]), jwks_url)
 
 
 # ---- one flow -------------------------------------------------------------------------
@@ -227,7 +220,13 @@ def _answer_field(client: Client, label: str, response: Response, wanted: str) -
 
 
 class _Flows:
-    """The flow unit: requests prebuilt where they do not depend on an answer."""
+    """The steps of a flow, as load-generator units, with what each hands to the next.
+
+    Called as a unit, it runs whole flows (the warm-up). The timed run calls its steps as
+    three units, one phase each, so each kind of request is measured alone: the codes the
+    ``issue`` phase received feed the ``verify`` phase, whose tokens feed the ``certificate``
+    phase. Requests are prebuilt where they do not depend on an answer.
+    """
 
     def __init__(self, server: BenchServer, realm: _Realm, symptom_date: date) -> None:
         self._host = server.host_header
@@ -242,6 +241,8 @@ class _Flows:
             headers={"X-API-Key": realm.admin_key},
         )
         self._ekeyhmacs: list[str] = []
+        self.codes: list[str] = []
+        self.tokens: list[tuple[str, str]] = []
         self.certificates: list[IssuedCertificate] = []
 
     def prepare(self, flows: int) -> None:
@@ -249,17 +250,23 @@ class _Flows:
         self._ekeyhmacs = [
             base64.b64encode(random_bytes(_TEK_HMAC_BYTES)).decode("ascii") for _ in range(flows)
         ]
+        self.codes.clear()
+        self.tokens.clear()
+        self.certificates.clear()
 
     def _device_request(self, path: str, label: str, payload: dict[str, str]) -> Request:
         return json_request(
             "POST", path, payload, host=self._host, label=label, headers=self._device_headers
         )
 
-    async def __call__(self, client: Client, index: int) -> None:
-        ekeyhmac = self._ekeyhmacs[index]
-        code = _answer_field(client, "issue", await client.send(self._issue), "code")
+    async def _issue_code(self, client: Client) -> str:
+        return _answer_field(client, "issue", await client.send(self._issue), "code")
+
+    async def _verify_code(self, client: Client, code: str) -> str:
         verify = self._device_request("/api/verify", "verify", {"code": code})
-        token = _answer_field(client, "verify", await client.send(verify), "token")
+        return _answer_field(client, "verify", await client.send(verify), "token")
+
+    async def _certify(self, client: Client, token: str, ekeyhmac: str) -> None:
         exchange = self._device_request(
             "/api/certificate", "certificate", {"token": token, "ekeyhmac": ekeyhmac}
         )
@@ -269,6 +276,25 @@ class _Flows:
         self.certificates.append(
             IssuedCertificate(certificate, ekeyhmac, self._symptom_date, datetime.now(UTC))
         )
+
+    async def __call__(self, client: Client, index: int) -> None:
+        code = await self._issue_code(client)
+        token = await self._verify_code(client, code)
+        await self._certify(client, token, self._ekeyhmacs[index])
+
+    async def issue(self, client: Client, _index: int) -> None:
+        """The ``issue`` phase's unit: one code, kept for the ``verify`` phase."""
+        self.codes.append(await self._issue_code(client))
+
+    async def verify(self, client: Client, index: int) -> None:
+        """The ``verify`` phase's unit: the ``index``-th code issued, traded for a token."""
+        token = await self._verify_code(client, self.codes[index])
+        self.tokens.append((token, self._ekeyhmacs[index]))
+
+    async def certificate(self, client: Client, index: int) -> None:
+        """The ``certificate`` phase's unit: the ``index``-th token, traded for a certificate."""
+        token, ekeyhmac = self.tokens[index]
+        await self._certify(client, token, ekeyhmac)
 
 
 # ---- certificate check ----------------------------------------------------------------
@@ -361,7 +387,8 @@ def _fetch_jwks(url: str) -> object:
 class _Measured:
     warmup_flows: int
     warmup_errors: dict[str, int]
-    run: LoadRun
+    phases: dict[str, LoadRun]
+    steps: dict[str, StepCost]
     cpu: CpuUsage
     health: HealthResult
 
@@ -389,23 +416,65 @@ async def _measure(
                 )
             )
         flows_unit.prepare(flows)
-        flows_unit.certificates.clear()
-        before = cpu_snapshot(server.pid, server.database)
-        run = await generator.run(flows_unit, units=flows, time_limit=time_limit)
-        after = cpu_snapshot(server.pid, server.database)
+        phases: dict[str, LoadRun] = {}
+        snapshots = [cpu_snapshot(server.pid, server.database)]
+        # Each phase takes what the previous one produced: codes, then tokens.
+        phases["issue"] = await generator.run(flows_unit.issue, units=flows, time_limit=time_limit)
+        snapshots.append(cpu_snapshot(server.pid, server.database))
+        phases["verify"] = await generator.run(
+            flows_unit.verify, units=len(flows_unit.codes), time_limit=time_limit
+        )
+        snapshots.append(cpu_snapshot(server.pid, server.database))
+        phases["certificate"] = await generator.run(
+            flows_unit.certificate, units=len(flows_unit.tokens), time_limit=time_limit
+        )
+        snapshots.append(cpu_snapshot(server.pid, server.database))
+        requests = sum(run.requests for run in phases.values())
         health = await measure_health(
-            generator, server, requests=max(run.requests, 1), time_limit=time_limit
+            generator, server, requests=max(requests, 1), time_limit=time_limit
         )
     warmup_errors: Counter[str] = Counter()
     for warmup in warmups:
         warmup_errors.update(warmup.errors)
+    steps: dict[str, StepCost] = {}
+    for position, (step, run) in enumerate(phases.items()):
+        cpu = CpuUsage.between(snapshots[position], snapshots[position + 1], run.requests)
+        steps[step] = StepCost(
+            requests=run.requests,
+            ok=run.units_completed,
+            seconds=round(run.seconds, 3),
+            requests_per_second=round(run.units_completed / run.seconds, 1)
+            if run.seconds > 0
+            else 0.0,
+            cpu=cpu,
+            cost_ratio=cost_ratio(cpu, health),
+        )
     return _Measured(
         warmup_flows=sum(warmup.units_started for warmup in warmups),
         warmup_errors=dict(sorted(warmup_errors.items())),
-        run=run,
-        cpu=CpuUsage.between(before, after, run.requests),
+        phases=phases,
+        steps=steps,
+        cpu=CpuUsage.between(snapshots[0], snapshots[-1], requests),
         health=health,
     )
+
+
+def _realm_setup(issue_quota: int) -> list[str]:
+    """The operator's command that makes the benchmark's realm, quota included."""
+    return [
+        *("admin", "realm", "create", "bench"),
+        *("--daily-issue-limit", str(issue_quota), "--json"),
+    ]
+
+
+def _check_realm(server: BenchServer, printed: dict[str, Any]) -> _Realm:
+    keys = ("jwks_url", "admin_api_key", "device_api_key")
+    if not all(isinstance(printed.get(key), str) for key in keys):
+        raise BenchmarkError("exposure admin realm create --json printed something unexpected")
+    jwks_url = str(printed["jwks_url"])
+    if not jwks_url.startswith(f"{server.base_url}/"):
+        raise BenchmarkError(f"realm create printed a JWKS URL off this server: {jwks_url}")
+    return _Realm(str(printed["admin_api_key"]), str(printed["device_api_key"]), jwks_url)
 
 
 def run_verification_benchmark(
@@ -418,11 +487,11 @@ def run_verification_benchmark(
     time_limit: float = DEFAULT_TIME_LIMIT,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
 ) -> VerificationBenchmarkResult:
-    """Start a server, run ``flows`` complete flows with ``concurrency`` clients, measure.
+    """Start a server, run ``flows`` flows step by step with ``concurrency`` clients, measure.
 
     ``database_url`` is the PostgreSQL database to create the schema in (default
     :data:`DEFAULT_POSTGRES_URL`); it is refused with SQLite. ``concurrency + 1`` warm-up
-    flows run first and are not counted. The flow phase and the ``/health`` phase each stop
+    flows run first and are not counted. Each step's phase and the ``/health`` phase stop
     after ``time_limit`` seconds.
 
     Raises :class:`ValueError` for meaningless arguments (and ``server_workers`` above 1
@@ -444,13 +513,14 @@ def run_verification_benchmark(
     with ExitStack() as stack:
 
         def preload(setup: ServerSetup) -> ExposureCommands:
-            # The CLI loads while the server starts; the bootstrap runs once it answers.
+            # The CLI loads while the server starts; the realm is made once it answers.
             return stack.enter_context(ExposureCommands(setup.environment))
 
         server, commands = stack.enter_context(
-            running_server(database, database_url, server_workers, preload)
+            running_server(database, database_url, server_workers, preload, target="verification")
         )
-        realm = _bootstrap_realm(server, commands, issue_quota)
+        [printed] = commands.run(_realm_setup(issue_quota))
+        realm = _check_realm(server, printed)
         flows_unit = _Flows(server, realm, symptom_date)
         measured = run_event_loop(
             lambda: _measure(
@@ -464,29 +534,40 @@ def run_verification_benchmark(
         verified = verify_certificates(
             _sample(flows_unit.certificates, sample_size), _fetch_jwks(realm.jwks_url)
         )
-        run = measured.run
-        tail = log_tail(server.log_path) if run.units_failed or measured.warmup_errors else ""
+        phases = measured.phases
+        failed_requests = sum(run.units_failed for run in phases.values())
+        tail = log_tail(server.log_path) if failed_requests or measured.warmup_errors else ""
 
-    latency = {step: summarize_latencies(run.latencies.get(step, [])) for step in STEPS}
-    latency["flow"] = summarize_latencies(run.unit_latencies)
-    seconds = run.seconds
+    errors: Counter[str] = Counter()
+    for run in phases.values():
+        errors.update(run.errors)
+    latency = {
+        step: summarize_latencies(run.latencies.get(step, [])) for step, run in phases.items()
+    }
+    seconds = sum(run.seconds for run in phases.values())
+    requests = sum(run.requests for run in phases.values())
+    attempted = phases["issue"].units_started
+    completed = len(flows_unit.certificates)
+    ratios = [step.cost_ratio for step in measured.steps.values() if step.cost_ratio is not None]
     return VerificationBenchmarkResult(
         database=database.value,
         flows_requested=flows,
-        flows_attempted=run.units_started,
-        flows_completed=run.units_completed,
-        flows_failed=run.units_failed,
+        flows_attempted=attempted,
+        flows_completed=completed,
+        flows_failed=attempted - completed,
         concurrency=concurrency,
         server_workers=server_workers,
         seconds=round(seconds, 3),
-        flows_per_second=round(run.units_completed / seconds, 1) if seconds > 0 else 0.0,
-        requests_per_second=round(run.requests / seconds, 1) if seconds > 0 else 0.0,
-        timed_out=run.timed_out,
+        flows_per_second=round(completed / seconds, 1) if seconds > 0 else 0.0,
+        requests_per_second=round(requests / seconds, 1) if seconds > 0 else 0.0,
+        timed_out=any(run.timed_out for run in phases.values()),
         latency=latency,
-        errors=run.errors,
+        errors=dict(sorted(errors.items())),
         warmup_flows=measured.warmup_flows,
         warmup_errors=measured.warmup_errors,
         health=measured.health,
+        steps=measured.steps,
+        cost_ratio=max(ratios) if len(ratios) == len(measured.steps) else None,
         verified_certificates=verified,
         cpu=measured.cpu,
         event_loop=event_loop_name(),

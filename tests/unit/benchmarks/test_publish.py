@@ -378,6 +378,7 @@ def test_results_print_as_tables(monkeypatch: pytest.MonkeyPatch) -> None:
         warmup_errors={},
         health=health,
         health_share=0.2,
+        cost_ratio=2.4,
         stored_exposures=1_512,
         checked_publishes=32,
         cpu=cpu,
@@ -414,4 +415,9 @@ def test_cli_publishes_to_a_real_server() -> None:
     assert data["latency"]["count"] == 10
     assert data["health"]["ok"] == 10
     assert data["health_share"] > 0
+    # A publish's server CPU against /health's, both measured in this run.
+    assert data["cost_ratio"] == pytest.approx(
+        data["cpu"]["server_per_request_ms"] / data["health"]["cpu"]["server_per_request_ms"],
+        abs=0.01,
+    )
     assert data["cpu"]["client_per_request_ms"] > 0

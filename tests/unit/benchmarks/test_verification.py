@@ -49,18 +49,28 @@ def test_cli_runs_flows_on_postgresql() -> None:
         "issue": 12,
         "verify": 12,
         "certificate": 12,
-        "flow": 12,
     }
     for summary in latency.values():
         assert 0 < summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
-    # A flow is its three steps one after the other.
-    assert latency["flow"]["mean_ms"] >= sum(latency[step]["mean_ms"] for step in bench.STEPS)
-    # /health gets as many requests as the flows took.
+    # Each step ran alone, and its cost is its server CPU against /health's in this run.
+    steps = data["steps"]
+    assert list(steps) == list(bench.STEPS)
+    health_ms = data["health"]["cpu"]["server_per_request_ms"]
+    for step in steps.values():
+        assert step["requests"] == step["ok"] == 12
+        assert step["cpu"]["server_seconds"] > 0
+        assert step["cost_ratio"] == pytest.approx(
+            step["cpu"]["server_per_request_ms"] / health_ms, abs=0.01
+        )
+    assert data["cost_ratio"] == max(step["cost_ratio"] for step in steps.values())
+    # /health gets as many requests as the steps took.
     assert data["health"]["ok"] == data["health"]["requests"] == 36
     assert data["verified_certificates"] == 12
     cpu = data["cpu"]
     assert cpu["requests"] == 36
-    assert cpu["server_seconds"] > 0
+    assert cpu["server_seconds"] == pytest.approx(
+        sum(step["cpu"]["server_seconds"] for step in steps.values()), abs=0.01
+    )
     assert cpu["database_seconds"] is not None
     assert cpu["client_per_request_ms"] > 0
 
@@ -78,6 +88,9 @@ def canned_result() -> bench.VerificationBenchmarkResult:
         client_per_request_ms=0.3,
     )
     health = harness.HealthResult(300, 300, 0, 0.5, 600.0, summary, {}, cpu)
+    step = bench.StepCost(
+        requests=100, ok=98, seconds=0.3, requests_per_second=326.7, cpu=cpu, cost_ratio=2.25
+    )
     return bench.VerificationBenchmarkResult(
         database="sqlite",
         flows_requested=100,
@@ -90,11 +103,13 @@ def canned_result() -> bench.VerificationBenchmarkResult:
         flows_per_second=123.4,
         requests_per_second=370.2,
         timed_out=False,
-        latency={name: summary for name in (*bench.STEPS, "flow")},
+        latency={name: summary for name in bench.STEPS},
         errors={"verify/internal_server_error": 2},
         warmup_flows=5,
         warmup_errors={},
         health=health,
+        steps={name: step for name in bench.STEPS},
+        cost_ratio=2.25,
         verified_certificates=32,
         cpu=cpu,
         event_loop="uvloop",
@@ -109,7 +124,14 @@ def test_results_print_as_tables_and_failures_set_the_exit_status(
     outcome = CliRunner().invoke(app, ["bench", "verification"])
     # Printed in full, and the exit status says some flows failed.
     assert outcome.exit_code == 1
-    for text in ("Verification flow benchmark", "flows/second", "123.4", "/health", "uvloop"):
+    for text in (
+        "Verification flow benchmark",
+        "flows/second",
+        "123.4",
+        "/health",
+        "uvloop",
+        "2.25x",
+    ):
         assert text in outcome.output
     assert "verify/internal_server_error" in outcome.output
     assert "benchmark failed: 2 flows failed (0 in warm-up)" in outcome.output
@@ -171,6 +193,55 @@ def test_a_flow_chains_the_answers(tmp_path: Path) -> None:
     assert {exchange["token"] for exchange in exchanges} == {"the-token"}
     # Each flow certifies its own TEK HMAC.
     assert len({exchange["ekeyhmac"] for exchange in exchanges}) == 5
+
+
+async def _steps_against(
+    answers: Mapping[str, tuple[int, object]], scratch: Path
+) -> tuple[dict[str, LoadRun], bench._Flows, list[bytes]]:
+    """Run 4 flows step by step (every issue, then every verify, then every certificate)."""
+    seen: list[bytes] = []
+
+    async def respond(head: bytes, body: bytes) -> bytes:
+        line = request_line(head)
+        seen.append(line + b" " + body)
+        status, payload = answers[line.split(b" ")[1].decode()]
+        return answer(status, json.dumps(payload).encode())
+
+    async with fake_server(respond) as port:
+        flows = bench._Flows(target(port, scratch), bench._Realm("a", "d", "u"), date(2026, 1, 2))
+        flows.prepare(4)
+        runs: dict[str, LoadRun] = {}
+        async with LoadGenerator("127.0.0.1", port, connections=2) as generator:
+            runs["issue"] = await generator.run(flows.issue, units=4, time_limit=10)
+            runs["verify"] = await generator.run(
+                flows.verify, units=len(flows.codes), time_limit=10
+            )
+            runs["certificate"] = await generator.run(
+                flows.certificate, units=len(flows.tokens), time_limit=10
+            )
+    return runs, flows, seen
+
+
+def test_steps_run_as_phases_each_feeding_the_next(tmp_path: Path) -> None:
+    runs, flows, seen = run_event_loop(lambda: _steps_against(GOOD, tmp_path))
+    assert {step: run.units_completed for step, run in runs.items()} == {
+        "issue": 4,
+        "verify": 4,
+        "certificate": 4,
+    }
+    # Every issue came before any verify, and every verify before any exchange.
+    paths = [line.split(b" ")[1] for line in seen]
+    assert paths == [b"/api/issue"] * 4 + [b"/api/verify"] * 4 + [b"/api/certificate"] * 4
+    assert len(flows.certificates) == 4
+    assert len({issued.ekeyhmac for issued in flows.certificates}) == 4
+
+
+def test_a_failed_step_leaves_nothing_for_the_next_phase(tmp_path: Path) -> None:
+    answers = {**GOOD, "/api/verify": (400, {"errorCode": "code_invalid"})}
+    runs, flows, _ = run_event_loop(lambda: _steps_against(answers, tmp_path))
+    assert runs["verify"].errors == {"verify/code_invalid": 4}
+    assert runs["certificate"].units_started == 0
+    assert flows.certificates == []
 
 
 @pytest.mark.parametrize(
