@@ -140,7 +140,10 @@ def _error(error: VerificationError, headers: dict[str, str] | None = None) -> R
 def _body_error(error: BodyError) -> Response:
     code = ErrorCode.UNPARSABLE_REQUEST
     body = ErrorResponse(error=error.message, errorCode=code, error_code=code)
-    return _json(body, status=error.status)
+    # The reference answers every body it cannot read with 400, a wrong content type too
+    # (the key server's 415 is the key server's own).
+    status = 400 if error.reason == "content_type" else error.status
+    return _json(body, status=status)
 
 
 def _log_failure(endpoint: str, failure: Exception) -> None:
@@ -236,7 +239,7 @@ def create_router(
         body: Model | BodyError
         try:
             data = await read_json_object(request, max_bytes=MAX_REQUEST_BYTES)
-            body = parse_model(model, data)
+            body = parse_model(model, data, case_insensitive=True)
         except BodyError as error:
             body = error  # answered only once the caller is known to be allowed to ask
         call = _Call(
@@ -263,6 +266,12 @@ def create_router(
     def issue_one(
         session: Session, caller: Caller, item: IssueCodeRequest, now: datetime
     ) -> IssueCodeResponse:
+        # The phone number itself never gets here (the request model drops it as it is
+        # parsed), and no SMS is sent: a code issued for one is handed to the lab like
+        # any other. Asking for the SMS text alone is refused, as the reference refuses it
+        # on a realm not allowed to generate SMS.
+        if item.onlyGenerateSMS:
+            raise UnparsableRequest("this realm may not use onlyGenerateSMS")
         request = codes.IssueRequest(
             test_type=item.testType,
             symptom_date=item.symptomDate,
@@ -302,8 +311,9 @@ def create_router(
     def batch_issue_work(
         session: Session, caller: Caller, batch: BatchIssueCodeRequest, now: datetime
     ) -> Response:
-        if not 1 <= len(batch.codes) <= MAX_BATCH_SIZE:
-            raise UnparsableRequest(f"codes must hold 1 to {MAX_BATCH_SIZE} requests")
+        # An empty batch is no error: it issues nothing and answers 200, as the reference.
+        if len(batch.codes) > MAX_BATCH_SIZE:
+            raise UnparsableRequest(f"codes must hold at most {MAX_BATCH_SIZE} requests")
         results: list[IssueCodeResponse] = []
         first_error: VerificationError | None = None
         # Not atomic, as the reference: each code stands alone (in its own savepoint) and
