@@ -3,6 +3,11 @@
 Every answer, success or error, carries random ``padding`` and the rate-limit headers; the
 status codes and ``errorCode`` values are those of Google's verification server.
 
+Bodies are read the reference's way, with two rules of our own applied at this edge: field
+names match in any ASCII case (as on ``/v1/publish``), and a string holding a control
+character is refused (:mod:`exposure.text`), so both engines answer every body alike. No
+error message repeats a value from the request.
+
 A request costs one hop to a worker thread. The API key and its realm usually come from
 the per-process cache (see :mod:`verification.cache`), so authenticating runs no query.
 The request is then counted against its client's limit by one statement that commits on
@@ -239,7 +244,7 @@ def create_router(
         body: Model | BodyError
         try:
             data = await read_json_object(request, max_bytes=MAX_REQUEST_BYTES)
-            body = parse_model(model, data, case_insensitive=True)
+            body = parse_model(model, data, case_insensitive=True, refuse_control_characters=True)
         except BodyError as error:
             body = error  # answered only once the caller is known to be allowed to ask
         call = _Call(
