@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,7 +37,18 @@ def _keys(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def _certificate(client: httpx.Client, setup: dict[str, Any], test_type: str, ekeyhmac: str) -> str:
+def _standard_base64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _certificate(
+    client: httpx.Client,
+    setup: dict[str, Any],
+    test_type: str,
+    hmac: bytes,
+    *,
+    encode: Callable[[bytes], str] = _standard_base64,
+) -> str:
     symptoms = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
     issued = client.post(
         "/api/issue",
@@ -52,7 +64,7 @@ def _certificate(client: httpx.Client, setup: dict[str, Any], test_type: str, ek
     assert verified.status_code == 200, verified.text
     certified = client.post(
         "/api/certificate",
-        json={"token": verified.json()["token"], "ekeyhmac": ekeyhmac},
+        json={"token": verified.json()["token"], "ekeyhmac": encode(hmac)},
         headers={"X-API-Key": setup["device_api_key"]},
     )
     assert certified.status_code == 200, certified.text
@@ -73,7 +85,7 @@ def test_a_phone_publishes_fourteen_keys_then_revises_them(server: RunningServer
     with httpx.Client(
         base_url=server.base_url, timeout=10, headers={"User-Agent": USER_AGENT}
     ) as client:
-        likely = _certificate(client, setup, "likely", base64.b64encode(tekmac).decode())
+        likely = _certificate(client, setup, "likely", tekmac)
         body = {
             "temporaryExposureKeys": keys,
             "healthAuthorityID": setup["health_authority_id"],
@@ -85,7 +97,7 @@ def test_a_phone_publishes_fourteen_keys_then_revises_them(server: RunningServer
         assert first.status_code == 200, first.text
         assert first.json()["insertedExposures"] == 14
 
-        confirmed = _certificate(client, setup, "confirmed", base64.b64encode(tekmac).decode())
+        confirmed = _certificate(client, setup, "confirmed", tekmac)
         revision = {
             **body,
             "verificationPayload": confirmed,
@@ -122,10 +134,12 @@ def test_a_url_safe_unpadded_ekeyhmac_certifies_a_publish(server: RunningServer)
         tekmac = compute_tekmac(secret, signed)
         if set(base64.b64encode(tekmac).decode()) & {"+", "/"}:
             break
-    ekeyhmac = base64.urlsafe_b64encode(tekmac).decode().rstrip("=")
+
+    def url_safe_unpadded(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
     with httpx.Client(base_url=server.base_url, timeout=10) as client:
-        certificate = _certificate(client, setup, "confirmed", ekeyhmac)
+        certificate = _certificate(client, setup, "confirmed", tekmac, encode=url_safe_unpadded)
         published = client.post(
             setup["publish_url"].removeprefix("http://127.0.0.1:8080"),
             json={
