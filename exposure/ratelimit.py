@@ -18,6 +18,11 @@ atomically against the latest committed row, so concurrent replicas never lose a
 Denied hits are counted too: hammering a closed limit keeps it closed instead of getting
 through as soon as earlier hits age out.
 
+Where the limit guards something scarcer than requests (guesses at a code), :func:`take`
+counts a hit only if it fits, deciding in the same statement, so concurrent callers can
+never together get past the limit; a slot that turns out unneeded is returned with
+:func:`give_back`.
+
 Example::
 
     bucket = bucket_key(secret, "verify", realm_id, client_address)
@@ -50,6 +55,7 @@ from sqlalchemy import (
     case,
     delete,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -64,11 +70,13 @@ __all__ = [
     "RateDecision",
     "RateLimitWindow",
     "bucket_key",
+    "give_back",
     "hit",
     "peek",
     "peek_many",
     "purge_expired_windows",
     "rate_limit_headers",
+    "take",
     "window_start",
 ]
 
@@ -196,6 +204,54 @@ def hit(
     return _decide(count, limit=limit, start=start, window=window, now=now, allowed=count <= limit)
 
 
+def take(
+    session: Session | Connection,
+    *,
+    bucket: str,
+    limit: int,
+    window: timedelta,
+    now: datetime,
+) -> RateDecision:
+    """Count one hit on ``bucket`` in the window containing ``now`` only if it fits.
+
+    One upsert increments the count only while it is below ``limit`` and returns the new
+    count; when the count is already at the limit it changes nothing and returns no row.
+    The comparison is part of the statement that counts, evaluated against the latest
+    committed row (PostgreSQL locks the conflicting row first; SQLite writes one statement
+    at a time), so however many callers race, at most ``limit`` hits are allowed per
+    window. Unlike :func:`hit`, a refused hit is not counted. Durability and locking are
+    :func:`hit`'s: run it on an autocommit connection to make it stick at once.
+
+    Raises :class:`ValueError` like :func:`hit`.
+    """
+    _check_arguments(bucket, limit, 1)
+    start = window_start(now, window)
+    if limit == 0:
+        return _decide(0, limit=0, start=start, window=window, now=now, allowed=False)
+    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
+    # Counting stops at the limit, so capping it keeps the count inside an int32 column.
+    parameters = {"bucket": bucket, "window_start": start, "limit": min(limit, MAX_COUNT)}
+    count = session.execute(_take_statement(dialect.name), parameters).scalar_one_or_none()
+    if count is None:
+        return _decide(limit, limit=limit, start=start, window=window, now=now, allowed=False)
+    return _decide(count, limit=limit, start=start, window=window, now=now, allowed=True)
+
+
+def give_back(
+    session: Session | Connection, *, bucket: str, window: timedelta, now: datetime
+) -> None:
+    """Return one hit that :func:`take` (or :func:`hit`) counted at ``now`` on ``bucket``.
+
+    For a slot taken ahead of work that then did not need it. ``now`` must be the moment
+    the hit was counted at, so the same window gets it back; a count never goes below 0.
+    Raises :class:`ValueError` for a bucket not named by :func:`bucket_key` or an invalid
+    ``now`` or ``window``.
+    """
+    _check_bucket(bucket, 0)
+    parameters = {"given_bucket": bucket, "given_window": window_start(now, window)}
+    session.execute(_GIVE_BACK, parameters)
+
+
 def peek(
     session: Session,
     *,
@@ -301,6 +357,31 @@ def _hit_statement(dialect_name: str) -> Any:
             )
         },
     ).returning(_TABLE.c.count)
+
+
+@cache
+def _take_statement(dialect_name: str) -> Any:
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    values = insert(_TABLE).values(
+        bucket=bindparam("bucket"), window_start=bindparam("window_start"), count=1
+    )
+    return values.on_conflict_do_update(
+        index_elements=[_TABLE.c.bucket, _TABLE.c.window_start],
+        set_={"count": _TABLE.c.count + 1},
+        where=_TABLE.c.count < bindparam("limit", type_=Integer),
+    ).returning(_TABLE.c.count)
+
+
+_GIVE_BACK = (
+    update(_TABLE)
+    .where(
+        # Not named after the columns: an UPDATE reserves those names for its SET values.
+        _TABLE.c.bucket == bindparam("given_bucket"),
+        _TABLE.c.window_start == bindparam("given_window"),
+        _TABLE.c.count > 0,
+    )
+    .values(count=_TABLE.c.count - 1)
+)
 
 
 @cache

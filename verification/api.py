@@ -3,15 +3,20 @@
 Every answer, success or error, carries random ``padding`` and the rate-limit headers; the
 status codes and ``errorCode`` values are those of Google's verification server.
 
+Bodies are read the reference's way, with two rules of our own applied at this edge: field
+names match in any ASCII case (as on ``/v1/publish``), and a string holding a control
+character is refused (:mod:`exposure.text`), so both engines answer every body alike. No
+error message repeats a value from the request.
+
 A request costs one hop to a worker thread. The API key and its realm usually come from
 the per-process cache (see :mod:`verification.cache`), so authenticating runs no query.
 The request is then counted against its client's limit by one statement that commits on
 its own (so a request whose work fails still counts, and the client's counter row is
 locked only for that statement, not for the work), and the work runs in one transaction.
-When the work fails, what the failure must leave behind is written in a transaction of its
-own: a wrong or expired code counts toward the lockout, which the verify transaction
-itself checks. A certificate needs no transaction: its only write, claiming the token, is
-one atomic statement made after the certificate is signed.
+A code lookup first takes its slots in the invalid-code lockout, also on its own
+(:mod:`verification.service.lockout`), and settles them once the work has succeeded or
+failed. A certificate needs no transaction: its only write, claiming the token, is one
+atomic statement made after the certificate is signed.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,25 +58,16 @@ from exposure.db import SessionFactory, unit_of_work
 from exposure.db.unit_of_work import autocommit
 from exposure.http.body import BodyError, parse_model, read_json_object
 from exposure.http.padding import random_padding
-from exposure.ratelimit import (
-    BucketLimit,
-    RateDecision,
-    bucket_key,
-    hit,
-    peek_many,
-    rate_limit_headers,
-)
+from exposure.ratelimit import RateDecision, bucket_key, hit, rate_limit_headers
 from verification import metrics
 from verification.cache import ApiKeySnapshot, RealmSnapshot
 from verification.context import VerificationContext
 from verification.errors import (
-    CodeExpired,
-    CodeInvalid,
     QuotaExceeded,
     UnparsableRequest,
     VerificationError,
 )
-from verification.service import certificates, codes, realms, signing_keys
+from verification.service import certificates, codes, lockout, realms, signing_keys
 from verification.service.realms import ApiKeyKind
 
 _logger = logging.getLogger(__name__)
@@ -79,7 +76,6 @@ Model = TypeVar("Model", bound=BaseModel)
 Clock = Callable[[], datetime]
 
 RATE_WINDOW = timedelta(minutes=1)
-LOCKOUT_CLIENT_WINDOW = timedelta(hours=1)
 
 #: The device endpoints a phone may send chaff to.
 CHAFF_PATHS = ("/api/verify", "/api/certificate")
@@ -103,8 +99,11 @@ class Caller:
 
 #: The work of an endpoint, in the request's transaction: (session, caller, body, now).
 Work = Callable[[Session, Caller, Model, datetime], Response]
-#: What a failed request must record besides its count, in the transaction that recounts it.
-FailureRecord = Callable[[Session, Caller, Exception, datetime], None]
+#: Given the work's failure (None on success), what must be kept or undone once it is over.
+Settle = Callable[[Connection, Exception | None], None]
+#: Runs before the work, on the autocommit connection that counted the request: it may
+#: refuse the request (by raising) and says how to settle once the work is over.
+Admit = Callable[[Connection, Caller, datetime], Settle]
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ class _Call(Generic[Model]):
     client: str
     body: Model | BodyError
     work: Work[Model]
-    on_failure: FailureRecord | None
+    admit: Admit | None
     needs_transaction: bool
 
 
@@ -146,7 +145,17 @@ def _error(error: VerificationError, headers: dict[str, str] | None = None) -> R
 def _body_error(error: BodyError) -> Response:
     code = ErrorCode.UNPARSABLE_REQUEST
     body = ErrorResponse(error=error.message, errorCode=code, error_code=code)
-    return _json(body, status=error.status)
+    # The reference answers every body it cannot read with 400, a wrong content type too
+    # (the key server's 415 is the key server's own).
+    status = 400 if error.reason == "content_type" else error.status
+    return _json(body, status=status)
+
+
+def _log_failure(endpoint: str, failure: Exception) -> None:
+    # The type and the stack, never the message: a database error's message carries the
+    # statement's parameters (a uuid, a label, a code's hash), and others may quote a row.
+    stack = "".join(traceback.format_tb(failure.__traceback__))
+    _logger.error("verification %s failed: %s\n%s", endpoint, type(failure).__name__, stack)
 
 
 def create_router(
@@ -166,6 +175,16 @@ def create_router(
             window=RATE_WINDOW,
             now=now,
         )
+
+    def settle_after(endpoint: str, settle: Settle, failure: Exception | None) -> None:
+        # The work's outcome stands whatever happens here: a code claimed must reach its
+        # phone, a refusal keeps its reason. Settling that fails leaves the slots taken,
+        # which errs on the side of the lockout.
+        try:
+            with autocommit(session_factory) as connection:
+                settle(connection, failure)
+        except Exception as error:
+            _log_failure(f"{endpoint} (settling)", error)
 
     def serve(call: _Call[Model]) -> _Outcome:
         now = clock()
@@ -193,20 +212,22 @@ def create_router(
                 if not call.needs_transaction:
                     with Session(bind=connection) as session:
                         return _Outcome(call.work(session, caller, call.body, now), "ok", caller)
+                settle = call.admit(connection, caller, now) if call.admit else None
             try:
                 with unit_of_work(session_factory) as session:
                     response = call.work(session, caller, call.body, now)
             except Exception as failure:
-                if call.on_failure is not None:
-                    with unit_of_work(session_factory) as session:
-                        call.on_failure(session, caller, failure, now)
+                if settle is not None:
+                    settle_after(call.endpoint, settle, failure)
                 raise
+            if settle is not None:
+                settle_after(call.endpoint, settle, None)
             return _Outcome(response, "ok", caller)
         except VerificationError as error:
             return _Outcome(_error(error, error.headers), error.code, caller)
-        except Exception:
-            # Logged with its trace for operators; the caller learns only that it failed.
-            _logger.exception("verification %s failed", call.endpoint)
+        except Exception as failure:
+            # Logged for operators; the caller learns only that it failed.
+            _log_failure(call.endpoint, failure)
             internal = VerificationError("internal error")
             return _Outcome(_error(internal), ErrorCode.INTERNAL, caller)
 
@@ -216,14 +237,14 @@ def create_router(
         kind: ApiKeyKind,
         model: type[Model],
         work: Work[Model],
-        on_failure: FailureRecord | None = None,
         *,
+        admit: Admit | None = None,
         needs_transaction: bool = True,
     ) -> Response:
         body: Model | BodyError
         try:
             data = await read_json_object(request, max_bytes=MAX_REQUEST_BYTES)
-            body = parse_model(model, data)
+            body = parse_model(model, data, case_insensitive=True, refuse_control_characters=True)
         except BodyError as error:
             body = error  # answered only once the caller is known to be allowed to ask
         call = _Call(
@@ -233,7 +254,7 @@ def create_router(
             client=request.client.host if request.client else "",
             body=body,
             work=work,
-            on_failure=on_failure,
+            admit=admit,
             needs_transaction=needs_transaction,
         )
         # Database work is synchronous; it runs in the loop's worker threads so the event
@@ -250,6 +271,12 @@ def create_router(
     def issue_one(
         session: Session, caller: Caller, item: IssueCodeRequest, now: datetime
     ) -> IssueCodeResponse:
+        # The phone number itself never gets here (the request model drops it as it is
+        # parsed), and no SMS is sent: a code issued for one is handed to the lab like
+        # any other. Asking for the SMS text alone is refused, as the reference refuses it
+        # on a realm not allowed to generate SMS.
+        if item.onlyGenerateSMS:
+            raise UnparsableRequest("this realm may not use onlyGenerateSMS")
         request = codes.IssueRequest(
             test_type=item.testType,
             symptom_date=item.symptomDate,
@@ -289,8 +316,9 @@ def create_router(
     def batch_issue_work(
         session: Session, caller: Caller, batch: BatchIssueCodeRequest, now: datetime
     ) -> Response:
-        if not 1 <= len(batch.codes) <= MAX_BATCH_SIZE:
-            raise UnparsableRequest(f"codes must hold 1 to {MAX_BATCH_SIZE} requests")
+        # An empty batch is no error: it issues nothing and answers 200, as the reference.
+        if len(batch.codes) > MAX_BATCH_SIZE:
+            raise UnparsableRequest(f"codes must hold at most {MAX_BATCH_SIZE} requests")
         results: list[IssueCodeResponse] = []
         first_error: VerificationError | None = None
         # Not atomic, as the reference: each code stands alone (in its own savepoint) and
@@ -354,30 +382,29 @@ def create_router(
 
     # ---- device API ------------------------------------------------------------------
 
-    def lockout_limits(caller: Caller) -> list[BucketLimit]:
-        secret = context.bucket_secret
-        return [
-            BucketLimit(
-                bucket_key(secret, "invalid-code-client", caller.client_bucket),
-                settings.invalid_codes_per_client_per_hour,
-                LOCKOUT_CLIENT_WINDOW,
-            ),
-            BucketLimit(
-                bucket_key(secret, "invalid-code-realm", str(caller.realm.id)),
-                settings.invalid_codes_per_realm_per_window,
-                settings.invalid_code_window,
-            ),
-        ]
+    def begin_lookup(connection: Connection, caller: Caller, now: datetime) -> Settle:
+        try:
+            attempt = lockout.begin_attempt(
+                connection,
+                context,
+                client_bucket=caller.client_bucket,
+                realm_id=caller.realm.id,
+                now=now,
+            )
+        except QuotaExceeded:
+            metrics.RATE_LIMITED.labels("verify", "invalid_codes").inc()
+            raise
+
+        def settle(connection: Connection, failure: Exception | None) -> None:
+            if attempt.settle(connection, failure) and isinstance(failure, VerificationError):
+                metrics.CODES_REJECTED.labels(str(caller.realm.id), failure.code).inc()
+
+        return settle
 
     def verify_work(
         session: Session, caller: Caller, item: VerifyCodeRequest, now: datetime
     ) -> Response:
-        # Checked in the transaction that claims the code; failures are counted by
-        # count_invalid_code, in the transaction that recounts the failed request.
-        for decision in peek_many(session, lockout_limits(caller), now=now):
-            if decision.remaining <= 0:
-                metrics.RATE_LIMITED.labels("verify", "invalid_codes").inc()
-                raise QuotaExceeded("too many invalid codes; try again later")
+        # The lookup's slots in the lockout were taken by begin_lookup, before this.
         verified = codes.verify_code(
             session,
             context,
@@ -398,19 +425,15 @@ def create_router(
             )
         )
 
-    def count_invalid_code(
-        session: Session, caller: Caller, failure: Exception, now: datetime
-    ) -> None:
-        if not isinstance(failure, CodeInvalid | CodeExpired):
-            return
-        metrics.CODES_REJECTED.labels(str(caller.realm.id), failure.code).inc()
-        for limit in lockout_limits(caller):
-            hit(session, bucket=limit.bucket, limit=limit.limit, window=limit.window, now=now)
-
     async def verify(request: Request) -> Response:
         """Trade a code for a verification token (device API key)."""
         return await handle(
-            request, "verify", ApiKeyKind.DEVICE, VerifyCodeRequest, verify_work, count_invalid_code
+            request,
+            "verify",
+            ApiKeyKind.DEVICE,
+            VerifyCodeRequest,
+            verify_work,
+            admit=begin_lookup,
         )
 
     def certificate_work(

@@ -1,7 +1,8 @@
 """Domain errors of the verification service, each with a stable wire code and status.
 
 Services raise these; the API layer turns any of them into the reference error body. The
-messages are written for the caller and never reveal whether a code exists.
+messages are written for the caller, never reveal whether a code exists, and never repeat
+a value from the request: at most they name the field that was wrong.
 """
 
 # Names mirror the wire error codes (CodeInvalid is code_invalid), not Python's Error suffix.
@@ -52,6 +53,17 @@ class InvalidTestType(VerificationError):
 
 
 class UnsupportedTestType(VerificationError):
+    """``/api/issue``: a test type this realm does not issue (400, as the reference)."""
+
+    code, status = ErrorCode.UNSUPPORTED_TEST_TYPE, 400
+
+
+class TestTypeNotAccepted(VerificationError):
+    """``/api/verify``: the code's test type is not one the app accepts. The reference
+    answers 412 here, telling the app to ask its user to update it."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
     code, status = ErrorCode.UNSUPPORTED_TEST_TYPE, 412
 
 

@@ -1,9 +1,11 @@
 """The verification API, wire-compatible with Google's verification server.
 
 Paths, JSON field names, error codes and HTTP statuses follow the reference server, so GAEN
-apps and lab systems built for it work unchanged. Where we differ it is documented in
-docs/api.md: we never accept phone numbers (no SMS leaves this service), and ``/api/issue``
-also returns the long code, since without SMS the lab is the only way it reaches a person.
+apps and lab systems built for it work unchanged: field names and test types match in any
+(ASCII) case, and empty fields the reference leaves out (Go's ``omitempty``) are left out.
+Where we differ it is documented in docs/api.md: a phone number is accepted and dropped
+unread (no SMS leaves this service), and ``/api/issue`` also returns the long code, since
+without SMS the lab is the only way it reaches a person.
 
 Every request and response may carry ``padding``: random base64 that exists only to hide
 the size of the real content from a network observer. Servers ignore the request padding
@@ -13,9 +15,22 @@ and fill the response padding with 1-2 KB.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_serializer,
+)
+
+from exposure.text import fold_case
 
 #: Requests larger than this are refused before they are parsed.
 MAX_REQUEST_BYTES = 64_000
@@ -34,6 +49,15 @@ class TestType(StrEnum):
     LIKELY = "likely"
     NEGATIVE = "negative"
     USER_REPORT = "user-report"
+
+    @classmethod
+    def from_wire(cls, text: str) -> TestType | None:
+        """The test type ``text`` names in any ASCII case (the reference lower-cases what
+        it is sent), or None for an unknown one."""
+        try:
+            return cls(fold_case(text))
+        except ValueError:
+            return None
 
 
 #: ``accept: ["likely"]`` means confirmed and likely; ``["negative"]`` means all three.
@@ -73,7 +97,26 @@ class _Request(BaseModel):
 class _Response(BaseModel):
     model_config = ConfigDict(frozen=True)
 
+    #: Fields left out of the JSON when empty ("", 0, false), as the reference's Go
+    #: ``omitempty`` leaves them out: clients test for their presence, so an empty
+    #: ``"error": ""`` on a success would read as a failure.
+    omit_when_empty: ClassVar[frozenset[str]] = frozenset()
+
     padding: str = Field(default="", description="Random base64, 1-2 KB; ignore it.")
+
+    @model_serializer(mode="wrap")
+    def _leave_out_empty_fields(self, serialize: SerializerFunctionWrapHandler) -> Any:
+        data = serialize(self)
+        if isinstance(data, dict):
+            for name in self.omit_when_empty:
+                if not data.get(name):
+                    data.pop(name, None)
+        return data
+
+
+def _forget(_phone: str) -> str:
+    # Dropped as soon as it is parsed: nothing after the edge ever holds the number.
+    return ""
 
 
 class ErrorResponse(_Response):
@@ -95,9 +138,28 @@ class IssueCodeRequest(_Request):
     )
     uuid: StrictStr = Field(default="", description="Optional idempotency handle.")
     externalIssuerID: Annotated[StrictStr, Field(max_length=255)] = ""  # noqa: N815
+    phone: Annotated[StrictStr, AfterValidator(_forget)] = Field(
+        default="",
+        repr=False,
+        description=(
+            "Accepted as the reference does, then dropped unread: this service sends no "
+            "SMS, and never stores or logs a phone number."
+        ),
+    )
+    smsTemplateLabel: StrictStr = Field(  # noqa: N815
+        default="", description="Accepted and ignored: no SMS is sent."
+    )
+    onlyGenerateSMS: StrictBool = Field(  # noqa: N815
+        default=False,
+        description="Only false is accepted: no realm here may generate an SMS.",
+    )
 
 
 class IssueCodeResponse(_Response):
+    omit_when_empty = frozenset(
+        {"longCode", "longExpiresAt", "longExpiresAtTimestamp", "error", "errorCode"}
+    )
+
     uuid: str = ""
     code: str = ""
     longCode: str = ""  # noqa: N815
@@ -116,6 +178,10 @@ class BatchIssueCodeRequest(_Request):
 
 
 class BatchIssueCodeResponse(_Response):
+    # ``codes`` stays even when empty (the reference leaves an empty list out): an empty
+    # batch answers ``"codes": []``, which a client reading either shape handles.
+    omit_when_empty = frozenset({"error", "errorCode"})
+
     codes: list[IssueCodeResponse] = Field(default_factory=list)
     error: str = ""
     errorCode: str = ""  # noqa: N815
@@ -128,6 +194,8 @@ class CodeStatusRequest(_Request):
 
 
 class CodeStatusResponse(_Response):
+    omit_when_empty = frozenset({"longExpiresAtTimestamp"})
+
     claimed: bool = False
     expiresAtTimestamp: int = 0  # noqa: N815
     longExpiresAtTimestamp: int = 0  # noqa: N815
@@ -142,6 +210,8 @@ class VerifyCodeRequest(_Request):
 
 
 class VerifyCodeResponse(_Response):
+    omit_when_empty = frozenset({"testtype", "symptomDate", "testDate", "token"})
+
     testtype: str
     symptomDate: str = ""  # noqa: N815
     testDate: str = ""  # noqa: N815
@@ -156,4 +226,6 @@ class CertificateRequest(_Request):
 
 
 class CertificateResponse(_Response):
+    omit_when_empty = frozenset({"certificate"})
+
     certificate: str

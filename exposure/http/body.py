@@ -17,7 +17,9 @@ reason             status  when
 ``not_object``     400     the top-level value is not an object
 ``trailing_data``  400     anything but whitespace follows the object
 ``unknown_field``  400     a key the model does not declare (at any depth)
-``invalid_value``  400     a value of the wrong type or out of the model's bounds
+``invalid_value``  400     a value of the wrong type or out of the model's bounds,
+                           or (when asked for) a string holding a control
+                           character (see :mod:`exposure.text`)
 =================  ======  ====================================================
 
 Deliberate differences from Go's ``encoding/json``:
@@ -56,13 +58,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import AliasChoices, BaseModel, ValidationError
 from starlette.requests import Request
+
+from exposure.text import echo, fold_case, has_control_character
 
 __all__ = [
     "JSON_CONTENT_TYPE",
@@ -93,9 +97,6 @@ JSON_CONTENT_TYPE = "application/json"
 # JSON's insignificant whitespace (RFC 8259 §2); str.strip() would also drop other spaces.
 _JSON_WHITESPACE = " \t\n\r"
 _DECIMAL = re.compile(r"[0-9]+")
-# Names quoted back to the client are cut to this length: a 60 kB key is not a message.
-_MAX_QUOTED_NAME = 64
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 class BodyError(Exception):
@@ -185,7 +186,13 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
     return value
 
 
-def parse_model(model: type[M], data: dict[str, Any], *, case_insensitive: bool = False) -> M:
+def parse_model(
+    model: type[M],
+    data: dict[str, Any],
+    *,
+    case_insensitive: bool = False,
+    refuse_control_characters: bool = False,
+) -> M:
     """Validate ``data`` (from :func:`read_json_object`) as ``model``, strictly.
 
     With ``case_insensitive=True``, keys are first matched to the model's aliases as Go's
@@ -197,11 +204,17 @@ def parse_model(model: type[M], data: dict[str, Any], *, case_insensitive: bool 
     Strict JSON mode checks types, not ranges: declare bounds on the model (Go's int32
     fields overflow at ``2**31``, Python ints never do).
 
+    With ``refuse_control_characters=True``, a string anywhere in ``data`` (a value or a
+    key) holding a control character is ``invalid_value`` before anything else is looked
+    at (the rule and its reasons: :mod:`exposure.text`).
+
     Raises :class:`BodyError` (``unknown_field`` or ``invalid_value``), :class:`TypeError`
     if ``model`` or a model nested in it does not forbid extra fields, and
     :class:`TypeError` or :class:`ValueError` if ``data`` is not plain JSON data.
     """
     _require_forbid_extra(model)
+    if refuse_control_characters:
+        _refuse_control_characters(data)
     candidate: Any = _fold_object(model, data) if case_insensitive else data
     try:
         return model.model_validate_json(json.dumps(candidate, allow_nan=False), strict=True)
@@ -212,7 +225,11 @@ def parse_model(model: type[M], data: dict[str, Any], *, case_insensitive: bool 
 
 
 def json_body(
-    model: type[M], *, max_bytes: int, case_insensitive: bool = False
+    model: type[M],
+    *,
+    max_bytes: int,
+    case_insensitive: bool = False,
+    refuse_control_characters: bool = False,
 ) -> Callable[[Request], Awaitable[M]]:
     """A FastAPI dependency that reads, parses and validates the body as ``model``.
 
@@ -226,7 +243,12 @@ def json_body(
 
     async def dependency(request: Request) -> M:
         data = await read_json_object(request, max_bytes=max_bytes)
-        return parse_model(model, data, case_insensitive=case_insensitive)
+        return parse_model(
+            model,
+            data,
+            case_insensitive=case_insensitive,
+            refuse_control_characters=refuse_control_characters,
+        )
 
     return dependency
 
@@ -284,9 +306,8 @@ _DECODER = json.JSONDecoder(
 
 
 def _quote(name: str) -> str:
-    if len(name) > _MAX_QUOTED_NAME:
-        name = name[:_MAX_QUOTED_NAME] + "..."
-    return json.dumps(name)
+    # Names quoted back to the client are cut short: a 60 kB key is not a message.
+    return echo(name)
 
 
 def _from_validation_error(error: ValidationError) -> BodyError:
@@ -296,10 +317,35 @@ def _from_validation_error(error: ValidationError) -> BodyError:
             names = [part for part in detail["loc"] if isinstance(part, str)]
             return BodyError(400, "unknown_field", f"unknown field {_quote(names[-1])}")
     # Go names the field by its path without array indexes: "temporaryExposureKeys.key".
-    path = ".".join(part for part in details[0]["loc"] if isinstance(part, str))
+    return _invalid_value_at([part for part in details[0]["loc"] if isinstance(part, str)])
+
+
+def _refuse_control_characters(data: dict[str, Any]) -> None:
+    """Raise ``invalid_value`` naming a string (by Go's path) with a control character; a
+    key that holds one names the object it is in.
+
+    Iterative, not recursive: a body may nest as deep as the decoder allowed, which is
+    close to the interpreter's recursion limit already.
+    """
+    pending: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, str):
+            if has_control_character(value):
+                raise _invalid_value_at(path)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if has_control_character(key):
+                    raise _invalid_value_at(path)
+                pending.append((item, (*path, key)))
+        elif isinstance(value, list):
+            pending.extend((item, path) for item in value)
+
+
+def _invalid_value_at(path: Sequence[str]) -> BodyError:
     if not path:
         return BodyError(400, "invalid_value", "invalid value")
-    return BodyError(400, "invalid_value", f"invalid value for {_quote(path)}")
+    return BodyError(400, "invalid_value", f"invalid value for {_quote('.'.join(path))}")
 
 
 @dataclass(frozen=True)
@@ -335,7 +381,7 @@ def _shape(model: type[BaseModel]) -> _Shape:
         for name in names:
             exact.add(name)
             # Go takes the first field in declaration order when only the folding matches.
-            folded.setdefault(name.translate(_ASCII_LOWER), name)
+            folded.setdefault(fold_case(name), name)
             if inner is not None:
                 nested[name] = inner
     return _Shape(exact=frozenset(exact), folded=folded, nested=nested)
@@ -367,7 +413,7 @@ def _fold_object(model: type[BaseModel], data: Mapping[str, Any]) -> dict[str, A
     shape = _shape(model)
     folded: dict[str, Any] = {}
     for key, value in data.items():
-        name = key if key in shape.exact else shape.folded.get(key.translate(_ASCII_LOWER), key)
+        name = key if key in shape.exact else shape.folded.get(fold_case(key), key)
         inner = shape.nested.get(name)
         folded[name] = value if inner is None else _fold_value(inner, value)
     return folded

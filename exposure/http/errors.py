@@ -2,9 +2,10 @@
 error shape of the service the path belongs to, never plain text.
 
 The verification API (``/api/...``, ``/jwks/...``) speaks Google's verification-server shape,
-``{"error": ..., "errorCode": ..., "error_code": ...}``; everything else the key server's and
-the operations routes' ``{"error": ..., "code": ...}``. Messages are fixed per status: no
-part of the request (path, method, body) is echoed.
+``{"error": ..., "errorCode": ..., "error_code": ..., "padding": ...}``, padded like every
+other answer it gives; everything else the key server's and the operations routes'
+``{"error": ..., "code": ...}``. Messages are fixed per status: no part of the request (path,
+method, body) is echoed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
+from exposure.http.padding import random_padding
 
 __all__ = ["install_json_errors"]
 
@@ -38,7 +41,12 @@ def _body(status: int, *, verification_shape: bool) -> dict[str, str]:
     if verification_shape:
         if status >= 500:
             code = "internal_server_error"
-        return {"error": message, "errorCode": code, "error_code": code}
+        return {
+            "error": message,
+            "errorCode": code,
+            "error_code": code,
+            "padding": random_padding(),
+        }
     return {"error": message, "code": code}
 
 

@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,7 +37,18 @@ def _keys(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def _certificate(client: httpx.Client, setup: dict[str, Any], test_type: str, hmac: bytes) -> str:
+def _standard_base64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _certificate(
+    client: httpx.Client,
+    setup: dict[str, Any],
+    test_type: str,
+    hmac: bytes,
+    *,
+    encode: Callable[[bytes], str] = _standard_base64,
+) -> str:
     symptoms = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
     issued = client.post(
         "/api/issue",
@@ -52,7 +64,7 @@ def _certificate(client: httpx.Client, setup: dict[str, Any], test_type: str, hm
     assert verified.status_code == 200, verified.text
     certified = client.post(
         "/api/certificate",
-        json={"token": verified.json()["token"], "ekeyhmac": base64.b64encode(hmac).decode()},
+        json={"token": verified.json()["token"], "ekeyhmac": encode(hmac)},
         headers={"X-API-Key": setup["device_api_key"]},
     )
     assert certified.status_code == 200, certified.text
@@ -109,3 +121,34 @@ def test_a_phone_publishes_fourteen_keys_then_revises_them(server: RunningServer
     ]
     assert addresses == []
     assert "marker-7f3a" not in log
+
+
+def test_a_url_safe_unpadded_ekeyhmac_certifies_a_publish(server: RunningServer) -> None:
+    # Google's verification server takes any base64 for ekeyhmac and copies it into the
+    # certificate's tekmac verbatim; the key server must then accept that tekmac.
+    setup = json.loads(run_cli(server.data_dir, "admin", "bootstrap", "--json").stdout)
+    keys = _keys(3)
+    signed = [SignedKey(k["key"], k["rollingStartNumber"], 144, 0) for k in keys]
+    while True:  # a MAC whose two alphabets differ, so the test shows which one is read
+        secret = secrets.token_bytes(32)
+        tekmac = compute_tekmac(secret, signed)
+        if set(base64.b64encode(tekmac).decode()) & {"+", "/"}:
+            break
+
+    def url_safe_unpadded(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    with httpx.Client(base_url=server.base_url, timeout=10) as client:
+        certificate = _certificate(client, setup, "confirmed", tekmac, encode=url_safe_unpadded)
+        published = client.post(
+            setup["publish_url"].removeprefix("http://127.0.0.1:8080"),
+            json={
+                "temporaryExposureKeys": keys,
+                "healthAuthorityID": setup["health_authority_id"],
+                "verificationPayload": certificate,
+                "hmacKey": base64.b64encode(secret).decode(),
+            },
+        )
+
+    assert published.status_code == 200, published.text
+    assert published.json()["insertedExposures"] == 3

@@ -8,12 +8,11 @@ for a retry, and two concurrent requests with one token get one certificate.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import date, datetime
 
 from sqlalchemy.orm import Session
 
+from crypto.encoding import decode_base64_lenient
 from crypto.errors import InvalidToken
 from crypto.tokens import sign_jwt_with_signer, verify_jwt
 from verification import store
@@ -27,11 +26,17 @@ TEK_HMAC_LENGTH = 32
 INTERVAL_SECONDS = 600
 
 
-def _decode_tekmac(ekeyhmac: str) -> None:
+def _check_tekmac(ekeyhmac: str) -> None:
+    """Refuse an ``ekeyhmac`` that is not base64 of exactly 32 bytes.
+
+    Any base64 the reference takes is taken (``base64util.DecodeString``: standard or
+    URL-safe, padded or not), because the string goes into the certificate verbatim and
+    the key server decodes it the same lenient way.
+    """
     try:
-        raw = base64.b64decode(ekeyhmac, validate=True)
-    except (binascii.Error, ValueError):
-        raise HmacInvalid("ekeyhmac must be standard base64") from None
+        raw = decode_base64_lenient(ekeyhmac)
+    except ValueError:
+        raise HmacInvalid("ekeyhmac must be base64") from None
     if len(raw) != TEK_HMAC_LENGTH:
         raise HmacInvalid(f"ekeyhmac must decode to {TEK_HMAC_LENGTH} bytes")
 
@@ -93,7 +98,7 @@ def issue_certificate(
     now: datetime,
 ) -> str:
     """Sign a certificate for ``ekeyhmac`` and consume ``token``; raise on any failure."""
-    _decode_tekmac(ekeyhmac)
+    _check_tekmac(ekeyhmac)
     claims = _verified_claims(session, context, token, now)
     test_type, symptom, tested = _parse_subject(claims.get("sub"))
     jti = claims.get("jti")

@@ -35,6 +35,7 @@ from verification.errors import (
     InvalidTestType,
     MissingDate,
     QuotaExceeded,
+    TestTypeNotAccepted,
     UnparsableRequest,
     UnsupportedTestType,
     UuidAlreadyExists,
@@ -108,12 +109,12 @@ def _allowed_types(realm: RealmView) -> set[str]:
 
 def _validate_issue(
     realm: RealmView, request: IssueRequest, now: datetime
-) -> tuple[date | None, date | None]:
-    known = {member.value for member in TestType}
-    if request.test_type not in known:
-        raise InvalidTestType(f"unknown testType {request.test_type!r}")
-    if request.test_type not in _allowed_types(realm):
-        raise UnsupportedTestType(f"this realm does not issue {request.test_type} codes")
+) -> tuple[TestType, date | None, date | None]:
+    test_type = TestType.from_wire(request.test_type)
+    if test_type is None:
+        raise InvalidTestType("testType must be confirmed, likely, negative or user-report")
+    if test_type not in _allowed_types(realm):
+        raise UnsupportedTestType(f"this realm does not issue {test_type} codes")
     if not -14 * 60 <= request.tz_offset_minutes <= 14 * 60:
         raise UnparsableRequest("tzOffset must be between -840 and 840 minutes")
     symptom = _parse_date(
@@ -127,7 +128,7 @@ def _validate_issue(
     )
     if realm.require_date and symptom is None and tested is None:
         raise MissingDate("this realm requires a symptomDate or testDate")
-    return symptom, tested
+    return test_type, symptom, tested
 
 
 def _normalize_uuid(text: str) -> str:
@@ -154,16 +155,16 @@ def issue_code(
     already used is refused before it spends quota (as the reference does); a refusal by
     the quota raises, and the caller's rollback removes the code again.
     """
-    symptom, tested = _validate_issue(realm, request, now)
+    test_type, symptom, tested = _validate_issue(realm, request, now)
     code_uuid = _normalize_uuid(request.uuid)
     expires_at = now + timedelta(minutes=realm.short_code_minutes)
     long_expires_at = now + timedelta(minutes=realm.long_code_minutes)
-    if request.test_type == TestType.USER_REPORT:
+    if test_type == TestType.USER_REPORT:
         long_expires_at = expires_at  # self-reports get no long-lived link code
     row: dict[str, object] = {
         "realm_id": realm.id,
         "uuid": code_uuid,
-        "test_type": request.test_type,
+        "test_type": test_type.value,
         "symptom_date": symptom,
         "test_date": tested,
         "expires_at": expires_at,
@@ -232,19 +233,19 @@ def expire_code(
 
 
 def accepted_test_types(accept: Sequence[str]) -> set[str]:
-    """Expand the ``accept`` list along confirmed < likely < negative; empty accepts all."""
-    known = {member.value for member in TestType}
-    unknown = [value for value in accept if value not in known]
-    if unknown:
-        raise InvalidTestType(f"unknown test type {unknown[0]!r} in accept")
-    if not accept:
-        return known
+    """Expand the ``accept`` list (any case) along confirmed < likely < negative; empty
+    accepts all."""
+    named = [test_type for value in accept if (test_type := TestType.from_wire(value))]
+    if len(named) != len(accept):
+        raise InvalidTestType("accept holds an unknown test type")
+    if not named:
+        return {member.value for member in TestType}
     accepted: set[str] = set()
-    for value in accept:
-        if value == TestType.USER_REPORT:
-            accepted.add(value)
+    for test_type in named:
+        if test_type == TestType.USER_REPORT:
+            accepted.add(test_type.value)
             continue
-        ceiling = ACCEPT_HIERARCHY.index(TestType(value))
+        ceiling = ACCEPT_HIERARCHY.index(test_type)
         accepted.update(level.value for level in ACCEPT_HIERARCHY[: ceiling + 1])
     return accepted
 
@@ -333,7 +334,7 @@ def _refuse(
     if record.claimed:
         raise CodeInvalid("the code is invalid or was already used")
     if record.test_type not in accepted:
-        raise UnsupportedTestType(
+        raise TestTypeNotAccepted(
             f"the code is for a {record.test_type} diagnosis, which this app does not accept"
         )
     # Claimable now, though the claim found nothing: it changed in between. Fail closed.

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from crypto.encoding import b64url_encode
 from crypto.randomness import random_bytes
 from exposure.api.verification import TestType
+from exposure.text import has_control_character
 from verification import store
 from verification.cache import ApiKeySnapshot, RealmSnapshot, RealmView
 from verification.context import VerificationContext
@@ -222,12 +223,19 @@ def create_realm(
 
 
 def find_realm(session: Session, name_or_id: str) -> Realm:
-    """A realm by numeric id or by name; raise :class:`RealmNotFound` otherwise."""
+    """A realm by numeric id or by name; raise :class:`RealmNotFound` otherwise.
+
+    ``name_or_id`` may come straight from a URL, so nothing in it reaches SQL unchecked:
+    only ASCII digits that fit an int32 column are an id (``"²".isdigit()`` is true, and
+    PostgreSQL refuses integers past 2**31), and a name with a control character names no
+    realm (PostgreSQL refuses NUL). The message never repeats what was asked for.
+    """
     numeric = name_or_id.isascii() and name_or_id.isdigit() and len(name_or_id) <= 9
     realm = store.get_realm(session, int(name_or_id)) if numeric else None
-    realm = realm or store.get_realm_by_name(session, name_or_id)
+    if realm is None and not has_control_character(name_or_id):
+        realm = store.get_realm_by_name(session, name_or_id)
     if realm is None:
-        raise RealmNotFound(f"no realm {name_or_id!r}")
+        raise RealmNotFound("no such realm")
     return realm
 
 

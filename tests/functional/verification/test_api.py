@@ -99,13 +99,13 @@ def test_every_response_is_padded_and_rate_limit_headers_are_sent(api: Api) -> N
     ("fields", "status", "code"),
     [
         ({"testType": "nope"}, 400, "invalid_test_type"),
-        ({"testType": "user-report"}, 412, "unsupported_test_type"),
+        ({"testType": "user-report"}, 400, "unsupported_test_type"),
         ({"symptomDate": ""}, 400, "missing_date"),
         ({"symptomDate": "2026-10-01"}, 400, "invalid_date"),
         ({"symptomDate": "yesterday"}, 400, "invalid_date"),
         ({"uuid": "not-a-uuid"}, 400, "unparsable_request"),
         ({"tzOffset": "60"}, 400, "unparsable_request"),
-        ({"phone": "+15551234567"}, 400, "unparsable_request"),
+        ({"onlyGenerateSMS": True}, 400, "unparsable_request"),
     ],
 )
 def test_issue_errors(api: Api, fields: dict[str, object], status: int, code: str) -> None:
@@ -255,7 +255,7 @@ def test_key_types_do_not_cross(api: Api) -> None:
         (b'{"code": "1", "extra": true}', "application/json", 400),
         (b'{"code": "1"} {"code": "2"}', "application/json", 400),
         (b"", "application/json", 400),
-        (b'{"code": "1"}', "text/plain", 415),
+        (b'{"code": "1"}', "text/plain", 400),
         (b'{"padding": "' + b"A" * 70_000 + b'"}', "application/json", 413),
     ],
 )

@@ -21,11 +21,13 @@ from exposure.ratelimit import (
     RateDecision,
     RateLimitWindow,
     bucket_key,
+    give_back,
     hit,
     peek,
     peek_many,
     purge_expired_windows,
     rate_limit_headers,
+    take,
     window_start,
 )
 
@@ -425,3 +427,79 @@ def test_postgres_counts_through_the_driver_and_agrees_with_sqlalchemy(
     assert [d.remaining for d in decisions] == [1, 0, 0]
     assert driver_counts == ([1, 2, 3] if engine_name == "postgresql" else [])
     assert _stored(db_session) == {(BUCKET, datetime(2026, 11, 25, 12, 0, tzinfo=UTC)): 3}
+
+
+def test_take_counts_only_what_fits(db_session: Session) -> None:
+    decisions = [take(db_session, bucket=BUCKET, limit=3, window=MINUTE, now=NOW) for _ in range(5)]
+
+    assert [d.allowed for d in decisions] == [True, True, True, False, False]
+    assert [d.remaining for d in decisions] == [2, 1, 0, 0, 0]
+    assert [d.retry_after_seconds for d in decisions] == [0, 0, 0, 30, 30]
+    # Unlike hit(), a refused take counts nothing.
+    assert _stored(db_session) == {(BUCKET, datetime(2026, 11, 25, 12, 0, tzinfo=UTC)): 3}
+
+
+def test_take_with_a_zero_limit_refuses_and_stores_nothing(db_session: Session) -> None:
+    decision = take(db_session, bucket=BUCKET, limit=0, window=MINUTE, now=NOW)
+
+    assert (decision.allowed, decision.remaining) == (False, 0)
+    assert _stored(db_session) == {}
+
+
+def test_give_back_returns_a_slot_to_the_same_window(db_session: Session) -> None:
+    for _ in range(2):
+        take(db_session, bucket=BUCKET, limit=2, window=MINUTE, now=NOW)
+    later_in_the_window = NOW + timedelta(seconds=20)
+
+    give_back(db_session, bucket=BUCKET, window=MINUTE, now=NOW)
+
+    assert take(db_session, bucket=BUCKET, limit=2, window=MINUTE, now=later_in_the_window).allowed
+    assert not take(db_session, bucket=BUCKET, limit=2, window=MINUTE, now=NOW).allowed
+
+
+def test_give_back_never_goes_below_zero(db_session: Session) -> None:
+    give_back(db_session, bucket=BUCKET, window=MINUTE, now=NOW)  # nothing there: a no-op
+    take(db_session, bucket=BUCKET, limit=5, window=MINUTE, now=NOW)
+    for _ in range(3):
+        give_back(db_session, bucket=BUCKET, window=MINUTE, now=NOW)
+
+    assert _stored(db_session) == {(BUCKET, datetime(2026, 11, 25, 12, 0, tzinfo=UTC)): 0}
+
+
+def test_take_and_give_back_refuse_what_hit_refuses(db_session: Session) -> None:
+    with pytest.raises(ValueError, match="bucket must be"):
+        take(db_session, bucket="192.0.2.7", limit=1, window=MINUTE, now=NOW)
+    with pytest.raises(ValueError, match="bucket must be"):
+        give_back(db_session, bucket="192.0.2.7", window=MINUTE, now=NOW)
+    with pytest.raises(ValueError, match="aware"):
+        take(db_session, bucket=BUCKET, limit=1, window=MINUTE, now=NOW.replace(tzinfo=None))
+
+
+def test_concurrent_takes_never_get_past_the_limit(engine: Engine) -> None:
+    factory = make_session_factory(engine)
+    threads, rounds, limit = 8, 10, 25
+    barrier = threading.Barrier(threads)
+    allowed: list[bool] = []
+    failures: list[BaseException] = []
+
+    def race() -> None:
+        try:
+            barrier.wait(timeout=10)
+            for _ in range(rounds):
+                with autocommit(factory) as connection:
+                    decision = take(connection, bucket=BUCKET, limit=limit, window=DAY, now=NOW)
+                allowed.append(decision.allowed)
+        except BaseException as error:  # reported below, a thread cannot fail the test
+            failures.append(error)
+
+    workers = [threading.Thread(target=race) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+
+    assert failures == []
+    assert allowed.count(True) == limit
+    assert len(allowed) == threads * rounds
+    with unit_of_work(factory) as session:
+        assert session.execute(select(func.sum(RateLimitWindow.count))).scalar_one() == limit

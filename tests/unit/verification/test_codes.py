@@ -26,6 +26,7 @@ from verification.errors import (
     InvalidTestType,
     MissingDate,
     QuotaExceeded,
+    TestTypeNotAccepted,
     UnsupportedTestType,
     UuidAlreadyExists,
 )
@@ -222,12 +223,30 @@ def test_codes_do_not_cross_realms(
         )
 
 
+def test_test_types_match_in_any_case_and_are_stored_in_lower_case(
+    db_session: Session, context: VerificationContext, realm: NewRealm, clock: Clock
+) -> None:
+    issued = _issue(db_session, context, realm, clock, test_type="LIKELY")
+
+    verified = codes.verify_code(
+        db_session, context, realm=realm.realm, code=issued.code, accept=["Likely"], now=clock()
+    )
+
+    assert verified.test_type == "likely"
+    assert codes.accepted_test_types(["NEGATIVE", "User-Report"]) == {
+        "confirmed",
+        "likely",
+        "negative",
+        "user-report",
+    }
+
+
 def test_accept_list_is_honoured(
     db_session: Session, context: VerificationContext, realm: NewRealm, clock: Clock
 ) -> None:
     issued = _issue(db_session, context, realm, clock, test_type="likely")
 
-    with pytest.raises(UnsupportedTestType):
+    with pytest.raises(TestTypeNotAccepted):
         codes.verify_code(
             db_session,
             context,

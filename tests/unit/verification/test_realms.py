@@ -71,6 +71,19 @@ def test_find_realm_by_id_or_name(db_session: Session, realm: NewRealm) -> None:
         realms.find_realm(db_session, "nope")
 
 
+@pytest.mark.parametrize(
+    "asked",
+    ["²", "2147483648", "99999999999999999999", "\u0000", "lab\u0000", "lab\n", "\u009b"],
+)
+def test_find_realm_sends_sql_nothing_it_would_refuse(
+    db_session: Session, realm: NewRealm, asked: str
+) -> None:
+    with pytest.raises(RealmNotFound) as caught:
+        realms.find_realm(db_session, asked)
+
+    assert caught.value.message == "no such realm"  # what was asked for is never repeated
+
+
 def test_realm_and_key_creation_is_audited(db_session: Session, realm: NewRealm) -> None:
     actions = [entry.action for entry in store.audit_entries(db_session, realm_id=realm.realm.id)]
 

@@ -336,6 +336,45 @@ def test_invalid_values_are_never_echoed_nor_chained() -> None:
     assert error.__suppress_context__
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({**VALID, "hmacKey": "a\u0000b"}, 'invalid value for "hmacKey"'),
+        ({**VALID, "padding": "\u001b[2J"}, 'invalid value for "padding"'),
+        (
+            {"temporaryExposureKeys": [{"key": "AA\u0085", "rollingStartNumber": 1}]},
+            'invalid value for "temporaryExposureKeys.key"',
+        ),
+        ({**VALID, "extra": ["ok", {"deep": "\u007f"}]}, 'invalid value for "extra.deep"'),
+        ({**VALID, "a\u0000": 1}, "invalid value"),
+    ],
+)
+def test_control_characters_are_refused_when_asked_for(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(BodyError) as caught:
+        parse_model(Publish, data, refuse_control_characters=True)
+
+    assert (caught.value.status, caught.value.reason) == (400, "invalid_value")
+    assert caught.value.message == message
+
+
+def test_control_characters_pass_when_not_asked_for() -> None:
+    parsed = parse_model(Publish, {**VALID, "hmacKey": "a\u0000b"})
+
+    assert parsed.hmac_key == "a\u0000b"
+
+
+def test_refusing_control_characters_survives_any_nesting() -> None:
+    # Deeper than the interpreter's recursion limit: the walk must not recurse.
+    nested: Any = "\u0000"
+    for _ in range(10_000):
+        nested = [nested]
+
+    with pytest.raises(BodyError) as caught:
+        parse_model(Publish, {**VALID, "extra": nested}, refuse_control_characters=True)
+
+    assert caught.value.message == 'invalid value for "extra"'
+
+
 def test_case_insensitive_keys_match_aliases_at_every_depth() -> None:
     data = {
         "TEMPORARYEXPOSUREKEYS": [{"KEY": "A", "rollingstartnumber": 7, "TransmissionRisk": 2}],
