@@ -16,6 +16,7 @@ Probes (no authentication, no data):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,7 @@ from fastapi.responses import JSONResponse
 from exposure.api.audit import create_router as create_audit_router
 from exposure.bundle import OK
 from exposure.compose import Deployment
+from exposure.http.blocking import blocking_executor, run_blocking
 from exposure.http.chaff import ChaffMiddleware
 from exposure.http.errors import install_json_errors
 from exposure.jobs import JobScheduler
@@ -52,11 +54,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Handlers run their database work here (exposure.http.blocking): as many threads
+        # as the pool keeps connections for each database.
+        executor = blocking_executor(deployment.settings.base.database_pool_size)
+        asyncio.get_running_loop().set_default_executor(executor)
         scheduler.start()
         try:
             yield
         finally:
             scheduler.shutdown()
+            executor.shutdown(wait=True)
             if owns_deployment:
                 deployment.close()
 
@@ -90,8 +97,8 @@ def create_app(
         """200 while the process answers; says nothing of its dependencies."""
         return JSONResponse({"status": "live"})
 
-    def ready() -> JSONResponse:
-        checks = deployment.readiness()
+    async def ready() -> JSONResponse:
+        checks = await run_blocking(deployment.readiness)
         healthy = all(answer == OK for answers in checks.values() for answer in answers.values())
         status = "ok" if healthy else "unavailable"
         return JSONResponse(

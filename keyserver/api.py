@@ -16,7 +16,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -30,6 +29,7 @@ from exposure.api.v1 import (
     PublishResponse,
 )
 from exposure.db import SessionFactory, unit_of_work
+from exposure.http.blocking import run_blocking
 from exposure.http.body import BodyError, parse_model, read_json_object
 from exposure.http.padding import random_padding
 from keyserver import metrics
@@ -186,7 +186,7 @@ def create_router(
             response = answer(PublishResponse(error=text, code=code), error.status)
             result = str(code)
         else:
-            response, result = await run_in_threadpool(guarded_work, parsed)
+            response, result = await run_blocking(guarded_work, parsed)
         metrics.PUBLISH_REQUESTS.labels(result).inc()
         metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
         return response

@@ -21,7 +21,6 @@ atomic statement made after the certificate is signed.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import traceback
@@ -29,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from functools import partial
 from typing import Generic, TypeVar
 
 from fastapi import APIRouter, Request
@@ -56,6 +54,7 @@ from exposure.api.verification import (
 )
 from exposure.db import SessionFactory, unit_of_work
 from exposure.db.unit_of_work import autocommit
+from exposure.http.blocking import run_blocking
 from exposure.http.body import BodyError, parse_model, read_json_object
 from exposure.http.padding import random_padding
 from exposure.ratelimit import RateDecision, bucket_key, hit, rate_limit_headers
@@ -259,7 +258,7 @@ def create_router(
         )
         # Database work is synchronous; it runs in the loop's worker threads so the event
         # loop keeps serving other requests (and chaff) meanwhile.
-        outcome = await asyncio.get_running_loop().run_in_executor(None, partial(serve, call))
+        outcome = await run_blocking(serve, call)
         realm_label = str(outcome.caller.realm.id) if outcome.caller is not None else "none"
         metrics.REQUESTS.labels(endpoint, realm_label, outcome.result).inc()
         if outcome.caller is not None:
@@ -474,13 +473,16 @@ def create_router(
 
     # ---- public keys -----------------------------------------------------------------
 
+    def realm_jwks(realm: str) -> list[dict[str, str]]:
+        with unit_of_work(session_factory) as session:
+            found = realms.find_realm(session, realm)
+            return signing_keys.realm_jwks(session, found, clock())
+
     @router.get("/jwks/{realm}")
-    def jwks(realm: str) -> Response:
+    async def jwks(realm: str) -> Response:
         """The realm's certificate public keys as a bare JSON array of JWKs."""
         try:
-            with unit_of_work(session_factory) as session:
-                found = realms.find_realm(session, realm)
-                keys = signing_keys.realm_jwks(session, found, clock())
+            keys = await run_blocking(realm_jwks, realm)
         except VerificationError as error:
             return _error(error)
         return Response(

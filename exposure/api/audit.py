@@ -13,17 +13,16 @@ Errors are ``{"error": message, "code": stable_code}``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from enum import StrEnum
-from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from exposure.db import unit_of_work
+from exposure.http.blocking import run_blocking
 from exposure.retention.compliance import compliance_report
 from exposure.retention.log import export_document
 from exposure.retention.runtime import ServiceRetention, public_keys_document
@@ -67,7 +66,7 @@ def create_router(
     async def allowed(request: Request) -> bool:
         api_key = request.headers.get("x-api-key", "")
         # Key checks touch the database: keep them off the event loop.
-        return await asyncio.get_running_loop().run_in_executor(None, partial(authorize, api_key))
+        return await run_blocking(authorize, api_key)
 
     @router.get("/public-keys")
     def public_keys() -> JSONResponse:
@@ -92,9 +91,7 @@ def create_router(
                 AuditErrorCode.BAD_REQUEST,
                 f"after must be an integer >= 0 and limit one in 1..{MAX_PAGE}",
             )
-        document = await asyncio.get_running_loop().run_in_executor(
-            None, partial(_page, retention, after, limit)
-        )
+        document = await run_blocking(_page, retention, after, limit)
         return JSONResponse(document)
 
     @router.get("/compliance")
@@ -102,9 +99,7 @@ def create_router(
         """Per kind of data: oldest item against its deadline, purge runs, log verification."""
         if not await allowed(request):
             return _error(401, AuditErrorCode.UNAUTHORIZED, "missing or invalid auditor API key")
-        report = await asyncio.get_running_loop().run_in_executor(
-            None, partial(compliance_report, list(retentions.values()), now=clock())
-        )
+        report = await run_blocking(compliance_report, list(retentions.values()), now=clock())
         return JSONResponse(report)
 
     return router

@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from exposure.http.blocking import run_blocking
 from keyserver.export.blobstore import INDEX_FILENAME, Blob, BlobStore
 
 EXPORTS_PATH = "/exports"
@@ -48,7 +48,7 @@ def create_router(store: BlobStore) -> APIRouter:
 
     async def serve(request: Request, name: str | None) -> Response:
         # Reading a blob is blocking I/O (a file or an HTTP call to S3).
-        blob = None if name is None else await run_in_threadpool(store.get, name)
+        blob = None if name is None else await run_blocking(store.get, name)
         if blob is None:
             response = Response(
                 NOT_FOUND_BODY,
