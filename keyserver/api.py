@@ -5,6 +5,14 @@ the thread pool: app and health-authority lookups and the certificate check come
 per-process caches, and one unit of work stores the keys. Every answer carries
 ``x-api-version: v1`` and random ``padding``, except the maintenance refusal, whose body is
 fixed by the reference.
+
+Strings of the request reach SQL in two places only: ``healthAuthorityID`` (the app lookup)
+and the certificate's ``iss`` (the authority lookup). A value no registration could have
+stored (a NUL, which PostgreSQL refuses in text and SQLite keeps; a lone surrogate; for app
+ids anything but printable ASCII) is answered as unknown without a query
+(:func:`~keyserver.service.trust.app_lookup_name`,
+:func:`~keyserver.service.trust.could_be_issuer`), so both engines give the same 401. Every
+other string is decoded (base64, JWT) before it is used, and a NUL just fails the decoding.
 """
 
 from __future__ import annotations

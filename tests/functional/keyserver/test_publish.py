@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from exposure.tek import interval_number, time_of_interval, truncate, utc_midnight
-from tests.functional.keyserver.conftest import BYPASS_APP_ID, NO_REGION_APP_ID, Api
+from tests.functional.keyserver.conftest import BYPASS_APP_ID, ISSUER, NO_REGION_APP_ID, Api
 
 
 def _json(response: Any) -> dict[str, Any]:
@@ -111,6 +111,31 @@ def test_an_unknown_app_is_unauthorized(api: Api) -> None:
     assert response.status_code == 401
     assert _json(response)["code"] == "unknown_health_authority_id"
     assert "com.example.unknown" in _json(response)["error"]
+
+
+@pytest.mark.parametrize("app_id", ["\x00", "com.example.exposure\x00", "\x00" * 300])
+def test_an_app_id_with_a_nul_is_an_unknown_app_on_both_engines(api: Api, app_id: str) -> None:
+    # PostgreSQL refuses NUL in text: the lookup failed there (500) and not on SQLite (401).
+    response = api.publish({"healthAuthorityID": app_id})
+
+    assert response.status_code == 401, response.text
+    assert _json(response)["code"] == "unknown_health_authority_id"
+    assert api.stored() == {}
+
+
+@pytest.mark.parametrize("issuer", [f"{ISSUER}\x00", "\x00", "\ud800"])
+def test_a_certificate_issuer_no_authority_could_have_is_refused_on_both_engines(
+    api: Api, issuer: str
+) -> None:
+    phone = api.phone()
+    keys = phone.keys(2)
+    certificate = phone.certificate(keys, iss=issuer)
+
+    response = api.publish(phone.body(keys, verificationPayload=certificate))
+
+    assert response.status_code == 401, response.text
+    assert _json(response)["code"] == "health_authority_verification_certificate_invalid"
+    assert api.stored() == {}
 
 
 def test_the_app_id_is_matched_case_insensitively(api: Api) -> None:
