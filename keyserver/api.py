@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -43,6 +44,7 @@ from exposure.http.padding import random_padding
 from keyserver import metrics
 from keyserver.context import KeyserverContext
 from keyserver.errors import (
+    MAX_QUOTED_REQUEST_VALUE,
     BadRequest,
     CertificateInvalid,
     MissingRegionConfig,
@@ -61,6 +63,23 @@ Clock = Callable[[], datetime]
 
 #: Paths whose ``X-Chaff`` requests are answered without reaching the handler.
 CHAFF_PATHS = (PUBLISH_PATH,)
+
+# What an app id looks like when it is one: "com.example.app", "gov.vn.bluezone-ios".
+_APP_ID_SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*(?:\.[A-Za-z][A-Za-z0-9_-]*)+")
+
+
+def unknown_app_message(app_id: str) -> str:
+    """The reference's ``unauthorized health authority: <id>``, quoting only a plausible id.
+
+    An id shaped like an Android package or an iOS bundle id (dotted labels, each starting
+    with a letter) and at most :data:`MAX_QUOTED_REQUEST_VALUE` characters is quoted, as the
+    reference does, so an integrator sees the typo. Anything else is not sent back: 60 kB of
+    text, a NUL, or a secret pasted into the wrong field (base64 has no dots; a certificate
+    or an API key is longer).
+    """
+    if len(app_id) <= MAX_QUOTED_REQUEST_VALUE and _APP_ID_SHAPE.fullmatch(app_id):
+        return f"unauthorized health authority: {app_id}"
+    return "unauthorized health authority"
 
 
 def create_router(
@@ -96,7 +115,7 @@ def create_router(
             _logger.exception("publish: loading the authorized app failed")
             raise UnableToLoadHealthAuthority("unable to load health authority") from None
         if app is None:
-            raise UnknownHealthAuthorityID(f"unauthorized health authority: {app_id}")
+            raise UnknownHealthAuthorityID(unknown_app_message(app_id))
         return app
 
     def check_certificate(

@@ -42,6 +42,8 @@ _logger = logging.getLogger(__name__)
 
 #: Where a stored key came from; only published keys may be revised by a publish.
 ORIGIN_PUBLISH = "publish"
+#: What a stored or incoming report type may be ("" for keys published without a certificate).
+_REPORT_TYPE_NAMES = frozenset({"", *(member.value for member in ReportType)})
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,15 @@ def _check_revision(
     if not allowed_transition(stored.report_type, incoming.report_type):
         raise InvalidReportTypeTransition(
             "invalid report type transition: cannot transition from "
-            f'"{stored.report_type}" to "{incoming.report_type}"'
+            f'"{_named(stored.report_type)}" to "{_named(incoming.report_type)}"'
         )
     return True
+
+
+def _named(report_type: str) -> str:
+    # The reference's message names both types; only names from the closed set are quoted,
+    # whatever a damaged row may hold.
+    return report_type if report_type in _REPORT_TYPE_NAMES else "unknown"
 
 
 def store_publish(

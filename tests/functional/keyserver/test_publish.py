@@ -138,6 +138,78 @@ def test_a_certificate_issuer_no_authority_could_have_is_refused_on_both_engines
     assert api.stored() == {}
 
 
+def _echoed(body: dict[str, Any]) -> str:
+    return "\n".join([body.get("error", ""), *body.get("warnings", [])])
+
+
+@pytest.mark.parametrize(
+    "app_id", ["x" * 60_000, f"com.example.{'y' * 60}", "com.example.app with spaces", "\x00"]
+)
+def test_an_unknown_app_id_is_quoted_back_only_when_short_and_well_formed(
+    api: Api, app_id: str
+) -> None:
+    phone = api.phone()
+
+    response = api.publish(phone.body(phone.keys(2), app_id=app_id))
+
+    assert response.status_code == 401
+    assert _json(response)["error"] == "unauthorized health authority"
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        # Secrets pasted into the wrong field.
+        lambda body: body.update(healthAuthorityID=body["hmacKey"]),
+        lambda body: body.update(healthAuthorityID=body["verificationPayload"]),
+        # Keys that are refused one by one (partial failure) or all (bad request).
+        lambda body: body["temporaryExposureKeys"][0].update(key="A" * 40_000),
+        lambda body: body["temporaryExposureKeys"][0].update(key=body["hmacKey"]),
+        lambda body: body["temporaryExposureKeys"][1].update(transmissionRisk=2**63 - 1),
+        lambda body: [key.update(key=key["key"] + "!") for key in body["temporaryExposureKeys"]],
+        # Keys too far from the symptom onset (warnings).
+        lambda body: body.update(symptomOnsetInterval=body["symptomOnsetInterval"] - 144 * 20),
+    ],
+    ids=[
+        "secret-as-app-id",
+        "certificate-as-app-id",
+        "huge-key",
+        "secret-as-key",
+        "huge-risk",
+        "no-valid-key",
+        "onset",
+    ],
+)
+def test_no_refusal_or_warning_quotes_a_long_or_secret_request_value(api: Api, spoil: Any) -> None:
+    phone = api.phone()
+    keys = phone.keys(3)
+    body = phone.body(
+        keys,
+        symptomOnsetInterval=interval_number(utc_midnight(api.clock() - timedelta(days=2))),
+        revisionToken=base64.b64encode(b"\x01" * 200).decode(),
+    )
+    spoil(body)
+    sent = [
+        body["healthAuthorityID"],
+        body["hmacKey"],
+        body["verificationPayload"],
+        body["revisionToken"],
+        body["padding"],
+        *(key["key"] for key in body["temporaryExposureKeys"]),
+    ]
+
+    response = api.publish(body)
+
+    echoed = _echoed(_json(response))
+    assert echoed, "each case makes the server explain something"
+    for value in sent:
+        if len(value) > 64 or value in (body["hmacKey"], body["revisionToken"], body["padding"]):
+            assert value not in echoed
+    for key in body["temporaryExposureKeys"]:
+        assert key["key"] not in echoed
+    assert len(echoed) < 4_000
+
+
 def test_the_app_id_is_matched_case_insensitively(api: Api) -> None:
     phone = api.phone()
 

@@ -9,7 +9,8 @@ a 200, and a refused request stores nothing.
 
 Every property runs on SQLite and on PostgreSQL: the engines differ on exactly this kind of
 input (PostgreSQL refuses a NUL in text, SQLite stores it), so a property that holds on one
-says nothing about the other.
+says nothing about the other. And no request value longer than
+:data:`~keyserver.errors.MAX_QUOTED_REQUEST_VALUE` ever comes back in an error or warning.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from crypto.encoding import b64url_decode, b64url_encode
 from exposure.api.v1 import PublishErrorCode
 from exposure.db import create_database_engine
 from exposure.db.migrate import upgrade
+from keyserver.errors import MAX_QUOTED_REQUEST_VALUE
 from tests.conftest import ALL_TARGETS, postgres_base_url, with_search_path
 from tests.functional.keyserver.conftest import KID, Api, Phone, make_api
 
@@ -110,7 +112,20 @@ def fuzz_api(
         admin.dispose()
 
 
-def _check(api: Api, content: bytes) -> None:
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield name
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _check(api: Api, content: bytes, sent: Any = None) -> None:
+    """Never a 5xx; a refusal has a known code and stores nothing; no long value comes back."""
     before = len(api.stored())
     response = api.client.post(
         "/v1/publish", content=content, headers={"Content-Type": "application/json"}
@@ -120,6 +135,10 @@ def _check(api: Api, content: bytes) -> None:
     if response.status_code != 200:
         assert body["code"] in CODES
         assert len(api.stored()) == before
+    echoed = "\n".join([body.get("error", ""), *body.get("warnings", [])])
+    for value in _strings(sent):
+        if len(value) > MAX_QUOTED_REQUEST_VALUE:
+            assert value not in echoed
 
 
 def _signed_with_junk_claim(
@@ -156,7 +175,7 @@ def test_random_bytes(fuzz_api: Api, content: bytes) -> None:
 )
 @given(value=json_values)
 def test_random_json(fuzz_api: Api, value: Any) -> None:
-    _check(fuzz_api, json.dumps(value).encode())
+    _check(fuzz_api, json.dumps(value).encode(), value)
 
 
 @settings(
@@ -179,7 +198,7 @@ def test_near_valid_publishes_with_one_field_spoiled(
         body["temporaryExposureKeys"][1][key_field] = junk
     else:
         body[field] = junk
-    _check(fuzz_api, json.dumps(body).encode())
+    _check(fuzz_api, json.dumps(body).encode(), body)
 
 
 @settings(
@@ -194,4 +213,5 @@ def test_valid_publishes_whose_signed_certificate_carries_one_junk_claim(
     phone = fuzz_api.phone()
     keys = phone.keys(3)
     certificate = _signed_with_junk_claim(fuzz_api, phone, keys, claim, junk)
-    _check(fuzz_api, json.dumps(phone.body(keys, verificationPayload=certificate)).encode())
+    body = phone.body(keys, verificationPayload=certificate)
+    _check(fuzz_api, json.dumps(body).encode(), body)
