@@ -128,6 +128,7 @@ def create_router(
                 keys=parsed.temporaryExposureKeys,
                 app=app,
                 authorities=lambda issuer: context.trust.authority(issuer, now),
+                max_lifetime=settings.certificate_max_lifetime,
                 now=now,
             )
         except CertificateInvalid as error:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from exposure.tek import interval_number, time_of_interval, truncate, utc_midnight
@@ -263,6 +264,28 @@ def test_a_certificate_that_does_not_check_out_is_refused_without_saying_why(
     assert _json(response)["code"] == "health_authority_verification_certificate_invalid"
     assert _json(response)["error"] == "unable to validate diagnosis verification"
     assert api.stored() == {}
+
+
+def test_a_certificate_valid_for_an_absurd_lifetime_is_refused_and_counted(api: Api) -> None:
+    phone = api.phone()
+    keys = phone.keys(2)
+    certificate = phone.certificate(keys, exp=1e308)
+    counted = REGISTRY.get_sample_value(
+        "exposure_keyserver_certificate_failures_total", {"reason": "lifetime"}
+    )
+
+    response = api.publish(phone.body(keys, verificationPayload=certificate))
+
+    assert response.status_code == 401
+    assert _json(response)["code"] == "health_authority_verification_certificate_invalid"
+    assert _json(response)["error"] == "unable to validate diagnosis verification"
+    assert api.stored() == {}
+    assert (
+        REGISTRY.get_sample_value(
+            "exposure_keyserver_certificate_failures_total", {"reason": "lifetime"}
+        )
+        == (counted or 0) + 1
+    )
 
 
 def test_an_app_that_bypasses_verification_publishes_without_a_report_type(api: Api) -> None:
