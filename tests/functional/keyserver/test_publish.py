@@ -326,6 +326,19 @@ def test_some_invalid_keys_are_a_partial_failure_that_stores_the_rest(api: Api) 
     assert len(api.stored()) == 2
 
 
+@pytest.mark.parametrize("token", ["!!not base64!!", "AAAA=A", "\x00"])
+def test_a_revision_token_that_is_not_base64_counts_as_not_sent(api: Api, token: str) -> None:
+    # As the reference: undecodable base64 is "proceeding without" a token.
+    phone = api.phone()
+    keys = phone.keys(3)
+    assert api.publish(phone.body(keys)).status_code == 200
+
+    response = api.publish(phone.body(keys, revisionToken=token))
+
+    assert response.status_code == 400
+    assert _json(response)["code"] == "missing_revision_token"
+
+
 def test_re_sending_stored_keys_needs_the_revision_token(api: Api) -> None:
     phone = api.phone()
     keys = phone.keys(3)
