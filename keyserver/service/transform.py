@@ -285,11 +285,13 @@ def transform_publish(
     ``None`` without one); ``regions`` are the authorized app's. Keys of report type
     ``negative`` are returned like any other: whether to insert them is the store's call.
 
-    Raises :class:`~keyserver.errors.BadRequest` when the request as a whole is unusable:
-    no keys, more than ``max_keys_on_publish``, no key left after the checks, keys that
-    overlap without sharing a start interval, or more than ``max_same_start_interval_keys``
-    keys sharing one. Raises :class:`ValueError` for a naive ``now`` or a ``report_type``
-    that is not a known one (a caller bug, never the phone's doing).
+    A request whose every key is too far from the symptom onset is not refused: the result
+    has no keys, only warnings (the reference's 200). Raises
+    :class:`~keyserver.errors.BadRequest` when the request as a whole is unusable: no keys,
+    more than ``max_keys_on_publish``, every key invalid, keys that overlap without sharing a
+    start interval, or more than ``max_same_start_interval_keys`` keys sharing one. Raises
+    :class:`ValueError` for a naive ``now`` or a ``report_type`` that is not a known one (a
+    caller bug, never the phone's doing).
     """
     if report_type not in _KNOWN_REPORT_TYPES:
         raise ValueError(f"unknown report type {report_type!r}")
@@ -353,9 +355,14 @@ def transform_publish(
     if not accepted:
         if errors:
             raise BadRequest(describe_key_errors(errors), warnings=warnings)
-        raise BadRequest(
-            "no exposure keys left: every key is too far from the symptom onset",
+        # Every key too far from the onset: warnings only, which is a success with nothing to
+        # store, as in the reference (iOS apps cannot handle a partial failure here).
+        return TransformResult(
+            keys=[],
+            errors=[],
             warnings=warnings,
+            missing_onset=missing_onset,
+            symptom_onset_interval=onset,
         )
     accepted.sort(key=lambda key: (key.interval_number, key.interval_count))
     try:

@@ -326,6 +326,47 @@ def test_some_invalid_keys_are_a_partial_failure_that_stores_the_rest(api: Api) 
     assert len(api.stored()) == 2
 
 
+def _too_far_from_onset(api: Api) -> int:
+    """A symptom onset 20 days ago: valid, but more than 14 days from every recent key."""
+    return interval_number(utc_midnight(api.clock() - timedelta(days=20)))
+
+
+def test_a_publish_whose_every_key_is_too_far_from_onset_answers_200_and_stores_nothing(
+    api: Api,
+) -> None:
+    phone = api.phone()
+    keys = phone.keys(2)
+
+    response = api.publish(phone.body(keys, symptomOnsetInterval=_too_far_from_onset(api)))
+
+    body = _json(response)
+    assert response.status_code == 200, body
+    # The reference's exact answer: warnings (and padding) only; iOS apps cannot handle a
+    # partial failure here.
+    assert set(body) == {"padding", "warnings"}
+    assert body["warnings"] == [
+        "key 0 symptom onset is too large, 19 > 14 - saving without this key",
+        "key 1 symptom onset is too large, 18 > 14 - saving without this key",
+    ]
+    assert api.stored() == {}
+
+
+def test_a_publish_with_nothing_to_store_hands_back_the_phones_revision_token(api: Api) -> None:
+    phone = api.phone()
+    token = _json(api.publish(phone.body(phone.keys(1), report_type="likely")))["revisionToken"]
+    later = phone.keys(2, days_back_from=2)
+
+    response = api.publish(
+        phone.body(later, revisionToken=token, symptomOnsetInterval=_too_far_from_onset(api))
+    )
+
+    body = _json(response)
+    assert response.status_code == 200, body
+    assert body["revisionToken"]  # the keys of the first publish stay revisable
+    assert "warnings" in body
+    assert len(api.stored()) == 1
+
+
 @pytest.mark.parametrize("token", ["!!not base64!!", "AAAA=A", "\x00"])
 def test_a_revision_token_that_is_not_base64_counts_as_not_sent(api: Api, token: str) -> None:
     # As the reference: undecodable base64 is "proceeding without" a token.

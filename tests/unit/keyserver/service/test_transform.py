@@ -538,10 +538,23 @@ def test_the_symptom_onset_limit_follows_the_setting() -> None:
     assert result.warnings == ["key 0 symptom onset is too large, 2 > 1 - saving without this key"]
 
 
-def test_when_every_key_is_too_far_from_onset_the_request_is_refused_with_warnings() -> None:
-    request = publish(key(TODAY), onset=TODAY - 15 * DAY)
+def test_when_every_key_is_too_far_from_onset_nothing_is_stored_and_only_warnings_remain() -> None:
+    # Not a refusal: the reference answers 200 with the warnings, because iOS apps cannot
+    # handle a partial failure here.
+    request = publish(key(TODAY), key(TODAY - DAY), onset=TODAY - 16 * DAY)
+    result = run(request)
+    assert result.keys == []
+    assert result.errors == []
+    assert result.warnings == [
+        "key 0 symptom onset is too large, 16 > 14 - saving without this key",
+        "key 1 symptom onset is too large, 15 > 14 - saving without this key",
+    ]
+
+
+def test_when_no_key_is_left_and_some_were_invalid_the_request_is_refused_with_warnings() -> None:
+    request = publish(key(TODAY), key(CURRENT + 1, 1), onset=TODAY - 15 * DAY)
     error = refusal(request)
-    assert error.message == "no exposure keys left: every key is too far from the symptom onset"
+    assert error.message.startswith("1 error occurred:\n\t* key 1 cannot be imported")
     assert error.warnings == ["key 0 symptom onset is too large, 15 > 14 - saving without this key"]
 
 

@@ -227,10 +227,9 @@ def check_key_invariants(case: Case, result: TransformResult) -> None:
 @given(case=well_formed_cases())
 def test_well_formed_keys_come_out_valid_and_embargoed(case: Case) -> None:
     result = outcome(case)
-    if isinstance(result, BadRequest):
-        # Keys built not to overlap can only all be too far from a given onset.
-        assert result.message.startswith("no exposure keys left")
-        return
+    # Keys built not to overlap are never refused, even when every one is too far from the
+    # onset (that is warnings and nothing to store, as in the reference).
+    assert isinstance(result, TransformResult)
     assert result.errors == []
     check_key_invariants(case, result)
     check_output_shape(case, result)
