@@ -165,7 +165,12 @@ def create_router(
                 settings=settings,
                 now=now,
             )
-        dropped = len(transformed.errors) + len(transformed.warnings) + outcome.skipped
+        dropped = (
+            len(transformed.errors)
+            + len(transformed.warnings)
+            + transformed.duplicates
+            + outcome.skipped
+        )
         metrics.KEYS.labels("inserted").inc(outcome.inserted)
         metrics.KEYS.labels("revised").inc(outcome.revised)
         metrics.KEYS.labels("dropped").inc(dropped)

@@ -326,6 +326,20 @@ def test_some_invalid_keys_are_a_partial_failure_that_stores_the_rest(api: Api) 
     assert len(api.stored()) == 2
 
 
+def test_a_key_sent_twice_in_one_request_is_stored_once_with_a_plain_200(api: Api) -> None:
+    phone = api.phone()
+    keys = phone.keys(2)
+
+    response = api.publish(phone.body([*keys, keys[0]]))
+
+    body = _json(response)
+    assert response.status_code == 200, body
+    assert body["insertedExposures"] == 2
+    assert "code" not in body
+    assert "error" not in body
+    assert set(api.stored()) == {base64.b64decode(k["key"]) for k in keys}
+
+
 def _too_far_from_onset(api: Api) -> int:
     """A symptom onset 20 days ago: valid, but more than 14 days from every recent key."""
     return interval_number(utc_midnight(api.clock() - timedelta(days=20)))

@@ -188,7 +188,8 @@ def check_output_shape(case: Case, result: TransformResult) -> None:
     sent = sent_keys(case.request)
     for returned in result.keys:
         assert (returned.key, returned.interval_number, returned.interval_count) in sent
-    assert len(result.keys) + len(result.errors) + len(result.warnings) == len(
+    assert len({k.key for k in result.keys}) == len(result.keys), "each key at most once"
+    assert len(result.keys) + result.duplicates + len(result.errors) + len(result.warnings) == len(
         case.request.temporaryExposureKeys
     )
     mentioned = [line.split(" ")[1] for line in result.errors + result.warnings]
