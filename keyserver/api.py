@@ -5,12 +5,21 @@ the thread pool: app and health-authority lookups and the certificate check come
 per-process caches, and one unit of work stores the keys. Every answer carries
 ``x-api-version: v1`` and random ``padding``, except the maintenance refusal, whose body is
 fixed by the reference.
+
+Strings of the request reach SQL in two places only: ``healthAuthorityID`` (the app lookup)
+and the certificate's ``iss`` (the authority lookup). A value no registration could have
+stored (a NUL, which PostgreSQL refuses in text and SQLite keeps; a lone surrogate; for app
+ids anything but printable ASCII) is answered as unknown without a query
+(:func:`~keyserver.service.trust.app_lookup_name`,
+:func:`~keyserver.service.trust.could_be_issuer`), so both engines give the same 401. Every
+other string is decoded (base64, JWT) before it is used, and a NUL just fails the decoding.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -35,6 +44,7 @@ from exposure.http.padding import random_padding
 from keyserver import metrics
 from keyserver.context import KeyserverContext
 from keyserver.errors import (
+    MAX_QUOTED_REQUEST_VALUE,
     BadRequest,
     CertificateInvalid,
     MissingRegionConfig,
@@ -53,6 +63,23 @@ Clock = Callable[[], datetime]
 
 #: Paths whose ``X-Chaff`` requests are answered without reaching the handler.
 CHAFF_PATHS = (PUBLISH_PATH,)
+
+# What an app id looks like when it is one: "com.example.app", "gov.vn.bluezone-ios".
+_APP_ID_SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*(?:\.[A-Za-z][A-Za-z0-9_-]*)+")
+
+
+def unknown_app_message(app_id: str) -> str:
+    """The reference's ``unauthorized health authority: <id>``, quoting only a plausible id.
+
+    An id shaped like an Android package or an iOS bundle id (dotted labels, each starting
+    with a letter) and at most :data:`MAX_QUOTED_REQUEST_VALUE` characters is quoted, as the
+    reference does, so an integrator sees the typo. Anything else is not sent back: 60 kB of
+    text, a NUL, or a secret pasted into the wrong field (base64 has no dots; a certificate
+    or an API key is longer).
+    """
+    if len(app_id) <= MAX_QUOTED_REQUEST_VALUE and _APP_ID_SHAPE.fullmatch(app_id):
+        return f"unauthorized health authority: {app_id}"
+    return "unauthorized health authority"
 
 
 def create_router(
@@ -88,7 +115,7 @@ def create_router(
             _logger.exception("publish: loading the authorized app failed")
             raise UnableToLoadHealthAuthority("unable to load health authority") from None
         if app is None:
-            raise UnknownHealthAuthorityID(f"unauthorized health authority: {app_id}")
+            raise UnknownHealthAuthorityID(unknown_app_message(app_id))
         return app
 
     def check_certificate(
@@ -101,6 +128,7 @@ def create_router(
                 keys=parsed.temporaryExposureKeys,
                 app=app,
                 authorities=lambda issuer: context.trust.authority(issuer, now),
+                max_lifetime=settings.certificate_max_lifetime,
                 now=now,
             )
         except CertificateInvalid as error:
@@ -137,7 +165,12 @@ def create_router(
                 settings=settings,
                 now=now,
             )
-        dropped = len(transformed.errors) + len(transformed.warnings) + outcome.skipped
+        dropped = (
+            len(transformed.errors)
+            + len(transformed.warnings)
+            + transformed.duplicates
+            + outcome.skipped
+        )
         metrics.KEYS.labels("inserted").inc(outcome.inserted)
         metrics.KEYS.labels("revised").inc(outcome.revised)
         metrics.KEYS.labels("dropped").inc(dropped)

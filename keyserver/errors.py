@@ -12,6 +12,12 @@ from __future__ import annotations
 
 from exposure.api.v1 import PublishErrorCode
 
+#: The longest request value an error message or warning may quote. Messages otherwise quote
+#: only numbers the server computed or bounded (indexes, interval numbers, int32/int64
+#: fields), names from closed sets, and never a key, certificate, HMAC secret, token or
+#: padding.
+MAX_QUOTED_REQUEST_VALUE = 64
+
 
 class PublishError(Exception):
     """Base class: a publish the server refuses, with its wire code and status."""

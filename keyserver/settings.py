@@ -74,6 +74,17 @@ class KeyserverSettings(BaseSettings):
             "sooner than keys can still be revised (15 days)."
         ),
     )
+    certificate_max_lifetime: Annotated[
+        timedelta, Field(ge=timedelta(minutes=20), le=timedelta(days=1))
+    ] = Field(
+        default=timedelta(hours=1),
+        description=(
+            "Verification certificates valid for longer (exp - iat, or exp - now without iat) "
+            "are refused: a stolen long-lived certificate would publish keys for anyone. The "
+            "verification service issues 15 minutes; the floor leaves room for that and the "
+            "seconds its clock stamps early, the ceiling keeps a typo from disabling the check."
+        ),
+    )
     cache_duration: Annotated[timedelta, Field(ge=timedelta(0), le=timedelta(minutes=15))] = Field(
         default=timedelta(minutes=5),
         description="How long apps, health authorities and their keys are cached per process.",

@@ -1,8 +1,9 @@
 """``exposure export``: look inside GAEN export files and check their signatures.
 
 ``exposure export inspect FILE [--public-key PEM ...] [--json]`` prints the window, region,
-batch, signature infos, key counts and key-length problems, and which given key verifies each
-signature. Exit codes are made for scripts:
+batch, signature infos (with the app bundle id and Android package that early files carry in
+fields the schema now reserves), key counts and key-length problems, and which given key
+verifies each signature. Exit codes are made for scripts:
 
 - 0: the file parses and, when keys are given, every signature verifies with one of them;
 - 1: keys were given and a signature does not verify, or the file carries no signature;
@@ -132,6 +133,9 @@ def _signature_info_json(info: SignatureInfo | None) -> dict[str, str | None] | 
         "verification_key_id": info.verification_key_id,
         "verification_key_version": info.verification_key_version,
         "signature_algorithm": info.signature_algorithm,
+        # Fields 1 and 2 of the first schema, reserved today; null when the file has none.
+        "app_bundle_id": info.app_bundle_id,
+        "android_package": info.android_package,
     }
 
 
@@ -198,6 +202,37 @@ def _describe_info(info: SignatureInfo | None) -> list[Text]:
         _shown(info.verification_key_version),
         _shown(info.signature_algorithm),
     ]
+
+
+def _early_schema_table(parsed: ParsedExport) -> Table | None:
+    """The app bundle id and Android package of signature infos that carry them, if any do.
+
+    Only early files have them (fields 1 and 2 of the first schema, reserved since), so
+    they get a table of their own rather than two mostly empty columns in the others.
+    """
+    located: list[tuple[str, SignatureInfo]] = [
+        (f"export.bin #{index}", info) for index, info in enumerate(parsed.contents.signature_infos)
+    ]
+    located += [
+        (f"export.sig #{index}", signature.signature_info)
+        for index, signature in enumerate(parsed.signatures)
+        if signature.signature_info is not None
+    ]
+    rows = [
+        (where, info)
+        for where, info in located
+        if info.app_bundle_id is not None or info.android_package is not None
+    ]
+    if not rows:
+        return None
+    table = Table(title="early-schema signature info fields (reserved today)", title_justify="left")
+    table.add_column("signature info")
+    # Folded, never cut: the values are what the table is for.
+    table.add_column("app bundle id", overflow="fold")
+    table.add_column("android package", overflow="fold")
+    for where, info in rows:
+        table.add_row(Text(where), _shown(info.app_bundle_id), _shown(info.android_package))
+    return table
 
 
 def _print_tables(
@@ -267,6 +302,10 @@ def _print_tables(
         console.print(signatures)
     else:
         console.print("signatures: none")
+
+    early_schema = _early_schema_table(parsed)
+    if early_schema is not None:
+        console.print(early_schema)
 
     if verification == "passed":
         console.print(Text("verification: passed", style="green"))

@@ -138,16 +138,25 @@ class SignatureInfo:
     Every field is optional on the wire; ``None`` leaves it out. The reference server writes
     ``verification_key_id`` (Apple wants the MCC, e.g. ``"310"``) and
     ``verification_key_version`` (e.g. ``"v1"``) only when it has them.
+
+    ``app_bundle_id`` and ``android_package`` are fields 1 and 2 of the first schema, which
+    early files (Google's samples, the Corona-Warn-App's, Immuni's, the Dutch app's) still
+    carry; today's schema reserves them. They are read so that a file can be shown as it
+    is, never written, and play no part in equality: they name no key, and phones ignore them.
     """
 
     verification_key_version: str | None = None
     verification_key_id: str | None = None
     signature_algorithm: str | None = ECDSA_SHA256_OID
+    app_bundle_id: str | None = field(default=None, compare=False)
+    android_package: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         _check_optional_text("verification_key_version", self.verification_key_version)
         _check_optional_text("verification_key_id", self.verification_key_id)
         _check_optional_text("signature_algorithm", self.signature_algorithm)
+        _check_optional_text("app_bundle_id", self.app_bundle_id)
+        _check_optional_text("android_package", self.android_package)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -29,6 +29,7 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from exposure.export.errors import ExportErrorCode, ExportFormatError
 from exposure.export.model import (
@@ -46,6 +47,13 @@ from exposure.export.model import (
 from exposure.export.proto import export_pb2
 
 _Value = TypeVar("_Value")
+
+# SignatureInfo fields of the first export schema, reserved since: app_bundle_id (1) and
+# android_package (2), both strings.
+_APP_BUNDLE_ID_FIELD = 1
+_ANDROID_PACKAGE_FIELD = 2
+_LEGACY_FIELDS = frozenset({_APP_BUNDLE_ID_FIELD, _ANDROID_PACKAGE_FIELD})
+_LENGTH_DELIMITED = 2
 
 #: Largest decompressed export.bin or export.sig accepted. The reference server caps files at
 #: 500,000 keys (about 14 MiB of protobuf); 64 MiB leaves room for any real producer.
@@ -285,6 +293,7 @@ def _optional_text(message: ProtoMessage, field_name: str, value: object) -> str
 
 
 def _signature_info(message: export_pb2.SignatureInfo) -> SignatureInfo:
+    legacy = _legacy_signature_info_fields(message)
     return SignatureInfo(
         verification_key_version=_optional_text(
             message, "verification_key_version", message.verification_key_version
@@ -295,7 +304,28 @@ def _signature_info(message: export_pb2.SignatureInfo) -> SignatureInfo:
         signature_algorithm=_optional_text(
             message, "signature_algorithm", message.signature_algorithm
         ),
+        app_bundle_id=legacy.get(_APP_BUNDLE_ID_FIELD),
+        android_package=legacy.get(_ANDROID_PACKAGE_FIELD),
     )
+
+
+def _legacy_signature_info_fields(message: export_pb2.SignatureInfo) -> dict[int, str]:
+    """Fields 1 and 2 of an early file's SignatureInfo, which today's schema reserves.
+
+    The parser keeps them as unknown fields. Only the first schema's form, a length-delimited
+    string, counts (the last occurrence wins, as for any proto field); any other wire type
+    is ignored as it was before. They are informational, so bytes that are not UTF-8 are
+    shown escaped rather than failing the whole file.
+    """
+    found: dict[int, str] = {}
+    unknown_fields = UnknownFieldSet(message)
+    # Indexed, not iterated: the type stubs declare only __getitem__ and __len__.
+    for index in range(len(unknown_fields)):
+        unknown = unknown_fields[index]
+        number, wire_type = int(unknown.field_number), int(unknown.wire_type)
+        if number in _LEGACY_FIELDS and wire_type == _LENGTH_DELIMITED:
+            found[number] = bytes(unknown.data).decode("utf-8", "backslashreplace")
+    return found
 
 
 def _key(message: export_pb2.TemporaryExposureKey) -> ExportKey:

@@ -8,11 +8,15 @@ A config's windows ``[start, end)`` tile time without gap or overlap:
   ``created_at`` truncated to the hour, so a key published a minute after a config was
   created can carry an earlier time, and must still be exported. A config older than the export
   retention starts at the boundary at or before ``now - export_retention`` instead: older
-  windows would never be listed in ``index.txt``.
+  windows would never be listed in ``index.txt``. The reference makes only the most recent
+  closed window for a config without batches, so keys published between the config's start
+  and that window never leave under it; here the first run backfills them.
 - Every later window starts exactly where the config's latest batch ends, and ends at the
-  next period boundary. The reference walks back from ``now`` instead and can leave gaps or
-  overlaps when a window is missed or misaligned (google-keyserver.md §4.7); here a batcher
-  that did not run for a day creates every missed window on its next run.
+  next period boundary. The reference walks back from ``now`` on the period grid instead
+  (google-keyserver.md §4.7): after a batch that ended off the grid (a period edited by
+  hand), its next window starts at the boundary before that end and exports the overlap a
+  second time; here that window is shorter and nothing is exported twice. A batcher that
+  did not run for a day creates every missed window on its next run.
 - A window is closed once ``end <= truncate(now - export_min_window_age, truncate_window)``:
   keys are stored with ``created_at`` truncated to the hour (or later, for embargoed keys),
   so a window ends up with all its keys only once the last hour in it is over, and the

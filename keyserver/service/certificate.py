@@ -15,10 +15,13 @@ the phone sends alongside (``hmacKey``). The checks run in the reference's order
 7. ``tekmac`` must match the keys exactly as sent.
 
 Where this differs from the reference: ``exp`` is required (the reference accepts a
-certificate without one, which would be valid forever) and a certificate is expired *at*
-``exp`` (RFC 7519; the reference accepts that second). ``nbf`` and ``iat`` may lie up to
-:data:`ALLOWED_CLOCK_SKEW` in the future, because the certificate was stamped by another
-server's clock moments before; ``exp`` gets no leeway.
+certificate without one, which would be valid forever), a certificate is expired *at*
+``exp`` (RFC 7519; the reference accepts that second), and its lifetime is bounded: ``exp -
+iat`` (``exp - now`` without ``iat``) must not exceed ``max_lifetime`` (the setting
+``certificate_max_lifetime``, one hour by default), so an authority's mistake (``exp``
+1e308) or a stolen long-lived certificate cannot publish keys for anyone, forever. ``nbf``
+and ``iat`` may lie up to :data:`ALLOWED_CLOCK_SKEW` in the future, because the certificate
+was stamped by another server's clock moments before; ``exp`` gets no leeway.
 
 Every failure raises :class:`~keyserver.errors.CertificateInvalid` with the same message;
 only its ``reason`` (one of :data:`REASONS`, for logs and metrics) tells them apart.
@@ -67,6 +70,7 @@ REASONS = (
     "no_expiry",
     "expired",
     "not_yet_valid",
+    "lifetime",  # exp - iat (or exp - now) longer than the maximum lifetime
     "claims",  # a claim of the wrong type (symptomOnsetInterval)
     "app_not_authorized",
     "report_type",
@@ -159,6 +163,21 @@ def _failure_reason(
     return reason
 
 
+def _lifetime(claims: Mapping[str, Any], now: datetime) -> timedelta:
+    """``exp - iat``, or ``exp - now`` without ``iat``, of claims :func:`verify_jwt` accepted.
+
+    Only finite numbers get this far, but their difference can still be far beyond what a
+    timedelta holds (``exp`` 1e308): such a lifetime is reported as the largest timedelta.
+    """
+    expires = float(claims["exp"])
+    issued = _numeric(claims, "iat")
+    seconds = expires - (_seconds(now) if issued is None else issued)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        return timedelta.max if seconds > 0 else timedelta.min
+
+
 def _symptom_onset(claims: Mapping[str, Any]) -> int | None:
     value = claims.get("symptomOnsetInterval")
     if value is None:
@@ -192,13 +211,15 @@ def verify_certificate(
     keys: Sequence[ExposureKey],
     app: AppConfig,
     authorities: Callable[[str], AuthorityConfig | None],
+    max_lifetime: timedelta,
     now: datetime,
 ) -> VerifiedCertificate:
     """Check a publish's certificate against the trusted authorities and the uploaded keys.
 
     ``authorities`` looks a health authority up by issuer (usually a
     :class:`~keyserver.service.trust.TrustCache`); ``keys`` are the request's keys exactly
-    as sent, including any that publish later drops. Raises
+    as sent, including any that publish later drops; ``max_lifetime`` bounds ``exp - iat``
+    (``exp - now`` when the certificate has no ``iat``). Raises
     :class:`~keyserver.errors.CertificateInvalid` on any failure. The app's
     ``bypass_verification`` is the caller's business.
     """
@@ -240,6 +261,8 @@ def verify_certificate(
     # verify_jwt's leeway loosens exp as well; exp itself gets none.
     if _seconds(now) >= float(claims["exp"]):
         raise CertificateInvalid("expired")
+    if _lifetime(claims, now) > max_lifetime:
+        raise CertificateInvalid("lifetime")
 
     if authority.id not in app.health_authority_ids:
         raise CertificateInvalid("app_not_authorized")

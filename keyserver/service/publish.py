@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from crypto.encoding import decode_base64_lenient
 from crypto.sealing import Keyring
 from exposure.tek import ReportType, truncate
 from keyserver.errors import (
@@ -42,6 +43,8 @@ _logger = logging.getLogger(__name__)
 
 #: Where a stored key came from; only published keys may be revised by a publish.
 ORIGIN_PUBLISH = "publish"
+#: What a stored or incoming report type may be ("" for keys published without a certificate).
+_REPORT_TYPE_NAMES = frozenset({"", *(member.value for member in ReportType)})
 
 
 @dataclass(frozen=True)
@@ -83,19 +86,36 @@ def _row(key: ValidatedKey, health_authority_id: int | None) -> dict[str, Any]:
     }
 
 
-def _previous_token(token: str, secrets: RevisionSecrets) -> list[RevisableKey] | None:
-    """The keys of the phone's previous token, or None if there is none it can use.
+@dataclass(frozen=True)
+class _PreviousToken:
+    """What the phone's previous revision token gives this publish."""
+
+    #: Its keys, or None when no token was sent or the one sent does not open.
+    keys: list[RevisableKey] | None
+    #: A token was sent and is base64, whether or not it opened.
+    presented: bool
+
+
+def _previous_token(token: str, secrets: RevisionSecrets) -> _PreviousToken:
+    """Open the phone's previous token, if it sent one it can use.
 
     As in the reference, a token that does not open is not an error by itself: it only
-    matters if the publish re-sends stored keys, which then need it.
+    matters if the publish re-sends stored keys, which then need it. And as there, one that
+    is not even base64 counts as not sent (``missing_revision_token``), while base64 that
+    does not open is an invalid token (``invalid_revision_token``).
     """
     if not token:
-        return None
+        return _PreviousToken(keys=None, presented=False)
     try:
-        return decode_token(secrets.keyring, secrets.aad, token)
+        decode_base64_lenient(token)
+    except ValueError:
+        _logger.info("publish: revision token is not base64; treated as not sent")
+        return _PreviousToken(keys=None, presented=False)
+    try:
+        return _PreviousToken(decode_token(secrets.keyring, secrets.aad, token), presented=True)
     except InvalidRevisionToken:
         _logger.info("publish: revision token did not open; treated as absent")
-        return None
+        return _PreviousToken(keys=None, presented=True)
 
 
 def _check_revision(
@@ -123,9 +143,15 @@ def _check_revision(
     if not allowed_transition(stored.report_type, incoming.report_type):
         raise InvalidReportTypeTransition(
             "invalid report type transition: cannot transition from "
-            f'"{stored.report_type}" to "{incoming.report_type}"'
+            f'"{_named(stored.report_type)}" to "{_named(incoming.report_type)}"'
         )
     return True
+
+
+def _named(report_type: str) -> str:
+    # The reference's message names both types; only names from the closed set are quoted,
+    # whatever a damaged row may hold.
+    return report_type if report_type in _REPORT_TYPE_NAMES else "unknown"
 
 
 def store_publish(
@@ -140,16 +166,18 @@ def store_publish(
 ) -> StoreOutcome:
     """Insert and revise ``keys`` in the caller's transaction; return what changed.
 
-    Raises :class:`MissingRevisionToken` when stored keys are re-sent without a token,
-    :class:`InvalidRevisionToken` when the token is unusable for them or does not list
-    them, :class:`KeyAlreadyRevised`, :class:`InvalidReportTypeTransition`, and
-    :class:`StoredKeyMismatch` for a re-sent key whose interval differs from the stored one.
+    Raises :class:`MissingRevisionToken` when stored keys are re-sent without a token (or
+    with one that is not base64), :class:`InvalidRevisionToken` when the token does not
+    open or does not list them, :class:`KeyAlreadyRevised`,
+    :class:`InvalidReportTypeTransition`, and :class:`StoredKeyMismatch` for a re-sent key
+    whose interval differs from the stored one.
     """
     outcome = StoreOutcome()
     existing = store.lock_existing(session, [key.key for key in keys])
-    previous = _previous_token(revision_token, secrets)
+    token = _previous_token(revision_token, secrets)
+    previous = token.keys
     if existing and previous is None:
-        if revision_token:
+        if token.presented:
             raise InvalidRevisionToken("revision token is invalid")
         raise MissingRevisionToken("no revision token, but sent existing keys")
     token_entries = {entry.key: entry for entry in previous or ()}

@@ -2,9 +2,11 @@
 
 This is the pure middle of ``/v1/publish`` (reference §2): no database, no HTTP, no clock.
 Each uploaded key is checked on its own; a bad key is dropped and reported as
-``key {i} cannot be imported: {reason}`` while the rest go ahead (a partial failure). Only
-problems with the upload as a whole (no keys, too many, none usable, keys that overlap
-without sharing a start interval) refuse the request, with :class:`~keyserver.errors.BadRequest`.
+``key {i} cannot be imported: {reason}`` while the rest go ahead (a partial failure). A key
+too far from the symptom onset is dropped with a warning, not an error, and a key sent twice
+is stored once, silently, as the reference does. Only problems with the upload as a whole
+(no keys, too many, every key invalid, keys that overlap without sharing a start interval)
+refuse the request, with :class:`~keyserver.errors.BadRequest`.
 
 Example::
 
@@ -101,6 +103,8 @@ class TransformResult:
     missing_onset: bool
     #: The onset interval the keys' days since symptom onset are counted from.
     symptom_onset_interval: int = 0
+    #: Copies of a key sent more than once, left out silently (counted as dropped).
+    duplicates: int = 0
 
 
 def backfill_transmission_risk(transmission_risk: int, report_type: str) -> int:
@@ -285,11 +289,13 @@ def transform_publish(
     ``None`` without one); ``regions`` are the authorized app's. Keys of report type
     ``negative`` are returned like any other: whether to insert them is the store's call.
 
-    Raises :class:`~keyserver.errors.BadRequest` when the request as a whole is unusable:
-    no keys, more than ``max_keys_on_publish``, no key left after the checks, keys that
-    overlap without sharing a start interval, or more than ``max_same_start_interval_keys``
-    keys sharing one. Raises :class:`ValueError` for a naive ``now`` or a ``report_type``
-    that is not a known one (a caller bug, never the phone's doing).
+    A request whose every key is too far from the symptom onset is not refused: the result
+    has no keys, only warnings (the reference's 200). Raises
+    :class:`~keyserver.errors.BadRequest` when the request as a whole is unusable: no keys,
+    more than ``max_keys_on_publish``, every key invalid, keys that overlap without sharing a
+    start interval, or more than ``max_same_start_interval_keys`` keys sharing one. Raises
+    :class:`ValueError` for a naive ``now`` or a ``report_type`` that is not a known one (a
+    caller bug, never the phone's doing).
     """
     if report_type not in _KNOWN_REPORT_TYPES:
         raise ValueError(f"unknown report type {report_type!r}")
@@ -311,18 +317,12 @@ def transform_publish(
     accepted: list[ValidatedKey] = []
     errors: list[str] = []
     warnings: list[str] = []
-    first_index_of: dict[bytes, int] = {}
     for index, candidate in enumerate(uploaded):
         try:
             raw = _check_key(candidate, window)
         except _KeyRejectedError as reason:
             errors.append(f"key {index} cannot be imported: {reason}")
             continue
-        # The key is the stored row's primary key; a second copy could only collide.
-        if raw in first_index_of:
-            errors.append(f"key {index} cannot be imported: same key as key {first_index_of[raw]}")
-            continue
-        first_index_of[raw] = index
 
         start, count = candidate.rollingStartNumber, candidate.rollingPeriod
         days_since_onset = days_between_intervals(onset, start)
@@ -353,19 +353,41 @@ def transform_publish(
     if not accepted:
         if errors:
             raise BadRequest(describe_key_errors(errors), warnings=warnings)
-        raise BadRequest(
-            "no exposure keys left: every key is too far from the symptom onset",
+        # Every key too far from the onset: warnings only, which is a success with nothing to
+        # store, as in the reference (iOS apps cannot handle a partial failure here).
+        return TransformResult(
+            keys=[],
+            errors=[],
             warnings=warnings,
+            missing_onset=missing_onset,
+            symptom_onset_interval=onset,
         )
+    # Stable, so copies of one key with the same interval stay in request order.
     accepted.sort(key=lambda key: (key.interval_number, key.interval_count))
     try:
+        # Copies of a key count here as separate keys, as in the reference.
         _check_overlaps(accepted, settings)
     except _OverlapError as error:
         raise BadRequest(str(error), warnings=warnings) from error
+    unique = _last_copy_of_each_key(accepted)
     return TransformResult(
-        keys=accepted,
+        keys=unique,
         errors=errors,
         warnings=warnings,
         missing_onset=missing_onset,
         symptom_onset_interval=onset,
+        duplicates=len(accepted) - len(unique),
     )
+
+
+def _last_copy_of_each_key(keys: Sequence[ValidatedKey]) -> list[ValidatedKey]:
+    """``keys`` with each TEK once: its last copy in (interval, request) order, as stored.
+
+    The reference stores one row per TEK (the key is the primary key) from a map filled in
+    that order, so the last copy wins; the request is not refused and nothing is reported.
+    """
+    last: dict[bytes, ValidatedKey] = {}
+    for key in keys:
+        last.pop(key.key, None)  # re-inserted at the end: the result stays in sorted order
+        last[key.key] = key
+    return list(last.values())

@@ -49,6 +49,8 @@ __all__ = [
     "add_authorized_app",
     "add_health_authority",
     "add_health_authority_key",
+    "app_lookup_name",
+    "could_be_issuer",
     "find_health_authority",
     "load_app",
     "load_authority",
@@ -100,14 +102,52 @@ class InvalidPublicKey(TrustError):
     code = "invalid_public_key"
 
 
-def _exact_text(value: str, name: str, limit: int = _SHORT_TEXT) -> str:
+def _storable(value: str) -> bool:
+    """Whether both engines store and compare ``value`` alike.
+
+    PostgreSQL refuses a NUL in text (SQLite keeps it), and no UTF-8 database holds a lone
+    surrogate: a name with either can be neither registered nor looked up on every engine.
+    """
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_exact_text(value: str, limit: int = _SHORT_TEXT) -> bool:
     # Issuers and audiences are compared byte for byte with the certificate's claims, so a
     # stray space would silently make every certificate fail: refuse it rather than strip.
-    if not value or value != value.strip():
-        raise InvalidTrustValue(f"{name} must be non-empty, without surrounding spaces")
-    if len(value) > limit:
-        raise InvalidTrustValue(f"{name} must be at most {limit} characters")
+    return bool(value) and value == value.strip() and len(value) <= limit and _storable(value)
+
+
+def _exact_text(value: str, name: str, limit: int = _SHORT_TEXT) -> str:
+    if not _is_exact_text(value, limit):
+        raise InvalidTrustValue(
+            f"{name} must be 1 to {limit} characters, without surrounding spaces or NUL"
+        )
     return value
+
+
+def app_lookup_name(app_id: str) -> str | None:
+    """The name an authorized app ``app_id`` (any case) is stored under, or None if none is.
+
+    Registration keeps ids lower-case and printable ASCII, so anything else (a NUL, another
+    control character, a letter outside ASCII, more than 255 characters) names no app: it is
+    answered as unknown without a query, alike on both engines.
+    """
+    name = app_id.lower()
+    return name if _APP_ID.fullmatch(name) else None
+
+
+def could_be_issuer(issuer: str) -> bool:
+    """Whether ``issuer`` could name a registered health authority (see :func:`_exact_text`).
+
+    Lookups of anything else are answered "no such authority" without a query.
+    """
+    return _is_exact_text(issuer)
 
 
 def _jwks_url(value: str | None) -> str | None:
@@ -132,6 +172,8 @@ def normalize_public_key_pem(pem: str) -> str:
 
 def find_health_authority(session: Session, issuer: str) -> HealthAuthority | None:
     """The health authority whose certificates carry ``iss == issuer`` (exact match)."""
+    if not could_be_issuer(issuer):
+        return None
     return trust_store.health_authority_by_issuer(session, issuer)
 
 
@@ -281,7 +323,8 @@ class AuthorityConfig:
 
 def load_app(session: Session, app_id: str) -> AppConfig | None:
     """The authorized app ``app_id`` (any case), or None."""
-    app = trust_store.authorized_app(session, app_id.lower())
+    name = app_lookup_name(app_id)
+    app = None if name is None else trust_store.authorized_app(session, name)
     if app is None:
         return None
     return AppConfig(
@@ -347,16 +390,21 @@ class TrustCache:
 
     def app(self, app_id: str, now: datetime) -> AppConfig | None:
         """The authorized app ``app_id`` (case-insensitive), or None if there is none."""
-        name = app_id.lower()
+        name = app_lookup_name(app_id)
+        if name is None:
+            return None  # no app can have this name: nothing to query, nothing to cache
+        looked_up: str = name  # a closure does not keep mypy's narrowing of ``name``
 
         def load() -> AppConfig | None:
             with unit_of_work(self._session_factory) as session:
-                return load_app(session, name)
+                return load_app(session, looked_up)
 
         return self._apps.get_or_load(name, now, load)
 
     def authority(self, issuer: str, now: datetime) -> AuthorityConfig | None:
         """The health authority whose ``iss`` is exactly ``issuer``, or None."""
+        if not could_be_issuer(issuer):
+            return None  # as for apps: an impossible name is neither queried nor cached
 
         def load() -> AuthorityConfig | None:
             with unit_of_work(self._session_factory) as session:

@@ -164,6 +164,74 @@ def test_dutch_archives_carry_an_extra_member_that_is_tolerated() -> None:
     assert parsed.container is ExportContainer.ZIP
 
 
+# Early files carry the first schema's SignatureInfo fields 1 (app_bundle_id) and 2
+# (android_package), reserved since: (export.bin's, export.sig's) values per file.
+EARLY_SCHEMA_FIELDS = [
+    (CWA_KEYS_ZIP, ("de.rki.coronawarnapp-dev", "de.rki.coronawarnapp.dev"), True),
+    (
+        "exports/google_exposure-notifications-android__network_raw__sample_diagnosis_key_file-"
+        "174cf0da.zip",
+        (None, "com.google.android.apps.exposurenotification"),
+        True,
+    ),
+    (
+        "exports/google_exposure-notifications-internals__app_raw__export.bin",
+        (None, "com.google.android.apps.exposurenotification"),
+        False,
+    ),
+    (
+        "exports/lombax85_immuniprotobuf__export.bin",
+        ("it.ministerodellasalute.immuni", None),
+        False,
+    ),
+    (
+        "exports/minvws_nl-covid19-notification-app-backend__Testautomation_util_temp__eks-"
+        "22dbb2b9.zip",
+        ("nl.rijksoverheid.en.test", None),
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(("relative", "fields", "in_signature"), EARLY_SCHEMA_FIELDS)
+def test_early_files_keep_their_app_bundle_id_and_android_package(
+    relative: str, fields: tuple[str | None, str | None], in_signature: bool
+) -> None:
+    parsed = read_interop_export(relative)
+
+    (info,) = parsed.contents.signature_infos
+    assert (info.app_bundle_id, info.android_package) == fields
+    if in_signature:
+        (signature,) = parsed.signatures
+        assert signature.signature_info is not None
+        assert (
+            signature.signature_info.app_bundle_id,
+            signature.signature_info.android_package,
+        ) == fields
+
+
+def test_files_of_todays_schema_have_no_early_fields() -> None:
+    (info,) = read_interop_export(REFERENCE_EXPORT).contents.signature_infos
+
+    assert (info.app_bundle_id, info.android_package) == (None, None)
+
+
+def test_installed_cli_shows_the_cwa_files_early_fields() -> None:
+    command = [str(Path(sys.executable).with_name("exposure")), "export", "inspect"]
+    command += [str(interop_path(CWA_KEYS_ZIP)), "--json"]
+
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)
+    (info,) = report["signature_infos"]
+    assert info["app_bundle_id"] == "de.rki.coronawarnapp-dev"
+    assert info["android_package"] == "de.rki.coronawarnapp.dev"
+    assert report["signatures"][0]["signature_info"]["android_package"] == (
+        "de.rki.coronawarnapp.dev"
+    )
+
+
 @pytest.mark.parametrize("relative", REFERENCE_SERVER_EXPORTS)
 def test_reference_server_exports_re_encode_byte_for_byte(relative: str) -> None:
     parsed = read_interop_export(relative)

@@ -7,10 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from exposure.tek import interval_number, time_of_interval, truncate, utc_midnight
-from tests.functional.keyserver.conftest import BYPASS_APP_ID, NO_REGION_APP_ID, Api
+from tests.functional.keyserver.conftest import BYPASS_APP_ID, ISSUER, NO_REGION_APP_ID, Api
 
 
 def _json(response: Any) -> dict[str, Any]:
@@ -113,6 +114,103 @@ def test_an_unknown_app_is_unauthorized(api: Api) -> None:
     assert "com.example.unknown" in _json(response)["error"]
 
 
+@pytest.mark.parametrize("app_id", ["\x00", "com.example.exposure\x00", "\x00" * 300])
+def test_an_app_id_with_a_nul_is_an_unknown_app_on_both_engines(api: Api, app_id: str) -> None:
+    # PostgreSQL refuses NUL in text: the lookup failed there (500) and not on SQLite (401).
+    response = api.publish({"healthAuthorityID": app_id})
+
+    assert response.status_code == 401, response.text
+    assert _json(response)["code"] == "unknown_health_authority_id"
+    assert api.stored() == {}
+
+
+@pytest.mark.parametrize("issuer", [f"{ISSUER}\x00", "\x00", "\ud800"])
+def test_a_certificate_issuer_no_authority_could_have_is_refused_on_both_engines(
+    api: Api, issuer: str
+) -> None:
+    phone = api.phone()
+    keys = phone.keys(2)
+    certificate = phone.certificate(keys, iss=issuer)
+
+    response = api.publish(phone.body(keys, verificationPayload=certificate))
+
+    assert response.status_code == 401, response.text
+    assert _json(response)["code"] == "health_authority_verification_certificate_invalid"
+    assert api.stored() == {}
+
+
+def _echoed(body: dict[str, Any]) -> str:
+    return "\n".join([body.get("error", ""), *body.get("warnings", [])])
+
+
+@pytest.mark.parametrize(
+    "app_id", ["x" * 60_000, f"com.example.{'y' * 60}", "com.example.app with spaces", "\x00"]
+)
+def test_an_unknown_app_id_is_quoted_back_only_when_short_and_well_formed(
+    api: Api, app_id: str
+) -> None:
+    phone = api.phone()
+
+    response = api.publish(phone.body(phone.keys(2), app_id=app_id))
+
+    assert response.status_code == 401
+    assert _json(response)["error"] == "unauthorized health authority"
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        # Secrets pasted into the wrong field.
+        lambda body: body.update(healthAuthorityID=body["hmacKey"]),
+        lambda body: body.update(healthAuthorityID=body["verificationPayload"]),
+        # Keys that are refused one by one (partial failure) or all (bad request).
+        lambda body: body["temporaryExposureKeys"][0].update(key="A" * 40_000),
+        lambda body: body["temporaryExposureKeys"][0].update(key=body["hmacKey"]),
+        lambda body: body["temporaryExposureKeys"][1].update(transmissionRisk=2**63 - 1),
+        lambda body: [key.update(key=key["key"] + "!") for key in body["temporaryExposureKeys"]],
+        # Keys too far from the symptom onset (warnings).
+        lambda body: body.update(symptomOnsetInterval=body["symptomOnsetInterval"] - 144 * 20),
+    ],
+    ids=[
+        "secret-as-app-id",
+        "certificate-as-app-id",
+        "huge-key",
+        "secret-as-key",
+        "huge-risk",
+        "no-valid-key",
+        "onset",
+    ],
+)
+def test_no_refusal_or_warning_quotes_a_long_or_secret_request_value(api: Api, spoil: Any) -> None:
+    phone = api.phone()
+    keys = phone.keys(3)
+    body = phone.body(
+        keys,
+        symptomOnsetInterval=interval_number(utc_midnight(api.clock() - timedelta(days=2))),
+        revisionToken=base64.b64encode(b"\x01" * 200).decode(),
+    )
+    spoil(body)
+    sent = [
+        body["healthAuthorityID"],
+        body["hmacKey"],
+        body["verificationPayload"],
+        body["revisionToken"],
+        body["padding"],
+        *(key["key"] for key in body["temporaryExposureKeys"]),
+    ]
+
+    response = api.publish(body)
+
+    echoed = _echoed(_json(response))
+    assert echoed, "each case makes the server explain something"
+    for value in sent:
+        if len(value) > 64 or value in (body["hmacKey"], body["revisionToken"], body["padding"]):
+            assert value not in echoed
+    for key in body["temporaryExposureKeys"]:
+        assert key["key"] not in echoed
+    assert len(echoed) < 4_000
+
+
 def test_the_app_id_is_matched_case_insensitively(api: Api) -> None:
     phone = api.phone()
 
@@ -168,6 +266,28 @@ def test_a_certificate_that_does_not_check_out_is_refused_without_saying_why(
     assert api.stored() == {}
 
 
+def test_a_certificate_valid_for_an_absurd_lifetime_is_refused_and_counted(api: Api) -> None:
+    phone = api.phone()
+    keys = phone.keys(2)
+    certificate = phone.certificate(keys, exp=1e308)
+    counted = REGISTRY.get_sample_value(
+        "exposure_keyserver_certificate_failures_total", {"reason": "lifetime"}
+    )
+
+    response = api.publish(phone.body(keys, verificationPayload=certificate))
+
+    assert response.status_code == 401
+    assert _json(response)["code"] == "health_authority_verification_certificate_invalid"
+    assert _json(response)["error"] == "unable to validate diagnosis verification"
+    assert api.stored() == {}
+    assert (
+        REGISTRY.get_sample_value(
+            "exposure_keyserver_certificate_failures_total", {"reason": "lifetime"}
+        )
+        == (counted or 0) + 1
+    )
+
+
 def test_an_app_that_bypasses_verification_publishes_without_a_report_type(api: Api) -> None:
     phone = api.phone()
     body = phone.body(phone.keys(2), app_id=BYPASS_APP_ID, verificationPayload="")
@@ -204,6 +324,74 @@ def test_some_invalid_keys_are_a_partial_failure_that_stores_the_rest(api: Api) 
     assert body["insertedExposures"] == 2
     assert body["error"].startswith("1 error occurred:\n\t* key 1 cannot be imported")
     assert len(api.stored()) == 2
+
+
+def test_a_key_sent_twice_in_one_request_is_stored_once_with_a_plain_200(api: Api) -> None:
+    phone = api.phone()
+    keys = phone.keys(2)
+
+    response = api.publish(phone.body([*keys, keys[0]]))
+
+    body = _json(response)
+    assert response.status_code == 200, body
+    assert body["insertedExposures"] == 2
+    assert "code" not in body
+    assert "error" not in body
+    assert set(api.stored()) == {base64.b64decode(k["key"]) for k in keys}
+
+
+def _too_far_from_onset(api: Api) -> int:
+    """A symptom onset 20 days ago: valid, but more than 14 days from every recent key."""
+    return interval_number(utc_midnight(api.clock() - timedelta(days=20)))
+
+
+def test_a_publish_whose_every_key_is_too_far_from_onset_answers_200_and_stores_nothing(
+    api: Api,
+) -> None:
+    phone = api.phone()
+    keys = phone.keys(2)
+
+    response = api.publish(phone.body(keys, symptomOnsetInterval=_too_far_from_onset(api)))
+
+    body = _json(response)
+    assert response.status_code == 200, body
+    # The reference's exact answer: warnings (and padding) only; iOS apps cannot handle a
+    # partial failure here.
+    assert set(body) == {"padding", "warnings"}
+    assert body["warnings"] == [
+        "key 0 symptom onset is too large, 19 > 14 - saving without this key",
+        "key 1 symptom onset is too large, 18 > 14 - saving without this key",
+    ]
+    assert api.stored() == {}
+
+
+def test_a_publish_with_nothing_to_store_hands_back_the_phones_revision_token(api: Api) -> None:
+    phone = api.phone()
+    token = _json(api.publish(phone.body(phone.keys(1), report_type="likely")))["revisionToken"]
+    later = phone.keys(2, days_back_from=2)
+
+    response = api.publish(
+        phone.body(later, revisionToken=token, symptomOnsetInterval=_too_far_from_onset(api))
+    )
+
+    body = _json(response)
+    assert response.status_code == 200, body
+    assert body["revisionToken"]  # the keys of the first publish stay revisable
+    assert "warnings" in body
+    assert len(api.stored()) == 1
+
+
+@pytest.mark.parametrize("token", ["!!not base64!!", "AAAA=A", "\x00"])
+def test_a_revision_token_that_is_not_base64_counts_as_not_sent(api: Api, token: str) -> None:
+    # As the reference: undecodable base64 is "proceeding without" a token.
+    phone = api.phone()
+    keys = phone.keys(3)
+    assert api.publish(phone.body(keys)).status_code == 200
+
+    response = api.publish(phone.body(keys, revisionToken=token))
+
+    assert response.status_code == 400
+    assert _json(response)["code"] == "missing_revision_token"
 
 
 def test_re_sending_stored_keys_needs_the_revision_token(api: Api) -> None:

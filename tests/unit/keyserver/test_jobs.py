@@ -320,6 +320,7 @@ def test_refreshed_keys_verify_certificates_after_their_start(sessions: SessionF
         keys=keys,
         app=app,
         authorities=lambda issuer: cache.authority(issuer, LATER),
+        max_lifetime=timedelta(hours=1),
         now=LATER,
     )
 

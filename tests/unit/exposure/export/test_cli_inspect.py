@@ -11,12 +11,14 @@ from typer.testing import CliRunner, Result
 from crypto.signing import FileSigner
 from exposure.cli.export import export_app
 from exposure.export import (
+    EXPORT_HEADER,
     ExportKey,
     SignatureInfo,
     build_export,
     encode_export_bin,
     write_export_zip,
 )
+from exposure.export.proto import export_pb2
 from tests.unit.exposure.export.support import sample_contents, sample_key, signed_archive
 
 
@@ -82,6 +84,8 @@ def test_json_output_reports_everything(signed_zip: Path, signer_pem: Path) -> N
             "verification_key_id": "310",
             "verification_key_version": "v1",
             "signature_algorithm": "1.2.840.10045.4.3.2",
+            "app_bundle_id": None,
+            "android_package": None,
         }
     ]
     assert report["signatures"][0]["verified_by"] == [str(signer_pem)]
@@ -203,3 +207,40 @@ def test_text_from_the_file_cannot_inject_markup_or_escapes(tmp_path: Path) -> N
     assert "[bold]X[/bold]" in result.stdout
     assert "\x1b" not in result.stdout
     assert "\\x1b[31m" in result.stdout
+
+
+def _early_schema_file(tmp_path: Path) -> Path:
+    """A bare export.bin whose signature info carries the first schema's fields 1 and 2."""
+    message = export_pb2.TemporaryExposureKeyExport()
+    message.ParseFromString(encode_export_bin(sample_contents())[len(EXPORT_HEADER) :])
+    message.signature_infos[0].MergeFromString(
+        b"\x0a\x0fgov.example.ios" + b"\x12\x13gov.example.android"
+    )
+    path = tmp_path / "early.bin"
+    path.write_bytes(EXPORT_HEADER + message.SerializeToString())
+    return path
+
+
+def test_the_early_schemas_app_bundle_id_and_android_package_are_shown(tmp_path: Path) -> None:
+    result = inspect(_early_schema_file(tmp_path))
+
+    assert result.exit_code == 0, result.output
+    assert "early-schema signature info fields" in result.stdout
+    assert "gov.example.ios" in result.stdout
+    assert "gov.example.android" in result.stdout
+
+
+def test_the_early_schemas_fields_are_in_the_json_report(tmp_path: Path) -> None:
+    result = inspect(_early_schema_file(tmp_path), "--json")
+
+    assert result.exit_code == 0, result.output
+    (info,) = json.loads(result.stdout)["signature_infos"]
+    assert info["app_bundle_id"] == "gov.example.ios"
+    assert info["android_package"] == "gov.example.android"
+
+
+def test_a_file_without_the_early_fields_shows_no_table_for_them(signed_zip: Path) -> None:
+    result = inspect(signed_zip)
+
+    assert result.exit_code == 0, result.output
+    assert "early-schema" not in result.stdout

@@ -22,6 +22,7 @@ from exposure.export import (
     read_export_file,
     write_export_zip,
 )
+from exposure.export.proto import export_pb2
 from tests.unit.exposure.export.support import (
     make_zip,
     sample_contents,
@@ -364,3 +365,65 @@ def test_error_codes_are_stable_strings() -> None:
     }
     error = ExportFormatError(ExportErrorCode.BAD_ZIP, "detail")
     assert str(error) == "bad_zip: detail"
+
+
+# ---- fields of the first schema: SignatureInfo 1 and 2 ---------------------------------------
+
+
+def _with_signature_info_fields(raw_fields: bytes) -> bytes:
+    """A bare export.bin whose one SignatureInfo also carries ``raw_fields`` (wire bytes)."""
+    message = export_pb2.TemporaryExposureKeyExport()
+    message.ParseFromString(encode_export_bin(sample_contents())[len(EXPORT_HEADER) :])
+    message.signature_infos[0].MergeFromString(raw_fields)
+    return EXPORT_HEADER + message.SerializeToString()
+
+
+def _text_field(number: int, value: bytes) -> bytes:
+    return bytes([number << 3 | 2, len(value)]) + value
+
+
+def test_the_early_schemas_app_bundle_id_and_android_package_are_read() -> None:
+    export_bin = _with_signature_info_fields(
+        _text_field(1, b"gov.example.ios") + _text_field(2, b"gov.example.android")
+    )
+
+    (info,) = read_export(export_bin).contents.signature_infos
+
+    assert info.app_bundle_id == "gov.example.ios"
+    assert info.android_package == "gov.example.android"
+    assert (info.verification_key_id, info.verification_key_version) == ("310", "v1")
+
+
+def test_a_file_without_the_early_fields_reads_them_as_absent() -> None:
+    (info,) = read_export(encode_export_bin(sample_contents())).contents.signature_infos
+
+    assert (info.app_bundle_id, info.android_package) == (None, None)
+
+
+def test_early_fields_that_are_not_utf8_are_shown_escaped_not_refused() -> None:
+    (info,) = read_export(
+        _with_signature_info_fields(_text_field(2, b"pkg\xff"))
+    ).contents.signature_infos
+
+    assert info.android_package == "pkg\\xff"
+
+
+def test_early_fields_of_another_wire_type_are_ignored_and_the_last_copy_wins() -> None:
+    varint_field_1 = bytes([1 << 3 | 0, 5])
+    export_bin = _with_signature_info_fields(
+        varint_field_1 + _text_field(2, b"first") + _text_field(2, b"last")
+    )
+
+    (info,) = read_export(export_bin).contents.signature_infos
+
+    assert info.app_bundle_id is None
+    assert info.android_package == "last"
+
+
+def test_the_early_fields_take_no_part_in_equality_and_are_never_written() -> None:
+    export_bin = _with_signature_info_fields(_text_field(1, b"gov.example.ios"))
+    parsed = read_export(export_bin).contents
+
+    assert parsed.signature_infos == sample_contents().signature_infos
+    # Written back without them: today's schema reserves the numbers.
+    assert encode_export_bin(parsed) == encode_export_bin(sample_contents())

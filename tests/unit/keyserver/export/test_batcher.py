@@ -172,6 +172,109 @@ def test_a_latest_end_off_the_grid_is_continued_without_gap() -> None:
     assert windows == [(T0 + 5 * HOUR, T0 + 8 * HOUR), (T0 + 8 * HOUR, T0 + 12 * HOUR)]
 
 
+# ---- against the reference's batcher ----------------------------------------------------------
+#
+# Google's makeBatchRanges (google-keyserver.md §4.7), restated to compare outcomes: with no
+# batch yet it makes only the most recent closed window; after one, it walks back from
+# ``effective`` (now minus the minimum window age) on the period grid to the latest end,
+# keeping windows that end by the hour-truncated ``effective``. We keep our walk on purpose
+# (docs/operations.md, "Export files"); these tests pin down how the two differ.
+
+
+def _reference_windows(
+    period: timedelta, latest_end: datetime | None, effective: datetime
+) -> list[tuple[datetime, datetime]]:
+    publish_end = truncate(effective, SETTINGS.truncate_window)
+    if latest_end is None:
+        end = truncate(publish_end, period)
+        return [(end - period, end)]
+    windows: list[tuple[datetime, datetime]] = []
+    end = truncate(effective, period)
+    while end > latest_end:
+        if end <= publish_end:
+            windows.insert(0, (end - period, end))
+        end -= period
+    return windows
+
+
+def test_after_an_off_grid_batch_the_next_window_starts_at_its_end_not_overlapping_it() -> None:
+    # A batch ending at 10:30 (a period edited by hand from 30 min to 4 h): the reference's
+    # next window starts at 08:00 and exports 08:00-10:30 a second time; ours starts at 10:30.
+    period, latest_end, now = timedelta(hours=4), T0 + 10 * HOUR + HOUR / 2, T0 + 14 * HOUR
+    effective = now - SETTINGS.export_min_window_age
+
+    reference = _reference_windows(period, latest_end, effective)
+    ours = batch_windows(
+        period=period,
+        latest_end=latest_end,
+        valid_from=T0,
+        valid_until=None,
+        earliest_start=now - SETTINGS.export_retention,
+        closed_by=closing_time(now, SETTINGS),
+    )
+
+    assert reference == [(T0 + 8 * HOUR, T0 + 12 * HOUR)]
+    assert ours == [(latest_end, T0 + 12 * HOUR)]
+
+
+def test_a_new_config_backfills_from_its_start_not_only_the_last_window() -> None:
+    # Created at 01:10 with a 1 h period, first batched at 06:00: the reference exports
+    # [03:00, 04:00) only, and keys published from 01:00 to 03:00 never leave in this config.
+    period, valid_from, now = HOUR, T0 + HOUR + timedelta(minutes=10), T0 + 6 * HOUR
+    effective = now - SETTINGS.export_min_window_age
+
+    reference = _reference_windows(period, None, effective)
+    ours = batch_windows(
+        period=period,
+        latest_end=None,
+        valid_from=valid_from,
+        valid_until=None,
+        earliest_start=now - SETTINGS.export_retention,
+        closed_by=closing_time(now, SETTINGS),
+    )
+
+    assert reference == [(T0 + 3 * HOUR, T0 + 4 * HOUR)]
+    assert ours == [(T0 + hour * HOUR, T0 + (hour + 1) * HOUR) for hour in range(1, 4)]
+
+
+@given(
+    period=st.sampled_from(PERIODS),
+    valid_from_offset=st.integers(min_value=0, max_value=3 * 86_400),
+    off_grid=st.integers(min_value=0, max_value=86_399),
+    later=st.integers(min_value=0, max_value=3 * 86_400),
+)
+def test_everything_the_reference_would_export_next_is_exported_here_exactly_once(
+    period: timedelta, valid_from_offset: int, off_grid: int, later: int
+) -> None:
+    valid_from = T0 + timedelta(seconds=valid_from_offset)
+    now = valid_from + SETTINGS.export_min_window_age + timedelta(seconds=later)
+    effective = now - SETTINGS.export_min_window_age
+    # Any latest end, on the grid or not, that the config could have reached by now.
+    latest_end = min(truncate(valid_from, period) + timedelta(seconds=off_grid), effective)
+    for previous in (None, latest_end):
+        reference = _reference_windows(period, previous, effective)
+        ours = batch_windows(
+            period=period,
+            latest_end=previous,
+            valid_from=valid_from,
+            valid_until=None,
+            earliest_start=now - SETTINGS.export_retention,
+            closed_by=closing_time(now, SETTINGS),
+            limit=10**6,  # one run's cap is not the point here
+        )
+        # Ours tile time from where this config (or its last batch) starts: never a key
+        # twice, never a gap. So they cover one span, which must hold what the reference
+        # would export from that start on.
+        start = truncate(valid_from, period) if previous is None else previous
+        for (_, end), (next_start, _) in itertools.pairwise(ours):
+            assert next_start == end
+        wanted = [(max(s, start), e) for s, e in reference if e > start]
+        if wanted:
+            assert ours
+            assert ours[0][0] == start
+            assert all(w_end <= ours[-1][1] for _, w_end in wanted)
+
+
 def test_one_run_creates_at_most_the_limit() -> None:
     windows = batch_windows(
         period=timedelta(minutes=1),

@@ -38,6 +38,7 @@ NOW_SECONDS = int(NOW.timestamp())
 ISSUER = "gov.example.verification"
 AUDIENCE = "exposure-notifications-server"
 AUTHORITY_ID = 7
+MAX_LIFETIME = timedelta(hours=1)
 SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
 OTHER_KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -139,6 +140,7 @@ def _verify(
     hmac_key: str = HMAC_SECRET,
     app: AppConfig | None = None,
     authority: AuthorityConfig | None = None,
+    max_lifetime: timedelta = MAX_LIFETIME,
     now: datetime = NOW,
 ) -> VerifiedCertificate:
     return verify_certificate(
@@ -147,6 +149,7 @@ def _verify(
         keys=KEYS if keys is None else keys,
         app=app or _app(),
         authorities=_lookup(authority or _authority()),
+        max_lifetime=max_lifetime,
         now=now,
     )
 
@@ -250,6 +253,7 @@ def test_missing_or_non_string_issuer_is_unknown(issuer: object) -> None:
             keys=KEYS,
             app=_app(),
             authorities=authorities,
+            max_lifetime=MAX_LIFETIME,
             now=NOW,
         )
     assert caught.value.reason == "unknown_issuer"
@@ -450,6 +454,53 @@ def test_not_before_within_the_skew_is_accepted(claim: str) -> None:
     assert _verify(token).report_type == "confirmed"
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"exp": 1e308},  # from a trusted authority, this was accepted: valid forever
+        {"exp": 2**62},
+        {"exp": NOW_SECONDS + 3600, "iat": NOW_SECONDS - 1},
+        {"exp": NOW_SECONDS + 60, "iat": NOW_SECONDS - 3600},  # issued long ago
+        {"exp": NOW_SECONDS + 3601, "iat": None, "nbf": None},  # no iat: counted from now
+        {"exp": 1e308, "iat": -1e308},
+    ],
+    ids=["exp-1e308", "exp-2**62", "a-second-too-long", "old-iat", "no-iat", "both-extreme"],
+)
+def test_a_certificate_living_longer_than_the_maximum_lifetime_is_refused(
+    changes: dict[str, Any],
+) -> None:
+    assert _reason(_certificate(**changes)) == "lifetime"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"exp": NOW_SECONDS + 3600, "iat": NOW_SECONDS},
+        {"exp": NOW_SECONDS + 3600, "iat": None, "nbf": None},
+        # The verification service's own: iat 5 s early, 15 minutes.
+        {"exp": NOW_SECONDS + 900, "iat": NOW_SECONDS - 5},
+    ],
+    ids=["exactly-the-maximum", "no-iat-exactly-the-maximum", "verification-service"],
+)
+def test_a_certificate_living_at_most_the_maximum_lifetime_is_accepted(
+    changes: dict[str, Any],
+) -> None:
+    assert _verify(_certificate(**changes)).report_type == "confirmed"
+
+
+def test_the_maximum_lifetime_is_the_callers() -> None:
+    token = _certificate(exp=NOW_SECONDS + 1800, iat=NOW_SECONDS)
+
+    assert _reason(token, max_lifetime=timedelta(minutes=29)) == "lifetime"
+    assert _verify(token, max_lifetime=timedelta(minutes=30)).report_type == "confirmed"
+
+
+def test_a_long_lived_certificate_by_another_key_is_a_signature_failure() -> None:
+    token = _certificate(key=OTHER_KEY, exp=1e308)
+
+    assert _reason(token) == "signature"
+
+
 def test_not_yet_valid_certificate_by_another_key_is_a_signature_failure() -> None:
     token = _certificate(key=OTHER_KEY, nbf=NOW_SECONDS + 60)
 
@@ -619,6 +670,7 @@ def test_certificate_verifies_against_keys_stored_with_the_trust_functions(
         keys=KEYS,
         app=app,
         authorities=lambda issuer: trust.load_authority(db_session, issuer, NOW),
+        max_lifetime=MAX_LIFETIME,
         now=NOW,
     )
 

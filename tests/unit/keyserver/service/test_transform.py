@@ -287,11 +287,33 @@ def test_errors_name_each_dropped_key_by_its_index_in_the_request() -> None:
     )
 
 
-def test_a_repeated_key_is_dropped_after_its_first_copy() -> None:
-    request = publish(key(TODAY - DAY, seed=7), key(TODAY, seed=7))
+def test_a_key_sent_twice_is_kept_once_silently_as_the_reference_does() -> None:
+    request = publish(key(TODAY - DAY, seed=7), YESTERDAY_KEY, key(TODAY - DAY, seed=7))
     result = run(request)
-    assert [k.interval_number for k in result.keys] == [TODAY - DAY]
-    assert result.errors == ["key 1 cannot be imported: same key as key 0"]
+    assert [k.key for k in result.keys] == [tek(200), tek(7)]
+    assert result.errors == []
+    assert result.warnings == []
+    assert result.duplicates == 1
+
+
+def test_of_copies_with_different_intervals_the_last_in_interval_order_is_kept() -> None:
+    # The reference keeps one row per key from a map filled in sorted order: the last wins.
+    request = publish(key(TODAY - DAY, seed=7), key(TODAY - 3 * DAY, seed=7))
+    result = run(request)
+    assert [(k.key, k.interval_number) for k in result.keys] == [(tek(7), TODAY - DAY)]
+    assert result.errors == []
+
+
+def test_of_copies_with_one_interval_the_last_sent_is_kept() -> None:
+    request = publish(key(TODAY - DAY, risk=3, seed=7), key(TODAY - DAY, risk=5, seed=7))
+    result = run(request)
+    assert [(k.key, k.transmission_risk) for k in result.keys] == [(tek(7), 5)]
+
+
+def test_copies_of_a_key_count_towards_the_same_start_limit() -> None:
+    copies = [key(TODAY - DAY, seed=7)] * (SETTINGS.max_same_start_interval_keys + 1)
+    error = refusal(publish(*copies))
+    assert "too many overlapping keys" in error.message
 
 
 def test_describe_key_errors_with_one_error() -> None:
@@ -538,10 +560,23 @@ def test_the_symptom_onset_limit_follows_the_setting() -> None:
     assert result.warnings == ["key 0 symptom onset is too large, 2 > 1 - saving without this key"]
 
 
-def test_when_every_key_is_too_far_from_onset_the_request_is_refused_with_warnings() -> None:
-    request = publish(key(TODAY), onset=TODAY - 15 * DAY)
+def test_when_every_key_is_too_far_from_onset_nothing_is_stored_and_only_warnings_remain() -> None:
+    # Not a refusal: the reference answers 200 with the warnings, because iOS apps cannot
+    # handle a partial failure here.
+    request = publish(key(TODAY), key(TODAY - DAY), onset=TODAY - 16 * DAY)
+    result = run(request)
+    assert result.keys == []
+    assert result.errors == []
+    assert result.warnings == [
+        "key 0 symptom onset is too large, 16 > 14 - saving without this key",
+        "key 1 symptom onset is too large, 15 > 14 - saving without this key",
+    ]
+
+
+def test_when_no_key_is_left_and_some_were_invalid_the_request_is_refused_with_warnings() -> None:
+    request = publish(key(TODAY), key(CURRENT + 1, 1), onset=TODAY - 15 * DAY)
     error = refusal(request)
-    assert error.message == "no exposure keys left: every key is too far from the symptom onset"
+    assert error.message.startswith("1 error occurred:\n\t* key 1 cannot be imported")
     assert error.warnings == ["key 0 symptom onset is too large, 15 > 14 - saving without this key"]
 
 

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -17,7 +17,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from crypto.signing import public_key_pem
-from exposure.db import make_session_factory, unit_of_work
+from exposure.db import SessionFactory, make_session_factory, unit_of_work
 from keyserver.models import AuthorizedApp, AuthorizedAppHealthAuthority, HealthAuthority
 from keyserver.service import trust
 from keyserver.service.trust import TrustCache
@@ -104,6 +104,10 @@ def test_issuers_differing_in_case_are_different_issuers(db_session: Session) ->
         {"jwks_url": "ftp://vs.example/jwks"},
         {"jwks_url": "vs.example/jwks"},
         {"jwks_url": "https://"},
+        # Neither engine could compare these alike (PostgreSQL refuses NUL in text).
+        {"issuer": "gov.example\x00"},
+        {"audience": "\x00"},
+        {"issuer": "\ud800"},
     ],
 )
 def test_invalid_health_authority_values_are_refused(
@@ -407,6 +411,21 @@ def test_cache_keeps_a_hit_for_the_ttl_then_reloads(engine: Engine) -> None:
     assert reloaded_app.health_authority_ids == frozenset()
     assert reloaded_authority is not None
     assert set(reloaded_authority.keys) == {"v1"}
+
+
+def _no_database() -> Session:
+    raise AssertionError("a name no registration could store must not be looked up")
+
+
+@pytest.mark.parametrize(
+    "name", ["\x00", "gov.example.app\x00", "\ud800", "x" * 256, " gov.example"]
+)
+def test_names_no_registration_could_store_are_unknown_without_a_query(name: str) -> None:
+    cache = TrustCache(cast(SessionFactory, _no_database), TTL)
+
+    assert cache.app(name, NOW) is None
+    assert cache.authority(name, NOW) is None
+    assert len(cache._apps) == len(cache._authorities) == 0  # nor do they crowd the cache
 
 
 def test_cache_reloads_when_the_clock_goes_backwards(engine: Engine) -> None:
