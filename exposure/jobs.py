@@ -18,9 +18,11 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import Counter, Gauge
+from sqlalchemy.exc import SQLAlchemyError
 
 from exposure.clock import utc_now
 from exposure.db import SessionFactory
+from exposure.db.faults import DatabaseFault, classify
 from exposure.db.lease import LeaseUnavailable, held_lease
 
 _logger = logging.getLogger(__name__)
@@ -124,6 +126,15 @@ class JobScheduler:
     def _run_logged(self, job: Job) -> None:
         try:
             result = run_job(job, now=self._clock())
+        except SQLAlchemyError as error:
+            fault = classify(error)
+            if fault is DatabaseFault.OTHER:
+                _logger.exception("job %s failed", job.name)
+            else:
+                # An outage, not a bug: one line that says what to fix, every interval
+                # until it is fixed, rather than a trace of the driver's internals.
+                _logger.error("job %s failed: database %s", job.name, fault.value)
+            return
         except Exception:
             _logger.exception("job %s failed", job.name)
             return

@@ -66,6 +66,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 from pydantic import AliasChoices, BaseModel, ValidationError
 from starlette.requests import Request
 
+from exposure.json_codec import encode_json
 from exposure.text import echo, fold_case, has_control_character
 
 __all__ = [
@@ -217,7 +218,7 @@ def parse_model(
         _refuse_control_characters(data)
     candidate: Any = _fold_object(model, data) if case_insensitive else data
     try:
-        return model.model_validate_json(json.dumps(candidate, allow_nan=False), strict=True)
+        return model.model_validate_json(encode_json(candidate), strict=True)
     except ValidationError as error:
         # Not chained: pydantic's errors quote the rejected input, which may be keys or
         # certificates, and a logged traceback must not carry them.

@@ -1,10 +1,20 @@
 """Store the keys of one publish: insert new keys, revise stored ones, issue a revision token.
 
-This is the transactional half of ``POST /v1/publish`` (google-keyserver.md §2.5, §2.6). The
-certificate has been checked and the request transformed before; here the stored rows of
-the uploaded keys are locked, every re-sent key is matched against the revision token the
-phone holds, and new keys are inserted with ``ON CONFLICT DO NOTHING``. Any refusal raises
-before anything is written that the caller's transaction would keep.
+This is the storing half of ``POST /v1/publish`` (google-keyserver.md §2.5, §2.6). The
+certificate has been checked and the request transformed before. Two ways in, which the
+edge tries in order:
+
+- :func:`store_new_publish`, the common case on PostgreSQL: no revision token and none of
+  the keys stored yet. One autocommitted statement inserts the keys unless one of them is
+  already stored, and answers None (having written nothing) when one is, or when the phone
+  holds a token, or on another engine.
+- :func:`store_publish`, everything else, in the caller's transaction: the stored rows of
+  the uploaded keys are locked, every re-sent key is matched against the revision token
+  the phone holds, and new keys are inserted with ``ON CONFLICT DO NOTHING``. Any refusal
+  raises before anything is written that the caller's transaction would keep.
+
+Both answer alike for the same stored state: a publish the first declines is decided by
+the second, and a key stored concurrently is skipped by either.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from crypto.encoding import decode_base64_lenient
@@ -154,6 +165,65 @@ def _named(report_type: str) -> str:
     return report_type if report_type in _REPORT_TYPE_NAMES else "unknown"
 
 
+def _publishable_rows(
+    keys: Sequence[ValidatedKey], health_authority_id: int | None
+) -> list[dict[str, Any]]:
+    # A negative test revises earlier keys but is never published on its own.
+    return [
+        {**_row(key, health_authority_id), "publish": key.report_type != ReportType.NEGATIVE}
+        for key in keys
+    ]
+
+
+def _token_for(
+    previous: Sequence[RevisableKey],
+    processed: Sequence[RevisableKey],
+    secrets: RevisionSecrets,
+    settings: KeyserverSettings,
+    now: datetime,
+) -> str:
+    token_keys = next_token_keys(
+        list(previous), list(processed), now=now, max_interval_age=settings.max_interval_age
+    )
+    if not token_keys:
+        return ""
+    return encode_token(
+        secrets.keyring,
+        secrets.aad,
+        token_keys,
+        min_length=settings.revision_token_min_length,
+    )
+
+
+def store_new_publish(
+    connection: Connection,
+    keys: Sequence[ValidatedKey],
+    *,
+    revision_token: str,
+    health_authority_id: int | None,
+    secrets: RevisionSecrets,
+    settings: KeyserverSettings,
+    now: datetime,
+) -> StoreOutcome | None:
+    """Store a publish of keys none of which is stored yet, in one statement; or None.
+
+    ``connection`` should be in autocommit mode: the statement is the whole write. None
+    (nothing written) when this way does not apply: the phone sent a revision token, a key
+    is already stored, or the database is not PostgreSQL; then :func:`store_publish` decides.
+    """
+    if revision_token or not keys or not store.stores_in_one_statement(connection):
+        return None
+    inserted = store.insert_unless_any_stored(
+        connection, _publishable_rows(keys, health_authority_id)
+    )
+    if inserted is None:
+        return None
+    processed = [_revisable(key) for key in keys]
+    return StoreOutcome(
+        inserted=inserted, revision_token=_token_for([], processed, secrets, settings, now)
+    )
+
+
 def store_publish(
     session: Session,
     keys: Sequence[ValidatedKey],
@@ -211,14 +281,5 @@ def store_publish(
         processed.append(_revisable(stored))
 
     outcome.inserted = store.insert_exposures(session, new_rows)
-    token_keys = next_token_keys(
-        previous or [], processed, now=now, max_interval_age=settings.max_interval_age
-    )
-    if token_keys:
-        outcome.revision_token = encode_token(
-            secrets.keyring,
-            secrets.aad,
-            token_keys,
-            min_length=settings.revision_token_min_length,
-        )
+    outcome.revision_token = _token_for(previous or [], processed, secrets, settings, now)
     return outcome

@@ -67,3 +67,22 @@ def test_garbage_is_refused(text: str) -> None:
 def test_b64url_decode_is_strict(text: str) -> None:
     with pytest.raises(ValueError, match="invalid base64"):
         b64url_decode(text)
+
+
+@given(
+    text=st.text(
+        alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_", max_size=40
+    )
+)
+def test_the_shortcut_for_canonical_input_decodes_as_the_general_rule(text: str) -> None:
+    def general(value: str) -> bytes | None:
+        try:
+            return b64url_decode(value.replace("+", "-").replace("/", "_").rstrip("="))
+        except ValueError:
+            return None
+
+    try:
+        decoded: bytes | None = decode_base64_lenient(text)
+    except ValueError:
+        decoded = None
+    assert decoded == general(text)

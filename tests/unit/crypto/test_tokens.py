@@ -542,3 +542,94 @@ def test_a_registered_claim_of_the_wrong_type_is_refused(claim: str) -> None:
     # Found by hypothesis: a null jti makes PyJWT raise its own error; it must surface as
     # the one opaque InvalidToken, never as anything a caller would treat as a crash.
     _rejected(sign_jwt(KEY, {**_claims(), claim: None}, "v1"))
+
+
+# ---- verification reads the token once and checks ES256 itself ----------------------------
+
+
+def test_a_token_marking_an_extension_critical_is_refused() -> None:
+    header = {"alg": "ES256", "kid": "v1", "crit": ["exp"]}
+    _rejected(_compact(header, json.dumps(_claims()).encode(), _es256_raw(KEY)))
+
+
+def test_an_audience_list_is_refused_even_when_it_names_ours() -> None:
+    _rejected(sign_jwt(KEY, _claims(aud=[AUDIENCE]), kid="v1"))
+
+
+@pytest.mark.parametrize("claim", ["aud", "iss", "exp"])
+def test_a_null_required_claim_counts_as_missing(claim: str) -> None:
+    payload = json.dumps({**_claims(), claim: None}).encode()
+    _rejected(_compact({"alg": "ES256", "kid": "v1"}, payload, _es256_raw(KEY)))
+
+
+def _pyjwt_accepts(token: str) -> bool:
+    """PyJWT's answer with the checks verify_jwt makes: the independent reference."""
+    try:
+        header = jwt.get_unverified_header(token)
+        if header.get("alg") != "ES256" or header.get("kid") != "v1" or "crit" in header:
+            return False
+        claims = jwt.decode(
+            token,
+            KEY.public_key(),
+            algorithms=["ES256"],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            options={
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "strict_aud": True,
+                "require": ["aud", "iss", "exp"],
+            },
+        )
+    except (jwt.PyJWTError, ValueError, TypeError):
+        return False
+    seconds = NOW.timestamp()
+    return claims["exp"] > seconds and claims.get("nbf", 0) <= seconds >= claims.get("iat", 0)
+
+
+_CLAIM_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.sampled_from([AUDIENCE, ISSUER, "", "other"]),
+    st.lists(st.sampled_from([AUDIENCE, "other"]), max_size=2),
+)
+
+
+@settings(max_examples=150)
+@given(
+    # Most tokens are valid or nearly so, so both answers are exercised.
+    changes=st.one_of(
+        st.just({}),
+        st.dictionaries(st.sampled_from(["aud", "iss", "sub", "jti"]), _CLAIM_VALUES, max_size=1),
+    ),
+    expires_in=st.integers(min_value=-20, max_value=200),
+    issued_ago=st.integers(min_value=-20, max_value=200),
+    kid=st.sampled_from(["v1", "v1", "v2"]),
+    flip=st.one_of(st.none(), st.none(), st.integers(min_value=0, max_value=400)),
+)
+def test_verification_agrees_with_pyjwt(
+    changes: dict[str, Any], expires_in: int, issued_ago: int, kid: str, flip: int | None
+) -> None:
+    claims = _claims(
+        exp=int(NOW.timestamp()) + expires_in,
+        iat=int(NOW.timestamp()) - issued_ago,
+        nbf=None,
+    )
+    claims.update(changes)
+    token = _compact(
+        {"alg": "ES256", "kid": kid, "typ": "JWT"},
+        json.dumps(claims).encode(),
+        _es256_raw(KEY),
+    )
+    if flip is not None:
+        position = flip % len(token)
+        replacement = "A" if token[position] != "A" else "B"
+        token = token[:position] + replacement + token[position + 1 :]
+    try:
+        _verify(token)
+        ours = True
+    except InvalidToken:
+        ours = False
+    assert ours == _pyjwt_accepts(token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from exposure.db import make_session_factory, unit_of_work
 from exposure.db.lease import acquire_lease
@@ -98,3 +100,42 @@ def test_the_scheduler_runs_jobs_in_the_background_and_stops(engine: Engine) -> 
         assert ran.wait(timeout=10)
     finally:
         scheduler.shutdown()
+
+
+def _run_in_background(engine: Engine, failure: Exception) -> None:
+    failed = threading.Event()
+
+    def run(_now: datetime) -> Mapping[str, Any]:
+        failed.set()
+        raise failure
+
+    job = Job("failing", timedelta(minutes=10), run, make_session_factory(engine))
+    scheduler = JobScheduler([job], clock=lambda: datetime.now(UTC) - timedelta(seconds=10))
+    scheduler.start()
+    try:
+        assert failed.wait(timeout=10)
+    finally:
+        scheduler.shutdown()
+
+
+def test_a_job_failing_on_a_database_outage_logs_one_line_without_a_trace(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    lost = OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+    with caplog.at_level(logging.ERROR, logger="exposure.jobs"):
+        _run_in_background(engine, lost)
+
+    [record] = [record for record in caplog.records if record.name == "exposure.jobs"]
+    assert record.getMessage() == "job failing failed: database unreachable"
+    assert record.exc_info is None
+
+
+def test_a_job_failing_on_a_bug_logs_its_trace(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="exposure.jobs"):
+        _run_in_background(engine, RuntimeError("a bug"))
+
+    [record] = [record for record in caplog.records if record.name == "exposure.jobs"]
+    assert record.getMessage() == "job failing failed"
+    assert record.exc_info is not None
