@@ -479,7 +479,8 @@ class ExportSync:
             self._save()
             processed.append(name)
             checked += len(candidates)
-            matched += len(found)
+            # A key and its revision in one file are one key heard.
+            matched += len({candidates[position].key_data for position in found})
             invalid += export.invalid_keys
         self._save()
         return SyncReport(
