@@ -135,8 +135,10 @@ def match(
                 f"x {result.sightings:,} sightings",
                 f"  keys/second   {result.keys_per_second:,.0f}",
                 f"  total seconds {result.seconds:.3f} "
-                f"(read, verify, decode: {result.open_seconds:.3f})",
+                f"(read, verify, parse: {result.open_seconds:.3f})",
                 f"  workers       {result.workers}",
+                f"  CPU seconds   {result.cpu_seconds:.3f} "
+                f"({result.keys / result.cpu_seconds:,.0f} keys per CPU-second)",
                 f"  found         {result.matched_keys} of {result.planted_keys} heard keys",
                 f"  peak memory   {result.peak_rss_mib:.0f} MiB, "
                 f"{result.baseline_rss_mib:.0f} MiB before the sync "

@@ -6,12 +6,14 @@ intervals, random report types), and a phone's M sightings: random RPIs spread o
 14 days, plus three sightings of each of a few *planted* keys hidden among the N. Then, in a
 fresh process so that its memory is measured alone, it does what the SDK does on a sync
 (:func:`exposure.client.open_export` for every file, one at a time: read, verify the
-signature, decode; then :class:`exposure.client.ParallelMatcher` over every core) and times
-it. The run is void unless exactly the planted keys are found.
+signature, parse; then :meth:`~exposure.client.VerifiedExport.match` with
+:class:`exposure.client.ParallelMatcher` over every core) and times it. The run is void
+unless exactly the planted keys are found.
 
 Memory stays flat as N grows: files are read one at a time and only matches are kept, so the
 peak depends on ``keys_per_file``, not on N. The result reports the peak resident memory of
-the process that read and decoded the files and of the largest worker.
+the process that read and parsed the files and of the largest worker, and the CPU time of
+both, since on a shared machine wall time alone says little.
 
 Example::
 
@@ -86,8 +88,11 @@ class MatchBenchmarkResult:
     workers: int
     seconds: float
     keys_per_second: float
-    #: Seconds of the run spent reading, verifying and decoding files (the rest is matching).
+    #: Seconds of the run spent reading, verifying and parsing files (the rest is matching).
     open_seconds: float
+    #: CPU seconds (user and system) of the syncing process and its workers during the run:
+    #: on a busy machine, ``keys / cpu_seconds x cores`` is what idle cores would reach.
+    cpu_seconds: float
     planted_keys: int
     matched_keys: int
     #: Peak resident memory of the process that ran the sync, and of its largest worker;
@@ -106,6 +111,7 @@ class MatchBenchmarkResult:
 class _Timed:
     seconds: float
     open_seconds: float
+    cpu_seconds: float
     matched: frozenset[bytes]
     peak_rss_mib: float
     worker_peak_rss_mib: float
@@ -169,6 +175,13 @@ def _sightings(count: int, planted: dict[int, bytes]) -> list[Sighting]:
     return heard
 
 
+def _cpu_seconds() -> float:
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _rss_mib(who: int) -> float:
     # Linux reports ru_maxrss in KiB.
     return resource.getrusage(who).ru_maxrss / 1024
@@ -183,28 +196,31 @@ def _timed_sync(
     index = SightingIndex(heard)
     matched: set[bytes] = set()
     open_seconds = 0.0
-    matcher = ParallelMatcher(index, workers=workers) if workers > 1 else None
+    # Forked workers, as a phone app's would be on Linux: this process was spawned, and its
+    # children would otherwise be spawned too, importing everything again.
+    fork = multiprocessing.get_context("fork")
+    matcher = ParallelMatcher(index, workers=workers, mp_context=fork) if workers > 1 else None
     try:
         if matcher is not None:
             # Start every worker (and give it the index) before the clock runs.
             matcher.match([])
             list(matcher._pool.map(time.sleep, [0.2] * workers))
+        cpu_before = _cpu_seconds()
         started = time.perf_counter()
         for path in paths:
             opened = time.perf_counter()
             export = open_export(path.read_bytes(), signing_keys)
-            candidates = export.keys + export.revised_keys
             open_seconds += time.perf_counter() - opened
-            found = (matcher or index).match(candidates)
-            matched.update(candidates[position].key_data for position in found)
-            del export, candidates  # one file at a time: memory must not grow with N
+            matched.update(key.key_data for key, _ in export.match(matcher or index))
+            del export  # one file at a time: memory must not grow with N
         seconds = time.perf_counter() - started
     finally:
         if matcher is not None:
-            matcher.close()
+            matcher.close()  # waits for the workers, whose CPU time then counts as children's
     return _Timed(
         seconds=seconds,
         open_seconds=open_seconds,
+        cpu_seconds=_cpu_seconds() - cpu_before,
         matched=frozenset(matched),
         peak_rss_mib=_rss_mib(resource.RUSAGE_SELF),
         worker_peak_rss_mib=_rss_mib(resource.RUSAGE_CHILDREN),
@@ -257,6 +273,7 @@ def run_match_benchmark(
         seconds=timed.seconds,
         keys_per_second=keys / timed.seconds,
         open_seconds=timed.open_seconds,
+        cpu_seconds=timed.cpu_seconds,
         planted_keys=planted,
         matched_keys=len(timed.matched),
         peak_rss_mib=timed.peak_rss_mib,

@@ -28,8 +28,9 @@ Example::
 
     source = ExportSource(base_url="https://cdn.example/exports", index_path="v1/index.txt",
                           signing_keys=(ExportSigningKey.from_pem("310", "v1", pem),))
+    index = SightingIndex(phone.sightings.sightings)
     with ExportSync(source, SyncState.load(path), state_path=path) as sync:
-        report = sync.run(SightingIndex(phone.sightings.sightings), now=now)
+        report = sync.run(index, now=now)
     windows = exposure_windows(sync.state.matched_keys, index, RiskModel())
 """
 
@@ -53,7 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from google.protobuf.message import DecodeError
 
 from crypto.errors import InvalidKey, InvalidSignature
-from crypto.gaen import interval_number
+from crypto.gaen import MAX_INTERVAL_COUNT, interval_number
 from crypto.signing import load_public_key, verify_signature
 from exposure.client._http import DEFAULT_TIMEOUT, new_http_client
 from exposure.client.errors import (
@@ -62,7 +63,7 @@ from exposure.client.errors import (
     IndexUnavailable,
     StateUnreadable,
 )
-from exposure.client.matching import DiagnosisKey, KeyMatcher
+from exposure.client.matching import DiagnosisKey, KeyMatcher, KeyWindow
 from exposure.export.errors import ExportErrorCode, ExportFormatError
 from exposure.export.model import EXPORT_HEADER, KEY_LENGTH, ReportType
 from exposure.export.proto import export_pb2
@@ -136,21 +137,70 @@ class ExportSource:
         return f"{self.base_url.rstrip('/')}/{name.lstrip('/')}"
 
 
-@dataclass(frozen=True, slots=True)
 class VerifiedExport:
-    """The keys of an export whose signature verified.
+    """The keys of an export whose signature verified, decoded as they are needed.
 
-    ``invalid_keys`` counts entries dropped because no phone could have heard them (not 16
-    bytes, or a rolling period outside 1..144).
+    A file may hold 500,000 keys and a phone heard a handful of them, so matching reads only
+    what derivation needs (:meth:`match`) and decodes a key whole only when it matched;
+    :attr:`keys` and :attr:`revised_keys` decode everything, for callers that want it.
     """
 
-    keys: list[DiagnosisKey]
-    revised_keys: list[DiagnosisKey]
-    invalid_keys: int
-    signed_by: ExportSigningKey
-    region: str | None
-    start_timestamp: int | None
-    end_timestamp: int | None
+    def __init__(
+        self, message: export_pb2.TemporaryExposureKeyExport, signed_by: ExportSigningKey
+    ) -> None:
+        self._message = message
+        self._cached_entries: tuple[export_pb2.TemporaryExposureKey, ...] | None = None
+        self._cached_windows: list[KeyWindow] | None = None
+        self.signed_by = signed_by
+        self.region = message.region if message.HasField("region") else None
+        self.start_timestamp = (
+            message.start_timestamp if message.HasField("start_timestamp") else None
+        )
+        self.end_timestamp = message.end_timestamp if message.HasField("end_timestamp") else None
+
+    @property
+    def keys(self) -> list[DiagnosisKey]:
+        """Every usable key of the file (those no phone could have sent are left out)."""
+        return _diagnosis_keys(self._message.keys)[0]
+
+    @property
+    def revised_keys(self) -> list[DiagnosisKey]:
+        """Every usable revised key of the file."""
+        return _diagnosis_keys(self._message.revised_keys)[0]
+
+    @property
+    def invalid_keys(self) -> int:
+        """Entries no phone could have sent: not 16 bytes, or a period outside 1..144."""
+        return sum(1 for window in self._windows() if not _is_usable(window[0], window[2]))
+
+    def __len__(self) -> int:
+        """Keys and revised keys, usable or not."""
+        return len(self._message.keys) + len(self._message.revised_keys)
+
+    def match(self, matcher: KeyMatcher) -> list[tuple[DiagnosisKey, bool]]:
+        """The keys ``matcher`` says were heard, each with whether it is a revision."""
+        primary = len(self._message.keys)
+        entries = self._entries()
+        found: list[tuple[DiagnosisKey, bool]] = []
+        for position in matcher.match(self._windows()):
+            key = _diagnosis_key(entries[position])
+            if key is not None:
+                found.append((key, position >= primary))
+        return found
+
+    def _entries(self) -> tuple[export_pb2.TemporaryExposureKey, ...]:
+        if self._cached_entries is None:
+            self._cached_entries = (*self._message.keys, *self._message.revised_keys)
+        return self._cached_entries
+
+    def _windows(self) -> list[KeyWindow]:
+        # Computed once: what matching reads of every entry, in entry order.
+        if self._cached_windows is None:
+            self._cached_windows = [
+                (entry.key_data, entry.rolling_start_interval_number, entry.rolling_period)
+                for entry in self._entries()
+            ]
+        return self._cached_windows
 
 
 def _refuse_format(error: ExportFormatError) -> ExportRefused:
@@ -201,16 +251,7 @@ def open_export(
         raise ExportRefused(
             ClientErrorCode.INVALID_SIGNATURE, "no signature verifies with a configured key"
         )
-    message, keys, revised, invalid = _decode(members.export_bin)
-    return VerifiedExport(
-        keys=keys,
-        revised_keys=revised,
-        invalid_keys=invalid,
-        signed_by=signed_by,
-        region=message.region if message.HasField("region") else None,
-        start_timestamp=message.start_timestamp if message.HasField("start_timestamp") else None,
-        end_timestamp=message.end_timestamp if message.HasField("end_timestamp") else None,
-    )
+    return VerifiedExport(_parse(members.export_bin), signed_by)
 
 
 def decode_export_keys(export_bin: bytes) -> tuple[list[DiagnosisKey], list[DiagnosisKey], int]:
@@ -220,13 +261,13 @@ def decode_export_keys(export_bin: bytes) -> tuple[list[DiagnosisKey], list[Diag
     Raises :class:`ExportRefused` (``bad_export``) for a wrong header or a body that does
     not decode.
     """
-    _, keys, revised, invalid = _decode(export_bin)
-    return keys, revised, invalid
+    message = _parse(export_bin)
+    keys, invalid_keys = _diagnosis_keys(message.keys)
+    revised, invalid_revised = _diagnosis_keys(message.revised_keys)
+    return keys, revised, invalid_keys + invalid_revised
 
 
-def _decode(
-    export_bin: bytes,
-) -> tuple[export_pb2.TemporaryExposureKeyExport, list[DiagnosisKey], list[DiagnosisKey], int]:
+def _parse(export_bin: bytes) -> export_pb2.TemporaryExposureKeyExport:
     if not export_bin.startswith(EXPORT_HEADER):
         raise ExportRefused(ClientErrorCode.BAD_EXPORT, "export.bin has no 'EK Export v1' header")
     message = export_pb2.TemporaryExposureKeyExport()
@@ -234,35 +275,40 @@ def _decode(
         message.ParseFromString(export_bin[len(EXPORT_HEADER) :])
     except (DecodeError, ValueError, RecursionError):
         raise ExportRefused(ClientErrorCode.BAD_EXPORT, "export.bin does not decode") from None
-    keys, invalid_keys = _diagnosis_keys(message.keys)
-    revised, invalid_revised = _diagnosis_keys(message.revised_keys)
-    return message, keys, revised, invalid_keys + invalid_revised
+    return message
+
+
+def _is_usable(key_data: bytes, period: int) -> bool:
+    return len(key_data) == KEY_LENGTH and 1 <= period <= MAX_INTERVAL_COUNT
+
+
+def _diagnosis_key(entry: export_pb2.TemporaryExposureKey) -> DiagnosisKey | None:
+    """One entry as a :class:`DiagnosisKey`, or None if no phone could have sent it."""
+    key_data = entry.key_data
+    period = entry.rolling_period  # 144 when absent: the proto default
+    if not _is_usable(key_data, period):
+        return None
+    # proto2 enums are closed: an unknown report type number reads as absent.
+    report_type = _REPORT_TYPES.get(entry.report_type, ReportType.UNKNOWN)
+    onset = (
+        entry.days_since_onset_of_symptoms
+        if entry.HasField("days_since_onset_of_symptoms")
+        else None
+    )
+    return DiagnosisKey(key_data, entry.rolling_start_interval_number, period, report_type, onset)
 
 
 def _diagnosis_keys(
     entries: Iterable[export_pb2.TemporaryExposureKey],
 ) -> tuple[list[DiagnosisKey], int]:
-    # Straight from the protobuf to tuples: an export may hold 500,000 keys, and the
-    # validated dataclasses of exposure.export cost several times the matching itself.
     keys: list[DiagnosisKey] = []
     invalid = 0
-    unknown = ReportType.UNKNOWN
     for entry in entries:
-        key_data = entry.key_data
-        period = entry.rolling_period  # 144 when absent: the proto default
-        if len(key_data) != KEY_LENGTH or not 1 <= period <= 144:
+        key = _diagnosis_key(entry)
+        if key is None:
             invalid += 1
-            continue
-        # proto2 enums are closed: an unknown report type number reads as absent.
-        report_type = _REPORT_TYPES.get(entry.report_type, unknown)
-        onset = (
-            entry.days_since_onset_of_symptoms
-            if entry.HasField("days_since_onset_of_symptoms")
-            else None
-        )
-        keys.append(
-            DiagnosisKey(key_data, entry.rolling_start_interval_number, period, report_type, onset)
-        )
+        else:
+            keys.append(key)
     return keys, invalid
 
 
@@ -471,16 +517,15 @@ class ExportSync:
             except ExportRefused as error:
                 refused.append(FileRefusal(name=name, code=error.code, message=error.message))
                 continue
-            candidates = export.keys + export.revised_keys
-            found = matcher.match(candidates)
-            for position in found:
-                self.state.record(candidates[position], revised=position >= len(export.keys))
+            found = export.match(matcher)
+            for key, revised in found:
+                self.state.record(key, revised=revised)
             self.state.processed.add(name)
             self._save()
             processed.append(name)
-            checked += len(candidates)
+            checked += len(export)
             # A key and its revision in one file are one key heard.
-            matched += len({candidates[position].key_data for position in found})
+            matched += len({key.key_data for key, _ in found})
             invalid += export.invalid_keys
         self._save()
         return SyncReport(

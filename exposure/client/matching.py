@@ -29,12 +29,14 @@ Example::
 
 from __future__ import annotations
 
+import gc
 import os
 from array import array
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from multiprocessing.context import BaseContext
 from types import TracebackType
 from typing import NamedTuple, Protocol
 
@@ -54,6 +56,7 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "DiagnosisKey",
     "KeyMatcher",
+    "KeyWindow",
     "ParallelMatcher",
     "RpiHit",
     "SightingIndex",
@@ -105,7 +108,7 @@ class RpiHit:
 class KeyMatcher(Protocol):
     """What says which keys were heard: :class:`SightingIndex` or :class:`ParallelMatcher`."""
 
-    def match(self, keys: Sequence[DiagnosisKey]) -> list[int]:
+    def match(self, keys: Sequence[KeyWindow]) -> list[int]:
         """Positions in ``keys`` of the keys with at least one sighting, ascending."""
         ...
 
@@ -163,7 +166,7 @@ class SightingIndex:
     def __len__(self) -> int:
         return len(self.sightings)
 
-    def match(self, keys: Sequence[DiagnosisKey]) -> list[int]:
+    def match(self, keys: Sequence[KeyWindow]) -> list[int]:
         """Positions in ``keys`` of the keys heard at least once, ascending."""
         return sorted({hit.key for hit in self.hits(keys)})
 
@@ -226,6 +229,10 @@ _worker_index: SightingIndex | None = None
 
 
 def _install_index(index: SightingIndex) -> None:
+    # A forked worker shares its parent's heap page by page until it writes to it. The
+    # cyclic garbage collector would walk (and so write to) every inherited object on its
+    # first full collection; frozen, they are left alone, which saves a copy of the parent.
+    gc.freeze()
     global _worker_index  # the worker's one piece of state, set once at start
     _worker_index = index
 
@@ -258,14 +265,21 @@ class ParallelMatcher:
         *,
         workers: int | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        mp_context: BaseContext | None = None,
     ) -> None:
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         if self.workers < 1 or chunk_size < 1:
             raise ValueError("workers and chunk_size must be positive")
         self.index = index
         self.chunk_size = chunk_size
+        # ``mp_context`` picks how workers start (multiprocessing's default when None): a
+        # forked worker starts in milliseconds and shares the index with its parent; a
+        # spawned one imports the SDK and receives a pickled copy of the index.
         self._pool = ProcessPoolExecutor(
-            max_workers=self.workers, initializer=_install_index, initargs=(index,)
+            max_workers=self.workers,
+            mp_context=mp_context,
+            initializer=_install_index,
+            initargs=(index,),
         )
 
     def __enter__(self) -> ParallelMatcher:
@@ -283,7 +297,7 @@ class ParallelMatcher:
         """Stop the worker processes."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def match(self, keys: Sequence[DiagnosisKey]) -> list[int]:
+    def match(self, keys: Sequence[KeyWindow]) -> list[int]:
         """Positions in ``keys`` of the keys heard at least once, ascending."""
         return sorted({hit.key for hit in self.hits(keys)})
 
@@ -294,21 +308,24 @@ class ParallelMatcher:
         pending: list[tuple[list[int], Future[list[tuple[int, int, int]]]]] = []
         for first in range(0, len(keys), self.chunk_size):
             chunk = keys[first : first + self.chunk_size]
-            # Only derivable keys travel (the columns need 16 bytes a key); ``shipped`` maps
-            # a worker's positions back to positions in ``keys``.
+            # Only derivable keys travel (the columns need 16 bytes a key and 64-bit numbers);
+            # ``shipped`` maps a worker's positions back to positions in ``keys``.
             shipped = [
                 first + position
                 for position, key in enumerate(chunk)
                 if _is_derivable(key[0], key[1], key[2])
             ]
-            if shipped:
-                task = self._pool.submit(
-                    _worker_hits,
-                    b"".join(keys[position][0] for position in shipped),
-                    array("q", (keys[position][1] for position in shipped)),
-                    array("q", (keys[position][2] for position in shipped)),
-                )
-                pending.append((shipped, task))
+            if not shipped:
+                continue
+            if len(shipped) < len(chunk):
+                chunk = [keys[position] for position in shipped]
+            task = self._pool.submit(
+                _worker_hits,
+                b"".join([key[0] for key in chunk]),
+                array("q", [key[1] for key in chunk]),
+                array("q", [key[2] for key in chunk]),
+            )
+            pending.append((shipped, task))
         found: list[RpiHit] = []
         for shipped, task in pending:
             found.extend(

@@ -21,6 +21,7 @@ def test_the_benchmark_finds_exactly_the_heard_keys(workers: int) -> None:
     assert result.matched_keys == result.planted_keys == 5
     assert result.keys_per_second == pytest.approx(2_000 / result.seconds)
     assert 0 < result.open_seconds < result.seconds
+    assert result.cpu_seconds > 0
     assert result.peak_rss_mib >= result.baseline_rss_mib > 0
 
 

@@ -63,6 +63,18 @@ class TestOpenExport:
         assert export.region == "VN"
         assert export.invalid_keys == 0
 
+    def test_matching_returns_what_was_heard_and_whether_it_is_a_revision(
+        self, signer: FileSigner
+    ) -> None:
+        revoked = KEYS[3]._replace(report_type=ReportType.REVOKED)
+        export = open_export(signed_export(signer, KEYS, [revoked]), [signing_key(signer)])
+        heard = SightingIndex([sighting(rpi_of(KEYS[3], 7), at_interval(KEYS[3][1] + 7))])
+
+        found = export.match(heard)
+
+        assert sorted(found) == sorted([(KEYS[3], False), (revoked, True)])
+        assert len(export) == 6
+
     def test_the_signing_key_is_chosen_by_id_and_version(
         self, signer: FileSigner, other_signer: FileSigner
     ) -> None:
