@@ -95,8 +95,9 @@ class MatchBenchmarkResult:
     cpu_seconds: float
     planted_keys: int
     matched_keys: int
-    #: Peak resident memory of the process that ran the sync, and of its largest worker;
-    #: the baseline is the same process's peak before the sync began (its imports).
+    #: Peak resident memory of the process that ran the sync, and of its largest worker
+    #: (counting the pages a forked worker shares with that process); the baseline is the
+    #: same process's peak before the sync began (its imports and its arguments).
     peak_rss_mib: float
     worker_peak_rss_mib: float
     baseline_rss_mib: float
@@ -187,11 +188,28 @@ def _rss_mib(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
+def _own_peak_rss_mib() -> float:
+    """This process's peak resident memory since it was started.
+
+    Not ru_maxrss: Linux carries that across exec, so a spawned process would report the
+    peak of the process it was started from (here, the one that wrote the files). VmHWM
+    belongs to the process's own memory map, which exec replaces.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return _rss_mib(resource.RUSAGE_SELF)
+
+
 def _timed_sync(
     paths: list[Path], public_pem: bytes, heard: list[Sighting], workers: int
 ) -> _Timed:
     """Runs in a fresh process: what a phone's sync does, timed, with memory measured."""
-    baseline = _rss_mib(resource.RUSAGE_SELF)
+    baseline = _own_peak_rss_mib()
     signing_keys = [ExportSigningKey.from_pem(_KEY_ID, _KEY_VERSION, public_pem)]
     index = SightingIndex(heard)
     matched: set[bytes] = set()
@@ -222,7 +240,7 @@ def _timed_sync(
         open_seconds=open_seconds,
         cpu_seconds=_cpu_seconds() - cpu_before,
         matched=frozenset(matched),
-        peak_rss_mib=_rss_mib(resource.RUSAGE_SELF),
+        peak_rss_mib=_own_peak_rss_mib(),
         worker_peak_rss_mib=_rss_mib(resource.RUSAGE_CHILDREN),
         baseline_rss_mib=baseline,
     )
