@@ -70,8 +70,8 @@ DEFAULT_TOLERANCE = timedelta(hours=2)
 DEFAULT_CHUNK_SIZE = 2_000
 
 _INTERVAL_SECONDS = int(INTERVAL_LENGTH.total_seconds())
-# An RPI's first 8 bytes read as a machine word; '=q' fixes the size, native order is fine
-# because both the index and the chunk are read in the same process.
+# An RPI's first 8 bytes read as one 64-bit integer (array typecode "q" is 8 bytes wide).
+# Native byte order is fine: the index and the chunks are read on one machine.
 _WORD = "q"
 _WORDS_PER_RPI = RPI_LENGTH // 8
 
