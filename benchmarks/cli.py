@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import export as export_bench
+from benchmarks import match as match_bench
 from benchmarks import publish as publish_bench
 from benchmarks import purge as purge_bench
 from benchmarks import verification as verification_bench
@@ -31,7 +32,10 @@ from benchmarks.rpi import BenchmarkMismatchError, MachineInfo, run_rpi_benchmar
 from exposure.cli.progress import progress
 
 bench_app = typer.Typer(
-    help="Measure the hot paths (RPI, verification flow, publish, export, purge) on this machine.",
+    help=(
+        "Measure the hot paths (RPI, matching, verification flow, publish, export, purge) "
+        "on this machine."
+    ),
     no_args_is_help=True,
 )
 
@@ -77,6 +81,69 @@ def rpi(
                 f"  verified      {result.verified_keys} sampled keys match the reference",
                 f"  cpu           {machine.cpu_model} ({machine.cores} cores)",
                 f"  memory        {memory}",
+                f"  python        {machine.python_version} on {machine.platform}",
+            ]
+        )
+    )
+
+
+@bench_app.command("match")
+def match(
+    keys: Annotated[
+        int, typer.Option("--keys", min=1, help="Published keys a phone downloads and checks.")
+    ] = match_bench.DEFAULT_KEYS,
+    sightings: Annotated[
+        int, typer.Option("--sightings", min=1, help="Sightings the phone recorded.")
+    ] = match_bench.DEFAULT_SIGHTINGS,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Worker processes (default: one per core)."),
+    ] = None,
+    keys_per_file: Annotated[
+        int, typer.Option("--keys-per-file", min=1, help="Keys per signed export file.")
+    ] = match_bench.DEFAULT_KEYS_PER_FILE,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of text.")
+    ] = False,
+) -> None:
+    """Check N downloaded keys against M sightings as the phone SDK does; report keys/s.
+
+    Writes signed export files and a phone's sightings (a few published keys among them
+    really heard), then, in a fresh process, reads, verifies, decodes and matches every
+    file with the SDK, on every core. The run is void unless exactly the heard keys are
+    found. Reports keys per second and peak memory.
+    """
+    try:
+        with progress() as shown:
+            shown.step("writing files, then matching")
+            result = match_bench.run_match_benchmark(
+                keys, sightings, workers=workers, keys_per_file=keys_per_file
+            )
+    except ValueError as error:
+        raise _refuse(error, usage=True) from None
+    except match_bench.MatchMismatchError as error:
+        raise _refuse(error, void=True) from None
+
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    machine = result.machine
+    typer.echo(
+        "\n".join(
+            [
+                f"Matching: {result.keys:,} keys in {result.files} files "
+                f"x {result.sightings:,} sightings",
+                f"  keys/second   {result.keys_per_second:,.0f}",
+                f"  total seconds {result.seconds:.3f} "
+                f"(read, verify, parse: {result.open_seconds:.3f})",
+                f"  workers       {result.workers}",
+                f"  CPU seconds   {result.cpu_seconds:.3f} "
+                f"({result.keys / result.cpu_seconds:,.0f} keys per CPU-second)",
+                f"  found         {result.matched_keys} of {result.planted_keys} heard keys",
+                f"  peak memory   {result.peak_rss_mib:.0f} MiB, "
+                f"{result.baseline_rss_mib:.0f} MiB before the sync "
+                f"(largest worker {result.worker_peak_rss_mib:.0f} MiB)",
+                f"  cpu           {machine.cpu_model} ({machine.cores} cores)",
                 f"  python        {machine.python_version} on {machine.platform}",
             ]
         )

@@ -47,8 +47,8 @@ class ExposureGroup(LazyGroup):
         LazyCommand(
             "bench",
             "benchmarks.cli:bench_app",
-            "Measure the hot paths (RPI, verification flow, publish, export, purge) on this "
-            "machine.",
+            "Measure the hot paths (RPI, matching, verification flow, publish, export, purge) "
+            "on this machine.",
         ),
     )
 

@@ -29,6 +29,7 @@ from exposure.export.model import (
     ExportContainer,
     ExportContents,
     ExportKey,
+    ExportMembers,
     ExportSignature,
     KeyLengthProblem,
     ParsedExport,
@@ -44,6 +45,7 @@ from exposure.export.reader import (
     parse_signature_list,
     read_export,
     read_export_file,
+    read_export_members,
 )
 from exposure.export.verify import check_signatures, verify_export, verify_signatures
 from exposure.export.writer import (
@@ -70,6 +72,7 @@ __all__ = [
     "ExportErrorCode",
     "ExportFormatError",
     "ExportKey",
+    "ExportMembers",
     "ExportSignature",
     "InvalidExportSignature",
     "KeyLengthProblem",
@@ -85,6 +88,7 @@ __all__ = [
     "parse_signature_list",
     "read_export",
     "read_export_file",
+    "read_export_members",
     "sign_export",
     "verify_export",
     "verify_signatures",

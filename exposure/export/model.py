@@ -230,6 +230,19 @@ class ExportSignature:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ExportMembers:
+    """The two members of an export as stored, before either is parsed.
+
+    ``export_sig`` is None when there is no export.sig (always so for a bare export.bin).
+    """
+
+    export_bin: bytes = field(repr=False)
+    export_sig: bytes | None = field(repr=False)
+    container: ExportContainer
+    extra_members: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParsedExport:
     """The result of reading an export: its contents plus what is needed to verify it.
 

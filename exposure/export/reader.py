@@ -39,6 +39,7 @@ from exposure.export.model import (
     ExportContainer,
     ExportContents,
     ExportKey,
+    ExportMembers,
     ExportSignature,
     ParsedExport,
     ReportType,
@@ -104,18 +105,8 @@ def read_export(
     Raises :class:`ExportFormatError` for any malformed input; with ``strict_key_length`` also
     (code ``bad_key_length``) when a key is not 16 bytes long.
     """
-    if data.startswith(_ZIP_SIGNATURES):
-        export_bin, export_sig, extra_members = _read_archive(data, max_member_size)
-        container = ExportContainer.ZIP
-    else:
-        if len(data) > max_member_size:
-            raise ExportFormatError(
-                ExportErrorCode.TOO_LARGE,
-                f"export.bin is {len(data)} bytes, over the {max_member_size}-byte limit",
-            )
-        export_bin, export_sig, extra_members = data, None, ()
-        container = ExportContainer.BIN
-
+    members = read_export_members(data, max_member_size=max_member_size)
+    export_bin, export_sig = members.export_bin, members.export_sig
     contents = parse_export_bin(export_bin)
     signatures = parse_signature_list(export_sig) if export_sig is not None else ()
     problems = contents.key_length_problems()
@@ -130,11 +121,38 @@ def read_export(
         contents=contents,
         export_bin=export_bin,
         signatures=signatures,
-        container=container,
+        container=members.container,
         has_signature_file=export_sig is not None,
-        extra_members=extra_members,
+        extra_members=members.extra_members,
         key_length_problems=problems,
     )
+
+
+def read_export_members(
+    data: bytes, *, max_member_size: int = DEFAULT_MAX_MEMBER_SIZE
+) -> ExportMembers:
+    """Take export.bin and export.sig out of zip bytes (or a bare export.bin), unparsed.
+
+    For readers that must check the signature before they decode a single key, as a phone
+    does: :func:`parse_signature_list` and :func:`~exposure.export.verify.check_signatures`
+    on the result, then the keys. The archive checks are those of :func:`read_export`.
+
+    Raises :class:`ExportFormatError` for a malformed archive or a member over the limit.
+    """
+    if data.startswith(_ZIP_SIGNATURES):
+        export_bin, export_sig, extra_members = _read_archive(data, max_member_size)
+        return ExportMembers(
+            export_bin=export_bin,
+            export_sig=export_sig,
+            container=ExportContainer.ZIP,
+            extra_members=extra_members,
+        )
+    if len(data) > max_member_size:
+        raise ExportFormatError(
+            ExportErrorCode.TOO_LARGE,
+            f"export.bin is {len(data)} bytes, over the {max_member_size}-byte limit",
+        )
+    return ExportMembers(export_bin=data, export_sig=None, container=ExportContainer.BIN)
 
 
 def read_export_file(

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,12 +42,17 @@ class RunningServer:
         return output
 
 
-def start_server(data_dir: Path, *arguments: str) -> RunningServer:
-    """Start `exposure serve` on a free port and wait until /health answers."""
+def start_server(
+    data_dir: Path, *arguments: str, environment: Mapping[str, str] | None = None
+) -> RunningServer:
+    """Start `exposure serve` on a free port and wait until /health answers.
+
+    ``environment`` adds settings to the clean environment (a PostgreSQL URL, its KEKs).
+    """
     port = _free_port()
     process = subprocess.Popen(
         [str(EXPOSURE), "serve", "--port", str(port), *arguments],
-        env=clean_environment(data_dir),
+        env={**clean_environment(data_dir), **(environment or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -86,10 +91,12 @@ def clean_environment(data_dir: Path) -> dict[str, str]:
     return environment
 
 
-def run_cli(data_dir: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    data_dir: Path, *arguments: str, environment: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(EXPOSURE), *arguments],
-        env=clean_environment(data_dir),
+        env={**clean_environment(data_dir), **(environment or {})},
         capture_output=True,
         text=True,
         timeout=60,

@@ -181,6 +181,7 @@ COMMANDS: dict[str, str] = {
     "admin auditor-key disable": "disables an auditor key",
     "export inspect": "reads an export file the operator already holds; prints counts only",
     "bench rpi": "derives identifiers from random keys it makes itself",
+    "bench match": "matches random keys in files it writes itself against random sightings",
     "bench verification": "drives the code flow against a scratch server",
     "bench publish": "publishes random keys to a scratch database and checks them there",
     "bench export": "exports random keys from a scratch database and counts them",

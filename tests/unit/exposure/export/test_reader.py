@@ -20,6 +20,7 @@ from exposure.export import (
     encode_export_bin,
     read_export,
     read_export_file,
+    read_export_members,
     write_export_zip,
 )
 from exposure.export.proto import export_pb2
@@ -110,6 +111,35 @@ class TestContainers:
         parsed = read_export(archive, max_member_size=len(export_bin))
 
         assert parsed.extra_members == ("content.sig",)
+
+    def test_members_come_out_unparsed_for_a_check_before_decoding(
+        self, signer: FileSigner
+    ) -> None:
+        archive = signed_archive(signer)
+
+        members = read_export_members(archive)
+        parsed = read_export(archive)
+
+        assert members.container is ExportContainer.ZIP
+        assert members.export_bin == parsed.export_bin
+        assert members.export_sig is not None
+        assert members.extra_members == ()
+
+    def test_members_of_a_bare_export_bin_have_no_signature_file(self) -> None:
+        export_bin = encode_export_bin(sample_contents())
+
+        members = read_export_members(export_bin)
+
+        assert members.container is ExportContainer.BIN
+        assert members.export_bin == export_bin
+        assert members.export_sig is None
+
+    def test_members_obey_the_size_limit(self) -> None:
+        export_bin = encode_export_bin(sample_contents())
+
+        with pytest.raises(ExportFormatError) as caught:
+            read_export_members(export_bin, max_member_size=len(export_bin) - 1)
+        assert caught.value.code is ExportErrorCode.TOO_LARGE
 
     def test_read_export_file_reads_from_disk(self, tmp_path: Path, signer: FileSigner) -> None:
         path = tmp_path / "export.zip"
