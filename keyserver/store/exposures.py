@@ -156,14 +156,17 @@ FAST_ROW_COLUMNS = (
 )
 
 
-def _json_value(value: object) -> object:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("naive datetime given where an aware UTC datetime is required")
-        return value.isoformat()
-    return value
+def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    created_at: datetime = row["created_at"]
+    if created_at.tzinfo is None or created_at.utcoffset() is None:
+        raise ValueError("naive datetime given where an aware UTC datetime is required")
+    missing = _JSON_ROW_NAMES.difference(row)
+    if missing:
+        raise ValueError(f"a row needs {sorted(missing)}")
+    return {**row, "key": row["key"].hex(), "created_at": created_at.isoformat()}
+
+
+_JSON_ROW_NAMES = frozenset(("publish", *FAST_ROW_COLUMNS))
 
 
 def stores_in_one_statement(connection: Connection) -> bool:
@@ -186,9 +189,7 @@ def insert_unless_any_stored(
         raise ValueError("the one-statement publish needs PostgreSQL through psycopg")
     if not rows:
         return 0
-    encoded = encode_json(
-        [{name: _json_value(row[name]) for name in ("publish", *FAST_ROW_COLUMNS)} for row in rows]
-    ).decode("utf-8")
+    encoded = encode_json([_json_row(row) for row in rows]).decode("utf-8")
     [(any_stored, inserted)] = driver_rows(connection, _INSERT_UNLESS_ANY_STORED, {"rows": encoded})
     return None if any_stored else int(inserted)
 
