@@ -53,7 +53,6 @@ from sqlalchemy import (
     Table,
     bindparam,
     case,
-    delete,
     select,
     update,
 )
@@ -74,7 +73,6 @@ __all__ = [
     "hit",
     "peek",
     "peek_many",
-    "purge_expired_windows",
     "rate_limit_headers",
     "take",
     "window_start",
@@ -298,20 +296,6 @@ def peek_many(
             )
         )
     return decisions
-
-
-def purge_expired_windows(session: Session, *, before: datetime) -> int:
-    """Delete every window that started before ``before``; return how many rows went.
-
-    Rows do not record their window's length, so the caller passes ``now`` minus the
-    longest window in use (a day, for quotas): every window still running survives, and
-    counts are kept no longer than they can matter. One bulk ``DELETE``, like every
-    retention purge.
-    """
-    if before.utcoffset() is None:
-        raise ValueError("before must be an aware datetime, not a naive one")
-    result = session.execute(delete(RateLimitWindow).where(RateLimitWindow.window_start < before))
-    return int(getattr(result, "rowcount", 0))
 
 
 def rate_limit_headers(decision: RateDecision) -> dict[str, str]:

@@ -231,7 +231,9 @@ def refresh_jwks(
         try:
             result = _refresh_one(session_factory, authority_id, issuer, url, fetch, now)
         except Exception as error:  # one authority failing must not stop the others
-            _logger.warning("jwks %s: refresh failed", issuer, exc_info=True)
+            # One line: an unreachable key-set URL is an operator's problem, not a bug, and
+            # it repeats every run until fixed.
+            _logger.warning("jwks %s: refresh failed (%s)", issuer, type(error).__name__)
             text = f"{type(error).__name__}: {error}"[:_MAX_ERROR_TEXT]
             result = AuthorityRefresh(issuer=issuer, error=text)
         else:

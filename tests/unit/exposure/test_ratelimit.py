@@ -25,7 +25,6 @@ from exposure.ratelimit import (
     hit,
     peek,
     peek_many,
-    purge_expired_windows,
     rate_limit_headers,
     take,
     window_start,
@@ -225,17 +224,6 @@ def test_a_zero_limit_denies_everything_and_retry_after_rounds_up(db_session: Se
     assert (last.allowed, last.retry_after_seconds) == (False, 1)
 
 
-def test_purge_deletes_windows_that_started_before_the_cutoff(db_session: Session) -> None:
-    for minutes in range(5):
-        hit(db_session, bucket=BUCKET, limit=9, window=MINUTE, now=NOW + minutes * MINUTE)
-
-    purged = purge_expired_windows(db_session, before=datetime(2026, 11, 25, 12, 3, tzinfo=UTC))
-
-    assert purged == 3
-    assert sorted(start.minute for _, start in _stored(db_session)) == [3, 4]
-    assert purge_expired_windows(db_session, before=NOW - DAY) == 0
-
-
 def test_bucket_key_never_contains_its_inputs() -> None:
     parts = ("verify", "realm-1", "192.0.2.7", "2001:db8::1")
 
@@ -303,11 +291,6 @@ def test_nonsense_arguments_are_refused(kwargs: dict[str, object], match: str) -
         hit(session, bucket=BUCKET, **arguments)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=match):
         peek(session, bucket=BUCKET, **arguments)  # type: ignore[arg-type]
-
-
-def test_purge_refuses_a_naive_cutoff() -> None:
-    with pytest.raises(ValueError, match="naive"):
-        purge_expired_windows(Session(), before=datetime(2026, 11, 25))  # noqa: DTZ001
 
 
 HIT_STEPS = st.lists(

@@ -441,3 +441,19 @@ def test_refresh_over_real_http(sessions: SessionFactory, jwks_server: JwksServe
     assert by_issuer["gov.missing"].error is not None
     assert "404" in by_issuer["gov.missing"].error
     assert _keys(sessions, served)["r1v1"].public_key_pem == _pem(KEY_1)
+
+
+def test_a_failed_refresh_logs_one_line_without_a_trace(
+    sessions: SessionFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    _add_authority(sessions, "gov.down", "https://down.example/jwks")
+    web = FakeWeb({"https://down.example/jwks": httpx.ConnectError("connection refused")})
+
+    with caplog.at_level("WARNING", logger="keyserver.jobs"):
+        refresh_jwks(sessions, fetch=web, now=NOW)
+
+    failures = [record for record in caplog.records if "refresh failed" in record.getMessage()]
+    assert [record.getMessage() for record in failures] == [
+        "jwks gov.down: refresh failed (ConnectError)"
+    ]
+    assert failures[0].exc_info is None
