@@ -11,6 +11,7 @@ before its deadline.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -33,6 +34,8 @@ JOBS: dict[str, Service] = {
     "purge-verification": Service.VERIFICATION,
 }
 PURGE_ALL = "purge"
+#: How often ``jobs run --wait`` tries a lease another process holds.
+LEASE_RETRY_SECONDS = 0.5
 
 _JOB_HELP = """\
 jwks-refresh: mirror trusted health authorities' public keys (key server, every 2 min)
@@ -62,12 +65,23 @@ def _as_of(text: str | None, *, allow_future: bool) -> datetime:
     return moment
 
 
-def _run(job: Job, as_of: datetime) -> JobResult:
-    try:
-        return run_job(job, now=as_of)
-    except Exception as error:  # an operator's command: a message, not a traceback
-        first_line = str(error).splitlines()[0] if str(error) else ""
-        fail(f"job {job.name} failed: {type(error).__name__}: {first_line}")
+def _run(job: Job, as_of: datetime, wait_seconds: float) -> JobResult:
+    """One pass of ``job``; while a replica holds its lease, try again for ``wait_seconds``.
+
+    An operator who asks for a run wants it to happen: a scheduled pass of the same job
+    elsewhere usually ends within seconds, so the command waits for it rather than reporting
+    a skip that leaves the work undone.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            result = run_job(job, now=as_of)
+        except Exception as error:  # an operator's command: a message, not a traceback
+            first_line = str(error).splitlines()[0] if str(error) else ""
+            fail(f"job {job.name} failed: {type(error).__name__}: {first_line}")
+        if result.ran or time.monotonic() >= deadline:
+            return result
+        time.sleep(LEASE_RETRY_SECONDS)
 
 
 def _print(data: dict[str, Any]) -> None:
@@ -96,6 +110,15 @@ def run(
     allow_future: Annotated[
         bool, typer.Option(help="Allow --now later than the real clock (tests, drills).")
     ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=3600,
+            help="Seconds to wait while another process runs the job (its lease is held); "
+            "then it is reported as skipped.",
+        ),
+    ] = 60,
 ) -> None:
     if name != PURGE_ALL and name not in JOBS:
         fail(f"unknown job {name!r}; known jobs: {', '.join([*JOBS, PURGE_ALL])}", 2)
@@ -106,24 +129,27 @@ def run(
         jobs = {job.name: job for job in deployment.jobs()}
         if name == PURGE_ALL:
             _run_purges(
-                [job for job in jobs.values() if job.name.startswith("purge-")], as_of, shown.step
+                [job for job in jobs.values() if job.name.startswith("purge-")],
+                as_of,
+                wait,
+                shown.step,
             )
             return
         shown.step(f"running {name}")
-        result = _run(jobs[name], as_of)
+        result = _run(jobs[name], as_of, wait)
     _print({"job": result.job, "ran": result.ran, "summary": dict(result.summary)})
     if result.summary.get("failed"):
         raise typer.Exit(code=1)
 
 
-def _run_purges(purges: list[Job], as_of: datetime, step: Any) -> None:
+def _run_purges(purges: list[Job], as_of: datetime, wait_seconds: float, step: Any) -> None:
     failures: list[str] = []
     summaries: dict[str, Any] = {}
     ran = False
     for job in purges:
         step(f"running {job.name}")
         try:
-            result = _run(job, as_of)
+            result = _run(job, as_of, wait_seconds)
         except typer.Exit:
             failures.append(job.name)
             continue
