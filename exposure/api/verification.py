@@ -94,8 +94,19 @@ class _Request(BaseModel):
     padding: StrictStr = Field(default="", description="Ignored; hides the request size.")
 
 
+def _omitted_fields_are_optional(schema: dict[str, Any], model: type[Any]) -> None:
+    # The documented schema (OpenAPI) says what the wire holds: a field left out when empty
+    # may be absent, whatever the model requires of the handler that builds it.
+    omitted: frozenset[str] = getattr(model, "omit_when_empty", frozenset())
+    required = [name for name in schema.get("required", ()) if name not in omitted]
+    if required:
+        schema["required"] = required
+    else:
+        schema.pop("required", None)
+
+
 class _Response(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_extra=_omitted_fields_are_optional)
 
     #: Fields left out of the JSON when empty ("", 0, false), as the reference's Go
     #: ``omitempty`` leaves them out: clients test for their presence, so an empty
@@ -229,3 +240,15 @@ class CertificateResponse(_Response):
     omit_when_empty = frozenset({"certificate"})
 
     certificate: str
+
+
+class JsonWebKey(BaseModel):
+    """One public key of a realm's certificate signers (``GET /jwks/{realm}``)."""
+
+    kty: str = Field(description="Always EC.")
+    crv: str = Field(description="Always P-256.")
+    x: str = Field(description="The point's x coordinate, base64url without padding.")
+    y: str = Field(description="The point's y coordinate, base64url without padding.")
+    kid: str = Field(description="The id certificates name in their header, r<realm>v<n>.")
+    alg: str = Field(description="Always ES256.")
+    use: str = Field(description="Always sig.")
