@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -115,16 +115,18 @@ def _api_operation(
     success: Answer,
     errors: dict[int, str],
     quota: str = "",
+    failure: Any = ErrorResponse,
 ) -> Operation:
     """A ``POST /api/...`` call: the answers every call shares, and ``errors`` of its own
-    (status → the ``errorCode`` values and when)."""
+    (status → the ``errorCode`` values and when); ``failure`` is the body of an error the
+    call's own work answers (the request's refusals are always :class:`ErrorResponse`)."""
     bad = errors.pop(400, "")
     answers = {
         200: success,
         400: Answer(
             "`unparsable_request`: not `application/json`, malformed JSON, not an object, "
             f"an unknown field, a wrong type, a control character, trailing data. {bad}",
-            ErrorResponse,
+            failure,
         ),
         401: Answer(
             "`unauthorized`: no API key, an unknown or disabled one, or the wrong kind.",
@@ -134,7 +136,7 @@ def _api_operation(
         429: Answer(
             f"`rate_limited`: the client's requests per minute are spent; {quota}"
             "`maintenance_mode`: the service is down for maintenance.",
-            ErrorResponse,
+            failure,
             headers={**_RATE_HEADERS, "Retry-After": "Seconds until a retry may succeed."},
         ),
         500: Answer(
@@ -142,7 +144,7 @@ def _api_operation(
             ErrorResponse,
         ),
     }
-    answers.update({status: Answer(text, ErrorResponse) for status, text in errors.items()})
+    answers.update({status: Answer(text, failure) for status, text in errors.items()})
     return Operation(
         method="POST",
         path=path,
@@ -194,6 +196,8 @@ BATCH_ISSUE = _api_operation(
         409: "The first failed code's `uuid_already_exists`; the others are in `codes`.",
     },
     quota="`quota_exceeded`: the first failed code hit the realm's daily quota; ",
+    # A code's own failure answers the batch, with every code's outcome at its index.
+    failure=ErrorResponse | BatchIssueCodeResponse,
 )
 CHECK_CODE_STATUS = _api_operation(
     "/api/checkcodestatus",

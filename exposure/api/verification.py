@@ -201,7 +201,9 @@ class BatchIssueCodeResponse(_Response):
 class CodeStatusRequest(_Request):
     """``POST /api/checkcodestatus`` and ``POST /api/expirecode``."""
 
-    uuid: StrictStr
+    uuid: StrictStr = Field(
+        description="The uuid the code was issued with.", json_schema_extra={"format": "uuid"}
+    )
 
 
 class CodeStatusResponse(_Response):
