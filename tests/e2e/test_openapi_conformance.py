@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -86,6 +87,8 @@ class Served:
     server: RunningServer
     setup: dict[str, Any]
     engines: list[Engine]
+    #: One connection for every request (schemathesis sends through requests).
+    session: requests.Session
 
     def api_key(self, scheme: str) -> str:
         kind = {"adminKey": "admin", "deviceKey": "device", "auditorKey": "auditor"}[scheme]
@@ -125,12 +128,14 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
         urls = [settings.database_url_for(service) for service in Service]
     server = start_server(data_dir, "--no-jobs", environment=environment)
     engines: list[Engine] = []
+    session = requests.Session()
     try:
         bootstrap = run_cli(data_dir, "admin", "bootstrap", "--json", environment=environment)
         assert bootstrap.returncode == 0, bootstrap.stderr
         engines = [create_database_engine(url) for url in urls]
-        yield Served(server, json.loads(bootstrap.stdout), engines)
+        yield Served(server, json.loads(bootstrap.stdout), engines, session)
     finally:
+        session.close()
         for engine in engines:
             engine.dispose()
         if server.process.poll() is None:
@@ -173,7 +178,7 @@ def _exercise(
     def exchange(case: schemathesis.Case, data: st.DataObject) -> None:
         _enrich(operation.label, case.body, data, served)
         before = served.row_counts()
-        response = case.call(base_url=base_url, timeout=30)
+        response = case.call(base_url=base_url, session=served.session, timeout=30)
         statuses.add(response.status_code)
         try:
             case.validate_response(response, checks=checks)

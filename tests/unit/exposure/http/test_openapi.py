@@ -9,6 +9,7 @@ from typing import Any
 
 import fastapi.routing
 import pytest
+import starlette.routing
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
@@ -192,3 +193,17 @@ def test_a_get_route_must_be_registered_as_an_api_route() -> None:
 
     with pytest.raises(ValueError, match="add_documented_api_route"):
         DocumentedRouter().add_documented_route(operation, endpoint)  # type: ignore[arg-type]
+
+
+def test_documenting_leaves_the_hot_routes_plain_starlette_routes(deployment: Deployment) -> None:
+    """Publish and the verification calls skip FastAPI's per-request machinery (for speed);
+    being documented must not turn them into FastAPI routes."""
+    app = create_app(deployment)
+    hot = {"/v1/publish", "/api/issue", "/api/verify", "/api/certificate"}
+    kinds = {
+        route.path: type(route.original_route)
+        for route in fastapi.routing.iter_route_contexts(app.routes)
+        if route.path in hot
+    }
+
+    assert kinds == dict.fromkeys(hot, starlette.routing.Route)
