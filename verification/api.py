@@ -120,7 +120,7 @@ def _api_operation(
     """A ``POST /api/...`` call: the answers every call shares, and ``errors`` of its own
     (status → the ``errorCode`` values and when); ``failure`` is the body of an error the
     call's own work answers (the request's refusals are always :class:`ErrorResponse`)."""
-    bad = errors.pop(400, "")
+    bad = errors.get(400, "")
     answers = {
         200: success,
         400: Answer(
@@ -144,7 +144,9 @@ def _api_operation(
             ErrorResponse,
         ),
     }
-    answers.update({status: Answer(text, failure) for status, text in errors.items()})
+    answers.update(
+        {status: Answer(text, failure) for status, text in errors.items() if status != 400}
+    )
     return Operation(
         method="POST",
         path=path,

@@ -29,6 +29,7 @@ from exposure.http.openapi import Answer, DocumentedRouter, KeyKind, Operation, 
 from exposure.retention.compliance import compliance_report
 from exposure.retention.log import export_document
 from exposure.retention.runtime import ServiceRetention, public_keys_document
+from exposure.settings import Service
 
 __all__ = ["MAX_PAGE", "AuditErrorCode", "create_router"]
 
@@ -130,7 +131,8 @@ LOG = Operation(
         Parameter(
             "service",
             "query",
-            "Whose log: `keyserver` or `verification` (a service this process serves).",
+            "Whose log: a service this process serves.",
+            schema={"type": "string", "enum": [service.value for service in Service]},
             required=True,
         ),
         Parameter(

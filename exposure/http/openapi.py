@@ -81,15 +81,20 @@ class Parameter:
     description: str
     schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
     required: bool = False
+    #: A value that works (Swagger UI fills it in; schemathesis sends it first).
+    example: str | None = None
 
     def render(self) -> dict[str, Any]:
-        return {
+        rendered = {
             "name": self.name,
             "in": self.location,
             "description": self.description,
             "required": self.required or self.location == "path",
             "schema": dict(self.schema),
         }
+        if self.example is not None:
+            rendered["example"] = self.example
+        return rendered
 
 
 @dataclass(frozen=True)
