@@ -19,6 +19,7 @@ hundred per operation). The server runs with ``--no-jobs``, so only requests wri
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,11 +38,12 @@ from sqlalchemy import Engine, inspect, text
 
 from exposure.db import create_database_engine
 from exposure.settings import ExposureSettings, Service
+from tests.conftest import postgres_base_url, with_search_path
 from tests.e2e.conftest import RunningServer, run_cli, start_server
 from tests.keys import TEST_KEKS
 
 #: Requests per operation and generation mode.
-EXAMPLES = 60
+EXAMPLES = 50
 #: Every operation the embedded default serves.
 OPERATIONS = {
     "POST /v1/publish",
@@ -109,12 +111,30 @@ class Served:
         return counts
 
 
+@pytest.fixture
+def postgres_schema() -> Iterator[str]:
+    """The PostgreSQL URL of an empty schema of its own, dropped afterwards."""
+    base = postgres_base_url()
+    schema = f"openapi_{secrets.token_hex(5)}"
+    admin = create_database_engine(base)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield with_search_path(base, schema)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
     data_dir = tmp_path / "var"
     environment = dict(LIMITS)
     if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_database")
+        # A schema of its own (dropped in a moment), not a database (whose drop waits for
+        # a checkpoint: many seconds on a busy machine).
+        url = request.getfixturevalue("postgres_schema")
         environment.update(
             {
                 "EXPOSURE_DATABASE_URL": url,
