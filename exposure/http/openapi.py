@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, TypeAdapter
-from pydantic.json_schema import GenerateJsonSchema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -209,7 +209,8 @@ class DocumentedRouter(APIRouter):
         self.operations.append(operation)
 
     def add_documented_api_route(self, operation: Operation, endpoint: Endpoint) -> None:
-        """A FastAPI route, for handlers that take path parameters as arguments."""
+        """A FastAPI route: for GET (which it answers alone, without HEAD) and handlers that
+        take path parameters as arguments."""
         self.add_api_route(
             operation.path,
             endpoint,
@@ -223,10 +224,13 @@ class DocumentedRouter(APIRouter):
 def _schemas(types: Sequence[Any]) -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
     """Each type's schema (a reference where it is a model) and every named definition."""
     unique = list(dict.fromkeys(types))
-    inputs = [(kind, "validation", TypeAdapter(kind).core_schema) for kind in unique]
+    # Validation mode for answers too: a model with a wrap serializer (leaving out empty
+    # fields) has no serialization schema, and its fields are what the wire holds.
+    mode: JsonSchemaMode = "validation"
+    inputs = [(kind, mode, TypeAdapter(kind).core_schema) for kind in unique]
     generator = GenerateJsonSchema(ref_template=_REF_TEMPLATE)
-    mapping, definitions = generator.generate_definitions(inputs)  # type: ignore[arg-type]
-    refs = {kind: dict(mapping[(kind, "validation")]) for kind in unique}
+    mapping, definitions = generator.generate_definitions(inputs)
+    refs = {kind: dict(mapping[(kind, mode)]) for kind in unique}
     return refs, {str(name): schema for name, schema in definitions.items()}
 
 
@@ -264,8 +268,5 @@ def openapi_document(
                 for kind in keys_used
             },
         },
-        "tags": [
-            {"name": tag}
-            for tag in dict.fromkeys(operation.tag for operation in operations)  # first seen
-        ],
+        "tags": [{"name": tag} for tag in dict.fromkeys(operation.tag for operation in operations)],
     }
