@@ -141,8 +141,12 @@ class ErrorResponse(_Response):
 class IssueCodeRequest(_Request):
     """``POST /api/issue``: ask for a new code (admin API key)."""
 
-    testType: StrictStr = ""  # noqa: N815
-    symptomDate: StrictStr = Field(default="", description="YYYY-MM-DD")  # noqa: N815
+    testType: StrictStr = Field(  # noqa: N815
+        default="", description="confirmed, likely, negative or user-report", examples=["confirmed"]
+    )
+    symptomDate: StrictStr = Field(  # noqa: N815
+        default="", description="YYYY-MM-DD", examples=["2026-11-23"]
+    )
     testDate: StrictStr = Field(default="", description="YYYY-MM-DD")  # noqa: N815
     tzOffset: StrictFloat | StrictInt = Field(  # noqa: N815
         default=0, description="Minutes east of UTC of the person's time zone."
@@ -217,8 +221,12 @@ class CodeStatusResponse(_Response):
 class VerifyCodeRequest(_Request):
     """``POST /api/verify``: trade a code for a verification token (device API key)."""
 
-    code: StrictStr
-    accept: list[StrictStr] = Field(default_factory=list)
+    code: StrictStr = Field(description="The short or the long code.", examples=["12345678"])
+    accept: list[StrictStr] = Field(
+        default_factory=list,
+        description="Test types the app handles; empty: every type.",
+        examples=[["confirmed", "likely"]],
+    )
     nonce: StrictStr = ""
 
 
