@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.errors import FailureGroup
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, TextClause, inspect, text
 
 from exposure.db import create_database_engine
 from exposure.settings import ExposureSettings, Service
@@ -91,23 +91,31 @@ class Served:
     engines: list[Engine]
     #: One connection for every request (schemathesis sends through requests).
     session: requests.Session
+    _count_queries: list[tuple[Engine, TextClause]] = field(init=False)
 
     def api_key(self, scheme: str) -> str:
         kind = {"adminKey": "admin", "deviceKey": "device", "auditorKey": "auditor"}[scheme]
         key: str = self.setup[f"{kind}_api_key"]
         return key
 
-    def row_counts(self) -> dict[str, int]:
-        """Rows of every table of both services (the counters aside)."""
-        counts: dict[str, int] = {}
+    def __post_init__(self) -> None:
+        # One statement per database counts every table (the counters aside).
+        self._count_queries = []
         for engine in self.engines:
             tables = [name for name in inspect(engine).get_table_names() if name not in COUNTERS]
+            assert tables, "the schema is migrated"
             query = " UNION ALL ".join(
                 f"SELECT '{name}', count(*) FROM {name}"  # noqa: S608 - names from the schema
                 for name in tables
             )
+            self._count_queries.append((engine, text(query)))
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows of every table of both services (the counters aside)."""
+        counts: dict[str, int] = {}
+        for engine, query in self._count_queries:
             with engine.connect() as connection:
-                counts.update({row[0]: row[1] for row in connection.execute(text(query))})
+                counts.update({row[0]: row[1] for row in connection.execute(query)})
         return counts
 
 
