@@ -41,6 +41,7 @@ from exposure.db import SessionFactory, unit_of_work
 from exposure.db.unit_of_work import autocommit
 from exposure.http.blocking import run_blocking
 from exposure.http.body import BodyError, parse_model, read_json_object
+from exposure.http.openapi import CHAFF_PARAMETER, Answer, DocumentedRouter, Operation
 from exposure.http.padding import random_padding
 from exposure.json_codec import encode_json
 from keyserver import metrics
@@ -66,6 +67,59 @@ Clock = Callable[[], datetime]
 #: Paths whose ``X-Chaff`` requests are answered without reaching the handler.
 CHAFF_PATHS = (PUBLISH_PATH,)
 
+_VERSION_HEADER = {API_VERSION_HEADER[0]: f"Always `{API_VERSION_HEADER[1]}`."}
+
+
+def _answer(description: str) -> Answer:
+    return Answer(description, PublishResponse, headers=_VERSION_HEADER)
+
+
+PUBLISH = Operation(
+    method="POST",
+    path=PUBLISH_PATH,
+    operation_id="publish",
+    summary="Publish the Temporary Exposure Keys of a person verified positive",
+    description=(
+        "Wire-compatible with Google's key server v1 (`pkg/api/v1`): same path, field "
+        "names, error codes and statuses. Field names match in any ASCII case and every "
+        "field may be left out (it takes its zero value, as in Go). No API key: the "
+        "certificate in `verificationPayload` (from `POST /api/certificate`) and the "
+        "`hmacKey` it was made with are the proof. Errors carry a stable `code`; messages "
+        "quote no request value longer than 64 characters and nothing secret."
+    ),
+    tag="keyserver",
+    request=PublishRequest,
+    request_description="The keys (1-30) and the proof; at most 64,000 bytes.",
+    parameters=(CHAFF_PARAMETER,),
+    answers={
+        200: _answer(
+            "Stored: `insertedExposures` counts the new keys, `revisionToken` revises them "
+            "later. Also 200: `code` `partial_failure` when some keys were dropped, "
+            "`warnings` when keys were too far from the symptom onset (all of them: nothing "
+            "stored), and the answer to chaff (padding only)."
+        ),
+        400: _answer(
+            "`bad_request`: unreadable body (malformed JSON, unknown field, wrong type, "
+            "int32 overflow, trailing data) or invalid keys; `missing_revision_token`, "
+            "`invalid_revision_token`, `key_already_revised`, "
+            "`invalid_report_type_transition`; `internal_error` for a stored key re-sent "
+            "with other values."
+        ),
+        401: _answer(
+            "`unknown_health_authority_id`: not a registered app; "
+            "`health_authority_verification_certificate_invalid`: the certificate or the "
+            "HMAC did not check out (the reason is never told)."
+        ),
+        413: _answer("`bad_request`: the body is over 64,000 bytes."),
+        415: _answer("`bad_request`: `Content-Type` is not `application/json`."),
+        429: _answer('Maintenance mode: exactly `{"error": "please try again later"}`.'),
+        500: _answer(
+            "`internal_error`, `unable_to_load_health_authority`, "
+            "`health_authority_missing_region_config`: the server's fault, retry later."
+        ),
+    },
+)
+
 # What an app id looks like when it is one: "com.example.app", "gov.vn.bluezone-ios".
 _APP_ID_SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*(?:\.[A-Za-z][A-Za-z0-9_-]*)+")
 
@@ -88,7 +142,7 @@ def create_router(
     context: KeyserverContext, session_factory: SessionFactory, clock: Clock
 ) -> APIRouter:
     """The publish route, bound to its dependencies (no module-level state)."""
-    router = APIRouter(tags=["keyserver"])
+    router = DocumentedRouter()
     settings = context.settings
 
     def answer(body: PublishResponse, status: int = 200) -> Response:
@@ -239,5 +293,5 @@ def create_router(
 
     # A plain Starlette route: the handler reads its own body and answers a Response, so
     # FastAPI's per-request parameter and dependency resolution would only cost time.
-    router.add_route(PUBLISH_PATH, publish, methods=["POST"])
+    router.add_documented_route(PUBLISH, publish)
     return router

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -49,6 +49,7 @@ from exposure.api.verification import (
     ErrorResponse,
     IssueCodeRequest,
     IssueCodeResponse,
+    JsonWebKey,
     VerifyCodeRequest,
     VerifyCodeResponse,
 )
@@ -56,6 +57,15 @@ from exposure.db import SessionFactory, unit_of_work
 from exposure.db.unit_of_work import autocommit
 from exposure.http.blocking import run_blocking
 from exposure.http.body import BodyError, parse_model, read_json_object
+from exposure.http.openapi import (
+    CHAFF_PARAMETER,
+    Answer,
+    ChaffResponse,
+    DocumentedRouter,
+    KeyKind,
+    Operation,
+    Parameter,
+)
 from exposure.http.padding import random_padding
 from exposure.ratelimit import RateDecision, bucket_key, hit, rate_limit_headers
 from verification import metrics
@@ -78,6 +88,206 @@ RATE_WINDOW = timedelta(minutes=1)
 
 #: The device endpoints a phone may send chaff to.
 CHAFF_PATHS = ("/api/verify", "/api/certificate")
+
+# ---- what each route takes and answers (the OpenAPI document) -------------------------
+
+_RATE_HEADERS = {
+    "X-RateLimit-Limit": "Requests this client may make per minute.",
+    "X-RateLimit-Remaining": "Requests left in the current minute.",
+    "X-RateLimit-Reset": "When the current minute ends (RFC 1123 date).",
+}
+_READING = (
+    "Bodies are JSON objects of at most 64,000 bytes sent as `application/json`. Field "
+    "names match in any ASCII case; unknown or duplicate fields, values of the wrong type, "
+    "control characters in strings and trailing data are refused. The status and "
+    "`errorCode` values are those of Google's verification server."
+)
+
+
+def _api_operation(
+    path: str,
+    operation_id: str,
+    summary: str,
+    description: str,
+    *,
+    key: KeyKind,
+    request: type[BaseModel],
+    success: Answer,
+    errors: dict[int, str],
+    quota: str = "",
+    failure: Any = ErrorResponse,
+) -> Operation:
+    """A ``POST /api/...`` call: the answers every call shares, and ``errors`` of its own
+    (status → the ``errorCode`` values and when); ``failure`` is the body of an error the
+    call's own work answers (the request's refusals are always :class:`ErrorResponse`)."""
+    bad = errors.get(400, "")
+    answers = {
+        200: success,
+        400: Answer(
+            "`unparsable_request`: not `application/json`, malformed JSON, not an object, "
+            f"an unknown field, a wrong type, a control character, trailing data. {bad}",
+            failure,
+        ),
+        401: Answer(
+            "`unauthorized`: no API key, an unknown or disabled one, or the wrong kind.",
+            ErrorResponse,
+        ),
+        413: Answer("`unparsable_request`: the body is over 64,000 bytes.", ErrorResponse),
+        429: Answer(
+            f"`rate_limited`: the client's requests per minute are spent; {quota}"
+            "`maintenance_mode`: the service is down for maintenance.",
+            failure,
+            headers={**_RATE_HEADERS, "Retry-After": "Seconds until a retry may succeed."},
+        ),
+        500: Answer(
+            "`internal_server_error`: anything unexpected (details only in the server log).",
+            ErrorResponse,
+        ),
+    }
+    answers.update(
+        {status: Answer(text, failure) for status, text in errors.items() if status != 400}
+    )
+    return Operation(
+        method="POST",
+        path=path,
+        operation_id=operation_id,
+        summary=summary,
+        description=f"{description}\n\n{_READING}",
+        tag="verification",
+        request=request,
+        answers=answers,
+        key=key,
+        parameters=(CHAFF_PARAMETER,) if path in CHAFF_PATHS else (),
+    )
+
+
+_TEST_TYPE_ERRORS = (
+    "`invalid_test_type`: not confirmed, likely, negative or user-report; "
+    "`unsupported_test_type`: a type the realm does not issue; `missing_date`: the realm "
+    "needs a date; `invalid_date`: not YYYY-MM-DD, in the future or over 28 days old; "
+    "`unparsable_request` also for a bad `uuid` or `tzOffset`, or `onlyGenerateSMS: true`."
+)
+
+ISSUE = _api_operation(
+    "/api/issue",
+    "issueCode",
+    "Issue a verification code",
+    "A lab asks for a one-time code (8 digits, 15 minutes) and a long code (24 hours) "
+    "for a person's diagnosis. A phone number, if sent, is dropped unread: no SMS is sent.",
+    key=KeyKind.ADMIN,
+    request=IssueCodeRequest,
+    success=Answer("The code.", IssueCodeResponse, headers=_RATE_HEADERS),
+    errors={
+        400: _TEST_TYPE_ERRORS,
+        409: "`uuid_already_exists`: a code with this `uuid` was already issued.",
+    },
+    quota="`quota_exceeded`: the realm's daily issuing quota is spent; ",
+)
+BATCH_ISSUE = _api_operation(
+    "/api/batch-issue",
+    "batchIssueCodes",
+    "Issue up to ten codes",
+    "Each request is issued on its own (not atomically) and answered at its index in "
+    "`codes`, with its own `error` and `errorCode` on failure; the status and top-level "
+    "error are those of the first failure. An empty batch answers 200 with `codes: []`.",
+    key=KeyKind.ADMIN,
+    request=BatchIssueCodeRequest,
+    success=Answer("Every code was issued.", BatchIssueCodeResponse, headers=_RATE_HEADERS),
+    errors={
+        400: f"More than {MAX_BATCH_SIZE} codes; or the first failed code's: {_TEST_TYPE_ERRORS}",
+        409: "The first failed code's `uuid_already_exists`; the others are in `codes`.",
+    },
+    quota="`quota_exceeded`: the first failed code hit the realm's daily quota; ",
+    # A code's own failure answers the batch, with every code's outcome at its index.
+    failure=ErrorResponse | BatchIssueCodeResponse,
+)
+CHECK_CODE_STATUS = _api_operation(
+    "/api/checkcodestatus",
+    "checkCodeStatus",
+    "Whether a code was claimed, and when it expires",
+    "Looks up a code of the caller's realm by the `uuid` it was issued with.",
+    key=KeyKind.ADMIN,
+    request=CodeStatusRequest,
+    success=Answer("The code's status.", CodeStatusResponse, headers=_RATE_HEADERS),
+    errors={
+        400: "`unparsable_request` also for a `uuid` that is not a UUID.",
+        404: "`code_not_found`: no code with this `uuid` in the realm.",
+    },
+)
+EXPIRE_CODE = _api_operation(
+    "/api/expirecode",
+    "expireCode",
+    "Make an unclaimed code unusable now",
+    "Sets both expiries to now (a no-op once expired) and writes an audit entry.",
+    key=KeyKind.ADMIN,
+    request=CodeStatusRequest,
+    success=Answer("The code's status after expiry.", CodeStatusResponse, headers=_RATE_HEADERS),
+    errors={
+        400: "`unparsable_request` also for a `uuid` that is not a UUID; "
+        "`code_already_claimed`: the code was used.",
+        404: "`code_not_found`: no code with this `uuid` in the realm.",
+    },
+)
+VERIFY = _api_operation(
+    "/api/verify",
+    "verifyCode",
+    "Trade a code for a verification token",
+    "A phone sends the code its user typed and gets a token (an ES256 JWT, 24 hours) to "
+    "ask for a certificate with. A code is claimed once. Wrong codes count against a "
+    "lockout per client and per realm.",
+    key=KeyKind.DEVICE,
+    request=VerifyCodeRequest,
+    success=Answer(
+        "The token, and the diagnosis it certifies (or, for chaff, padding only).",
+        VerifyCodeResponse | ChaffResponse,
+        headers=_RATE_HEADERS,
+    ),
+    errors={
+        400: "`code_invalid`: unknown, wrong or used (indistinguishable); `code_expired`; "
+        "`invalid_test_type`: an `accept` value is no test type.",
+        412: "`unsupported_test_type`: the code's type is outside `accept`.",
+    },
+    quota="`quota_exceeded`: too many wrong codes from this client or realm; ",
+)
+CERTIFICATE = _api_operation(
+    "/api/certificate",
+    "getCertificate",
+    "Trade a token and the TEK HMAC for a certificate",
+    "The certificate is an ES256 JWT signed by the realm's key, valid 15 minutes, that "
+    "the key server checks on `POST /v1/publish`. The token is claimed once.",
+    key=KeyKind.DEVICE,
+    request=CertificateRequest,
+    success=Answer(
+        "The certificate (or, for chaff, padding only).",
+        CertificateResponse | ChaffResponse,
+        headers=_RATE_HEADERS,
+    ),
+    errors={
+        400: "`token_invalid`: malformed, forged or of an unknown key; `token_expired`: "
+        "expired, used, or of another realm; `hmac_invalid`: `ekeyhmac` is not base64 of "
+        "32 bytes.",
+    },
+)
+JWKS = Operation(
+    method="GET",
+    path="/jwks/{realm}",
+    operation_id="getRealmJwks",
+    summary="A realm's certificate public keys",
+    description="The keys key servers check certificates with, as a bare JSON array of "
+    "JWKs (the shape Google's key server reads). A rotated key is listed from its creation "
+    "(an hour before it signs), a replaced one until its last certificate expired.",
+    tag="verification",
+    parameters=(Parameter("realm", "path", "The realm's numeric id or its name.", required=True),),
+    answers={
+        200: Answer(
+            "The keys.",
+            list[JsonWebKey],
+            headers={"Cache-Control": "public, max-age=300"},
+        ),
+        404: Answer("`not_found`: no such realm (whatever was asked for).", ErrorResponse),
+        500: Answer("`internal_server_error`: anything unexpected.", ErrorResponse),
+    },
+)
 
 
 class RateLimited(VerificationError):  # noqa: N818
@@ -161,7 +371,7 @@ def create_router(
     context: VerificationContext, session_factory: SessionFactory, clock: Clock
 ) -> APIRouter:
     """The verification routes, bound to their dependencies (no module-level state)."""
-    router = APIRouter(tags=["verification"])
+    router = DocumentedRouter()
     settings = context.settings
 
     def count_request(
@@ -464,12 +674,12 @@ def create_router(
 
     # Plain Starlette routes: each endpoint reads its own body and answers a Response, so
     # FastAPI's per-request parameter and dependency resolution would only cost time.
-    router.add_route("/api/issue", issue, methods=["POST"])
-    router.add_route("/api/batch-issue", batch_issue, methods=["POST"])
-    router.add_route("/api/checkcodestatus", check_code_status, methods=["POST"])
-    router.add_route("/api/expirecode", expire_code, methods=["POST"])
-    router.add_route("/api/verify", verify, methods=["POST"])
-    router.add_route("/api/certificate", certificate, methods=["POST"])
+    router.add_documented_route(ISSUE, issue)
+    router.add_documented_route(BATCH_ISSUE, batch_issue)
+    router.add_documented_route(CHECK_CODE_STATUS, check_code_status)
+    router.add_documented_route(EXPIRE_CODE, expire_code)
+    router.add_documented_route(VERIFY, verify)
+    router.add_documented_route(CERTIFICATE, certificate)
 
     # ---- public keys -----------------------------------------------------------------
 
@@ -478,7 +688,6 @@ def create_router(
             found = realms.find_realm(session, realm)
             return signing_keys.realm_jwks(session, found, clock())
 
-    @router.get("/jwks/{realm}")
     async def jwks(realm: str) -> Response:
         """The realm's certificate public keys as a bare JSON array of JWKs."""
         try:
@@ -491,4 +700,5 @@ def create_router(
             headers={"Cache-Control": "public, max-age=300"},
         )
 
+    router.add_documented_api_route(JWKS, jwks)
     return router

@@ -49,9 +49,9 @@ class ExposureKey(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: Base64 of 16 bytes; decoded leniently (standard, URL-safe, padded or not).
-    key: str = ""
-    rollingStartNumber: Int32 = 0  # noqa: N815 - wire name
-    rollingPeriod: Int32 = 0  # noqa: N815
+    key: str = Field(default="", examples=["z2Cx9hdz2SlxZ8GEgqTYpA=="])
+    rollingStartNumber: Int32 = Field(default=0, examples=[2940000])  # noqa: N815 - wire name
+    rollingPeriod: Int32 = Field(default=0, examples=[144])  # noqa: N815
     #: 0..8; 0 or absent is backfilled from the report type.
     transmissionRisk: Int64 = 0  # noqa: N815
 
@@ -63,7 +63,7 @@ class PublishRequest(BaseModel):
 
     temporaryExposureKeys: list[ExposureKey] = Field(default_factory=list)  # noqa: N815
     #: The authorized app's id; looked up case-insensitively.
-    healthAuthorityID: str = ""  # noqa: N815
+    healthAuthorityID: str = Field(default="", examples=["exposure.default"])  # noqa: N815
     #: The verification certificate (an ES256 JWT).
     verificationPayload: str = ""  # noqa: N815
     #: Base64 of the secret the phone used for the certificate's ``tekmac``.

@@ -94,8 +94,19 @@ class _Request(BaseModel):
     padding: StrictStr = Field(default="", description="Ignored; hides the request size.")
 
 
+def _omitted_fields_are_optional(schema: dict[str, Any], model: type[Any]) -> None:
+    # The documented schema (OpenAPI) says what the wire holds: a field left out when empty
+    # may be absent, whatever the model requires of the handler that builds it.
+    omitted: frozenset[str] = getattr(model, "omit_when_empty", frozenset())
+    required = [name for name in schema.get("required", ()) if name not in omitted]
+    if required:
+        schema["required"] = required
+    else:
+        schema.pop("required", None)
+
+
 class _Response(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_extra=_omitted_fields_are_optional)
 
     #: Fields left out of the JSON when empty ("", 0, false), as the reference's Go
     #: ``omitempty`` leaves them out: clients test for their presence, so an empty
@@ -130,8 +141,12 @@ class ErrorResponse(_Response):
 class IssueCodeRequest(_Request):
     """``POST /api/issue``: ask for a new code (admin API key)."""
 
-    testType: StrictStr = ""  # noqa: N815
-    symptomDate: StrictStr = Field(default="", description="YYYY-MM-DD")  # noqa: N815
+    testType: StrictStr = Field(  # noqa: N815
+        default="", description="confirmed, likely, negative or user-report", examples=["confirmed"]
+    )
+    symptomDate: StrictStr = Field(  # noqa: N815
+        default="", description="YYYY-MM-DD", examples=["2026-11-23"]
+    )
     testDate: StrictStr = Field(default="", description="YYYY-MM-DD")  # noqa: N815
     tzOffset: StrictFloat | StrictInt = Field(  # noqa: N815
         default=0, description="Minutes east of UTC of the person's time zone."
@@ -190,7 +205,9 @@ class BatchIssueCodeResponse(_Response):
 class CodeStatusRequest(_Request):
     """``POST /api/checkcodestatus`` and ``POST /api/expirecode``."""
 
-    uuid: StrictStr
+    uuid: StrictStr = Field(
+        description="The uuid the code was issued with.", json_schema_extra={"format": "uuid"}
+    )
 
 
 class CodeStatusResponse(_Response):
@@ -204,8 +221,12 @@ class CodeStatusResponse(_Response):
 class VerifyCodeRequest(_Request):
     """``POST /api/verify``: trade a code for a verification token (device API key)."""
 
-    code: StrictStr
-    accept: list[StrictStr] = Field(default_factory=list)
+    code: StrictStr = Field(description="The short or the long code.", examples=["12345678"])
+    accept: list[StrictStr] = Field(
+        default_factory=list,
+        description="Test types the app handles; empty: every type.",
+        examples=[["confirmed", "likely"]],
+    )
     nonce: StrictStr = ""
 
 
@@ -229,3 +250,15 @@ class CertificateResponse(_Response):
     omit_when_empty = frozenset({"certificate"})
 
     certificate: str
+
+
+class JsonWebKey(BaseModel):
+    """One public key of a realm's certificate signers (``GET /jwks/{realm}``)."""
+
+    kty: str = Field(description="Always EC.")
+    crv: str = Field(description="Always P-256.")
+    x: str = Field(description="The point's x coordinate, base64url without padding.")
+    y: str = Field(description="The point's y coordinate, base64url without padding.")
+    kid: str = Field(description="The id certificates name in their header, r<realm>v<n>.")
+    alg: str = Field(description="Always ES256.")
+    use: str = Field(description="Always sig.")

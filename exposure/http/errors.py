@@ -15,11 +15,19 @@ from collections.abc import Sequence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from exposure.http.padding import random_padding
 
-__all__ = ["install_json_errors"]
+__all__ = ["ErrorBody", "install_json_errors"]
+
+
+class ErrorBody(BaseModel):
+    """The key server's and the operations routes' error shape (for the OpenAPI document)."""
+
+    error: str = Field(description="For people; fixed per status, never the request.")
+    code: str = Field(description="Stable, for programs: not_found, internal_error, ...")
 
 
 _CODES = {

@@ -20,8 +20,11 @@ from email.utils import format_datetime, parsedate_to_datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from exposure.http.blocking import run_blocking
+from exposure.http.errors import ErrorBody
+from exposure.http.openapi import Answer, DocumentedRouter, Operation, Parameter
 from keyserver.export.blobstore import INDEX_FILENAME, Blob, BlobStore
 
 EXPORTS_PATH = "/exports"
@@ -31,6 +34,91 @@ ROOT_PATTERN = re.compile(r"(?!\.)[A-Za-z0-9_.-]{1,100}")
 EXPORT_FILENAME_PATTERN = re.compile(r"[0-9]+-[0-9]+-[0-9]{5}\.zip")
 
 NOT_FOUND_BODY = json.dumps({"error": "not found"}).encode()
+
+
+class NotFound(BaseModel):
+    """The body of a 404 under ``/exports/``."""
+
+    error: str = Field(description='Always "not found".')
+
+
+_ROOT = Parameter(
+    "root",
+    "path",
+    "The export series' filename root (one path segment).",
+    schema={"type": "string", "pattern": ROOT_PATTERN.pattern},
+    required=True,
+)
+_CONDITIONS = (
+    Parameter("If-None-Match", "header", "ETags held; 304 when one matches (weak comparison)."),
+    Parameter(
+        "If-Modified-Since",
+        "header",
+        "HTTP date; 304 when the object is no newer (ignored with If-None-Match).",
+    ),
+)
+_CACHE_HEADERS = {
+    "Cache-Control": "zips: public for a day; index.txt: revalidate every time.",
+    "ETag": "Strong entity tag of the object.",
+    "Last-Modified": "When the object was written.",
+}
+
+
+def _download(method: str, path: str, operation_id: str, summary: str, body: Answer) -> Operation:
+    head = method == "HEAD"
+    ok = Answer(f"{body.description} (headers only)", headers=body.headers) if head else body
+    return Operation(
+        method=method,
+        path=path,
+        operation_id=operation_id,
+        summary=summary + (", headers only" if head else ""),
+        description="Static files the export worker writes, served from the blob store for "
+        "the embedded default and as a CDN's origin. Public: phones download them.",
+        tag="exports",
+        parameters=(_ROOT, *_CONDITIONS)
+        if "{filename}" not in path
+        else (
+            _ROOT,
+            Parameter(
+                "filename",
+                "path",
+                "`<start>-<end>-<NNNNN>.zip`, as index.txt lists it.",
+                schema={"type": "string"},
+                required=True,
+            ),
+            *_CONDITIONS,
+        ),
+        answers={
+            200: ok,
+            304: Answer("Not modified.", headers=_CACHE_HEADERS),
+            404: Answer(
+                "No such file (never cached: `no-store`).",
+                None if head else NotFound,
+                headers={"Cache-Control": "no-store"},
+            ),
+            500: Answer("`internal_error`: the blob store failed.", None if head else ErrorBody),
+        },
+    )
+
+
+_INDEX = Answer(
+    "The current export files of the series, one object name a line, oldest first.",
+    str,
+    media_type="text/plain",
+    headers=_CACHE_HEADERS,
+)
+_FILE = Answer(
+    "A signed export file: a zip of export.bin and export.sig.",
+    bytes,
+    media_type="application/zip",
+    headers=_CACHE_HEADERS,
+)
+_INDEX_PATH = f"{EXPORTS_PATH}/{{root}}/{INDEX_FILENAME}"
+_FILE_PATH = f"{EXPORTS_PATH}/{{root}}/{{filename}}"
+GET_INDEX = _download("GET", _INDEX_PATH, "getExportIndex", "An export series' index", _INDEX)
+HEAD_INDEX = _download("HEAD", _INDEX_PATH, "headExportIndex", "An export series' index", _INDEX)
+GET_FILE = _download("GET", _FILE_PATH, "getExportFile", "One export file", _FILE)
+HEAD_FILE = _download("HEAD", _FILE_PATH, "headExportFile", "One export file", _FILE)
 
 
 def export_object_name(root: str, filename: str) -> str | None:
@@ -44,7 +132,7 @@ def export_object_name(root: str, filename: str) -> str | None:
 
 def create_router(store: BlobStore) -> APIRouter:
     """The download routes, reading from ``store``."""
-    router = APIRouter(tags=["exports"])
+    router = DocumentedRouter()
 
     async def serve(request: Request, name: str | None) -> Response:
         # Reading a blob is blocking I/O (a file or an HTTP call to S3).
@@ -66,15 +154,19 @@ def create_router(store: BlobStore) -> APIRouter:
             return Response(status_code=response.status_code, headers=dict(response.headers))
         return response
 
-    @router.api_route(f"{EXPORTS_PATH}/{{root}}/{INDEX_FILENAME}", methods=["GET", "HEAD"])
     async def get_export_index(request: Request, root: str) -> Response:
         """The list of current export files of ``root``, oldest first."""
         return await serve(request, export_object_name(root, INDEX_FILENAME))
 
-    @router.api_route(f"{EXPORTS_PATH}/{{root}}/{{filename}}", methods=["GET", "HEAD"])
     async def get_export_file(request: Request, root: str, filename: str) -> Response:
         """One signed export file (a zip of export.bin and export.sig)."""
         return await serve(request, export_object_name(root, filename))
+
+    # The index first: its path would also match the file route.
+    for operation in (GET_INDEX, HEAD_INDEX):
+        router.add_documented_api_route(operation, get_export_index)
+    for operation in (GET_FILE, HEAD_FILE):
+        router.add_documented_api_route(operation, get_export_file)
 
     @router.api_route(
         f"{EXPORTS_PATH}/{{rest:path}}", methods=["GET", "HEAD"], include_in_schema=False

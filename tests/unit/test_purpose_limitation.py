@@ -51,6 +51,10 @@ EXPORT_FILE = Route("export path: one signed export file (a zip of keys)", True)
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/openapi.json"): Route("API description generated from the routes; no data"),
     ("HEAD", "/openapi.json"): Route("API description, headers only"),
+    ("GET", "/docs"): Route("Swagger UI page over the API description; no data"),
+    ("GET", "/docs/swagger-ui-bundle.js"): Route("Swagger UI's script, from a package"),
+    ("GET", "/docs/swagger-ui.css"): Route("Swagger UI's style sheet, from a package"),
+    ("GET", "/docs/favicon.png"): Route("Swagger UI's icon, from a package"),
     ("GET", "/health"): Route("readiness under its older name; status words only"),
     ("GET", "/health/ready"): Route("whether databases, schemas, keys, store are ready; codes"),
     ("GET", "/health/live"): Route("the process answers; a status word only"),
