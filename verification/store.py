@@ -403,14 +403,21 @@ _CLAIM_CODE_FOR_TOKEN = text(
         FROM claimed
         RETURNING 1
     ),
-    given_back AS (
+    client_back AS (
         UPDATE {_WINDOWS} SET count = count - 1
-        WHERE count > 0 AND EXISTS (SELECT 1 FROM token)
-          AND ((bucket = :client_bucket AND window_start = :client_window)
-               OR (bucket = :realm_bucket AND window_start = :realm_window))
+        WHERE bucket = :client_bucket AND window_start = :client_window AND count > 0
+          AND EXISTS (SELECT 1 FROM token)
+        RETURNING 1
+    ),
+    realm_back AS (
+        -- After the client's row, never before: admit_lookup locks the two rows in that
+        -- order, and two statements locking them in opposite orders would deadlock.
+        UPDATE {_WINDOWS} SET count = count - 1
+        WHERE bucket = :realm_bucket AND window_start = :realm_window AND count > 0
+          AND EXISTS (SELECT 1 FROM token) AND (SELECT count(*) FROM client_back) >= 0
         RETURNING 1
     )
-    SELECT id, test_type, symptom_date, test_date, (SELECT count(*) FROM given_back)
+    SELECT id, test_type, symptom_date, test_date, (SELECT count(*) FROM realm_back)
     FROM claimed
     """  # noqa: S608 - table names are the models' constants
 )
