@@ -221,10 +221,13 @@ def create_router(
         try:
             if settings.maintenance_mode:
                 raise MaintenanceMode("the service is down for maintenance; try again later")
-            with session_factory() as session:  # no query at all while the key is cached
-                api_key, realm = realms.authenticate(
-                    session, context, api_key=call.api_key, kind=call.kind
-                )
+            known = realms.authenticate_cached(context, api_key=call.api_key, kind=call.kind)
+            if known is None:
+                with session_factory() as session:
+                    known = realms.authenticate(
+                        session, context, api_key=call.api_key, kind=call.kind
+                    )
+            api_key, realm = known
             # The client address is used here, hashed, and then forgotten.
             client_bucket = bucket_key(context.bucket_secret, "client", str(realm.id), call.client)
             settle: Settle | None = None
