@@ -598,13 +598,40 @@ def create_router(
             ekeyhmac=item.ekeyhmac,
             now=now,
         )
+        return certificate_response(caller, certificate)
+
+    def count_certificate(
+        connection: Connection, caller: Caller, item: CertificateRequest, now: datetime
+    ) -> tuple[RateDecision, Any] | None:
+        counted = certificates.issue_certificate_counted(
+            connection,
+            context,
+            realm=caller.realm,
+            token=item.token,
+            ekeyhmac=item.ekeyhmac,
+            request_limit=request_limit(caller.client_bucket),
+            now=now,
+        )
+        return None if counted is None else (counted.request, counted)
+
+    def finish_certificate(
+        _connection: Connection,
+        caller: Caller,
+        _item: CertificateRequest,
+        _now: datetime,
+        counted: certificates.CountedCertificate,
+    ) -> Response:
+        return certificate_response(caller, counted.certificate_or_refusal())
+
+    def certificate_response(caller: Caller, certificate: str) -> Response:
         metrics.CERTIFICATES_ISSUED.labels(str(caller.realm.id)).inc()
         return _json(CertificateResponse(certificate=certificate))
 
     async def certificate(request: Request) -> Response:
         """Trade a token and the TEK HMAC for a certificate (device API key)."""
         # Its only write is the token claim, one atomic UPDATE after the certificate is
-        # signed: it needs no transaction around it, so it runs with the request's count.
+        # signed: it needs no transaction around it, so it runs with the request's count
+        # (on PostgreSQL in the same statement).
         return await handle(
             request,
             "certificate",
@@ -612,6 +639,7 @@ def create_router(
             CertificateRequest,
             certificate_work,
             needs_transaction=False,
+            at_once=AtOnce(count_certificate, finish_certificate),
         )
 
     # Plain Starlette routes: each endpoint reads its own body and answers a Response, so

@@ -562,6 +562,51 @@ def count_and_insert_code(
     return IssueAdmission(int(request_count), quota_count, bool(inserted))
 
 
+_COUNT_AND_CLAIM_TOKEN = text(
+    "WITH"  # noqa: S608 - built of this module's and the model's constants
+    + _COUNT_REQUEST
+    + f""",
+    claimed AS (
+        UPDATE {_TOKENS.name} SET used = TRUE
+        WHERE realm_id = :realm AND token_hmac = ANY(CAST(:token_hmacs AS bytea[]))
+          AND used = FALSE AND expires_at > :now AND test_type = :type
+          AND symptom_date IS NOT DISTINCT FROM CAST(:symptom AS date)
+          AND test_date IS NOT DISTINCT FROM CAST(:tested AS date)
+          AND EXISTS (SELECT 1 FROM request WHERE request.count <= :request_limit)
+        RETURNING 1
+    )
+    SELECT (SELECT count FROM request), (SELECT count(*) FROM claimed)
+    """  # noqa: S608 - the table name is the model's constant
+)
+
+
+def count_and_claim_token(
+    connection: Connection,
+    *,
+    request: BucketLimit,
+    realm_id: int,
+    token_hmacs: Sequence[bytes],
+    test_type: str,
+    symptom_date: date | None,
+    test_date: date | None,
+    now: datetime,
+) -> tuple[int, bool]:
+    """PostgreSQL only, autocommitted: count the request and, if it is within its limit,
+    :func:`claim_token`, in one statement; the request's count and whether it claimed."""
+    _require_psycopg(connection)
+    parameters = {
+        **_request_parameters(request, now),
+        "realm": realm_id,
+        "token_hmacs": list(token_hmacs),
+        "now": now,
+        "type": test_type,
+        "symptom": symptom_date,
+        "tested": test_date,
+    }
+    [(request_count, claimed)] = driver_rows(connection, _COUNT_AND_CLAIM_TOKEN, parameters)
+    return int(request_count), claimed == 1
+
+
 def add_signing_key(session: Session, key: SigningKey) -> SigningKey:
     session.add(key)
     session.flush()  # the id names the next key version
