@@ -9,12 +9,13 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
+import jwt
 import pytest
 from sqlalchemy import Engine, select
 
 from exposure.db import SessionFactory, make_session_factory, unit_of_work
 from exposure.db.unit_of_work import autocommit
-from exposure.ratelimit import BucketLimit, RateLimitWindow, bucket_key, take
+from exposure.ratelimit import BucketLimit, RateLimitWindow, bucket_key, hit, take
 from tests.unit.verification.conftest import Clock
 from verification.context import VerificationContext
 from verification.errors import (
@@ -24,10 +25,11 @@ from verification.errors import (
     InvalidTestType,
     QuotaExceeded,
     TestTypeNotAccepted,
+    TokenExpired,
     UuidAlreadyExists,
 )
 from verification.models import VerificationCode, VerificationToken
-from verification.service import codes, lockout, realms
+from verification.service import certificates, codes, lockout, realms, signing_keys
 from verification.service.codes import IssueRequest
 from verification.service.realms import NewRealm
 
@@ -37,6 +39,7 @@ pytestmark = [
 ]
 
 SYMPTOMS = "2026-11-20"
+TEK_HMAC = "A" * 43 + "="
 
 
 @dataclass
@@ -423,14 +426,12 @@ def test_a_code_verified_at_once_makes_the_token_of_the_transaction(lab: Lab) ->
     assert lab.lockout_used("10.0.0.1") == (0, 0)  # a found code gives its slots back
     # The same token the transaction signs: it trades for a certificate.
     with unit_of_work(lab.sessions) as session:
-        from verification.service import certificates
-
         certificates.issue_certificate(
             session,
             lab.context,
             realm=lab.realm.realm,
             token=verified.token,
-            ekeyhmac="A" * 43 + "=",
+            ekeyhmac=TEK_HMAC,
             now=lab.clock(),
         )
     with lab.sessions() as session:
@@ -536,3 +537,70 @@ def test_concurrent_lookups_at_once_claim_one_code_once_and_keep_the_limit(
     assert counted["quota_exceeded"] == racers - failed - 1
     assert lab.lockout_used("10.0.0.9")[0] == failed
     assert len(lab.tokens()) == 2
+
+
+def _certificate_counted(
+    lab: Lab, token: str, request_limit: BucketLimit
+) -> certificates.CountedCertificate | None:
+    with autocommit(lab.sessions) as connection:
+        return certificates.issue_certificate_counted(
+            connection,
+            lab.context,
+            realm=lab.realm.realm,
+            token=token,
+            ekeyhmac=TEK_HMAC,
+            request_limit=request_limit,
+            now=lab.clock(),
+        )
+
+
+def test_a_certificate_counted_with_its_claim_is_the_transactions(lab: Lab) -> None:
+    lab.make_token_key()
+    verified, _ = lab.verify_at_once(lab.issue(_request()).code)
+    assert verified is not None
+    limit = lab.request_limit("d", limit=1)
+
+    counted = _certificate_counted(lab, verified.token, limit)
+
+    assert counted is not None
+    assert counted.request.allowed
+    certificate = counted.certificate_or_refusal()
+    with unit_of_work(lab.sessions) as session:
+        public = signing_keys.realm_jwks(session, lab.realm.realm, lab.clock())
+    claims = jwt.decode(
+        certificate,
+        key=jwt.PyJWK(public[0]).key,
+        algorithms=["ES256"],
+        audience=lab.realm.realm.certificate_audience,
+        options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
+    )
+    assert (claims["reportType"], claims["tekmac"]) == ("confirmed", TEK_HMAC)
+    assert [token.used for token in lab.tokens()].count(True) == 1
+    assert lab.count(limit.bucket) == 1
+
+    # Spent: counted, and answered as the transaction answers a spent token.
+    spent = _certificate_counted(lab, verified.token, lab.request_limit("e"))
+    assert spent is not None
+    with pytest.raises(TokenExpired):
+        spent.certificate_or_refusal()
+    assert lab.count(lab.request_limit("e").bucket) == 1
+    # Invalid: nothing counted here, left to the portable way.
+    assert _certificate_counted(lab, "not.a.token", lab.request_limit("f")) is None
+    assert lab.count(lab.request_limit("f").bucket) == 0
+
+
+def test_a_certificate_over_the_request_limit_leaves_its_token_unused(lab: Lab) -> None:
+    lab.make_token_key()
+    verified, _ = lab.verify_at_once(lab.issue(_request()).code)
+    assert verified is not None
+    limit = lab.request_limit("g", limit=1)
+    with autocommit(lab.sessions) as connection:
+        hit(connection, bucket=limit.bucket, limit=1, window=limit.window, now=lab.clock())
+
+    refused = _certificate_counted(lab, verified.token, limit)
+
+    assert refused is not None
+    assert not refused.request.allowed
+    assert refused.certificate is None
+    assert lab.count(limit.bucket) == 2
+    assert not any(token.used for token in lab.tokens())
