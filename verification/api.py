@@ -17,6 +17,16 @@ A code lookup first takes its slots in the invalid-code lockout, also on its own
 (:mod:`verification.service.lockout`), and settles them once the work has succeeded or
 failed. A certificate needs no transaction: its only write, claiming the token, is one
 atomic statement made after the certificate is signed.
+
+On PostgreSQL (through psycopg) the three device and lab steps take fewer statements, each
+autocommitted (:class:`AtOnce`): ``/api/issue`` counts the request, takes the realm's
+quota slot and inserts the code in one; ``/api/verify`` counts the request and takes the
+lookup's two lockout slots in one, then claims the code, stores the token and gives the
+slots back in another; ``/api/certificate`` counts the request in the statement that
+claims the token. The answers, counts and lockouts are the portable path's (tests in
+``tests/unit/verification/test_codes_at_once.py``); what those statements cannot decide
+(a spent quota or a used uuid, a token key not created yet, a request that fails before
+its count) goes the portable way.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Every SQL query of the verification service. Nothing here commits, except the retention
-purgers, which delete in batches of one transaction each (see the end of this module).
+purgers, which delete in batches of one transaction each (see the end of this module); the
+one-statement steps of PostgreSQL are each a whole autocommitted write of their caller.
 
 The statements on the request path (issuing, claiming codes and tokens) are SQLAlchemy Core
 statements built once with bound parameters: they skip the ORM's per-row bookkeeping, are
