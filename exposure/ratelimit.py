@@ -71,10 +71,12 @@ __all__ = [
     "bucket_key",
     "give_back",
     "hit",
+    "hit_decision",
     "peek",
     "peek_many",
     "rate_limit_headers",
     "take",
+    "take_decision",
     "window_start",
 ]
 
@@ -199,7 +201,7 @@ def hit(
         count = _count_on_psycopg(session, parameters)
     else:
         count = session.execute(_hit_statement(dialect.name), parameters).scalar_one()
-    return _decide(count, limit=limit, start=start, window=window, now=now, allowed=count <= limit)
+    return hit_decision(count, limit=limit, window=window, now=now)
 
 
 def take(
@@ -230,6 +232,22 @@ def take(
     # Counting stops at the limit, so capping it keeps the count inside an int32 column.
     parameters = {"bucket": bucket, "window_start": start, "limit": min(limit, MAX_COUNT)}
     count = session.execute(_take_statement(dialect.name), parameters).scalar_one_or_none()
+    return take_decision(count, limit=limit, window=window, now=now)
+
+
+def hit_decision(count: int, *, limit: int, window: timedelta, now: datetime) -> RateDecision:
+    """What :func:`hit` decides when its upsert returned ``count`` (for a statement that
+    counted the hit itself, as :func:`hit` does)."""
+    start = window_start(now, window)
+    return _decide(count, limit=limit, start=start, window=window, now=now, allowed=count <= limit)
+
+
+def take_decision(
+    count: int | None, *, limit: int, window: timedelta, now: datetime
+) -> RateDecision:
+    """What :func:`take` decides when its upsert returned ``count`` (None: no row, the
+    slot did not fit), for a statement that took the slot itself, as :func:`take` does."""
+    start = window_start(now, window)
     if count is None:
         return _decide(limit, limit=limit, start=start, window=window, now=now, allowed=False)
     return _decide(count, limit=limit, start=start, window=window, now=now, allowed=True)

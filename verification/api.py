@@ -17,6 +17,16 @@ A code lookup first takes its slots in the invalid-code lockout, also on its own
 (:mod:`verification.service.lockout`), and settles them once the work has succeeded or
 failed. A certificate needs no transaction: its only write, claiming the token, is one
 atomic statement made after the certificate is signed.
+
+On PostgreSQL (through psycopg) the three device and lab steps take fewer statements, each
+autocommitted (:class:`AtOnce`): ``/api/issue`` counts the request, takes the realm's
+quota slot and inserts the code in one; ``/api/verify`` counts the request and takes the
+lookup's two lockout slots in one, then claims the code, stores the token and gives the
+slots back in another; ``/api/certificate`` counts the request in the statement that
+claims the token. The answers, counts and lockouts are the portable path's (tests in
+``tests/unit/verification/test_codes_at_once.py``); what those statements cannot decide
+(a spent quota or a used uuid, a token key not created yet, a request that fails before
+its count) goes the portable way.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from email.utils import format_datetime
 from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
@@ -67,7 +77,8 @@ from exposure.http.openapi import (
     Parameter,
 )
 from exposure.http.padding import random_padding
-from exposure.ratelimit import RateDecision, bucket_key, hit, rate_limit_headers
+from exposure.json_codec import encode_json
+from exposure.ratelimit import BucketLimit, RateDecision, bucket_key, hit, rate_limit_headers
 from verification import metrics
 from verification.cache import ApiKeySnapshot, RealmSnapshot
 from verification.context import VerificationContext
@@ -316,6 +327,29 @@ Admit = Callable[[Connection, Caller, datetime], Settle]
 
 
 @dataclass(frozen=True)
+class _Portable:
+    """What :attr:`AtOnce.finish` hands back when the work is left to the transaction: how
+    to settle it once it is over (nothing to settle: None)."""
+
+    settle: Settle | None = None
+
+
+@dataclass(frozen=True)
+class AtOnce(Generic[Model]):
+    """An endpoint's way on PostgreSQL through psycopg, in fewer autocommitted statements.
+
+    ``count`` counts the request (as the portable path counts it, and taking whatever the
+    endpoint takes before its work, in the same statement) and returns its decision with
+    what ``finish`` needs; None when it counted nothing (the portable path then runs from
+    the start). ``finish`` runs once the request is known to be allowed: it answers, or
+    raises the endpoint's refusal, or leaves the work to the portable transaction.
+    """
+
+    count: Callable[[Connection, Caller, Model, datetime], tuple[RateDecision, Any] | None]
+    finish: Callable[[Connection, Caller, Model, datetime, Any], Response | _Portable]
+
+
+@dataclass(frozen=True)
 class _Call(Generic[Model]):
     endpoint: str
     kind: ApiKeyKind
@@ -325,6 +359,7 @@ class _Call(Generic[Model]):
     work: Work[Model]
     admit: Admit | None
     needs_transaction: bool
+    at_once: AtOnce[Model] | None
 
 
 @dataclass(frozen=True)
@@ -343,7 +378,9 @@ def _json(
 ) -> Response:
     body = model.model_dump(mode="json")
     body["padding"] = random_padding()
-    return JSONResponse(body, status_code=status, headers=headers)
+    return Response(
+        encode_json(body), status_code=status, headers=headers, media_type="application/json"
+    )
 
 
 def _error(error: VerificationError, headers: dict[str, str] | None = None) -> Response:
@@ -374,16 +411,19 @@ def create_router(
     router = DocumentedRouter()
     settings = context.settings
 
+    def request_limit(client_bucket: str) -> BucketLimit:
+        """The client's limit on requests to any endpoint."""
+        return BucketLimit(
+            bucket_key(context.bucket_secret, "requests", client_bucket),
+            settings.requests_per_minute,
+            RATE_WINDOW,
+        )
+
     def count_request(
         connection: Session | Connection, client_bucket: str, now: datetime
     ) -> RateDecision:
-        return hit(
-            connection,
-            bucket=bucket_key(context.bucket_secret, "requests", client_bucket),
-            limit=settings.requests_per_minute,
-            window=RATE_WINDOW,
-            now=now,
-        )
+        limit = request_limit(client_bucket)
+        return hit(connection, bucket=limit.bucket, limit=limit.limit, window=limit.window, now=now)
 
     def settle_after(endpoint: str, settle: Settle, failure: Exception | None) -> None:
         # The work's outcome stands whatever happens here: a code claimed must reach its
@@ -401,16 +441,32 @@ def create_router(
         try:
             if settings.maintenance_mode:
                 raise MaintenanceMode("the service is down for maintenance; try again later")
-            with session_factory() as session:  # no query at all while the key is cached
-                api_key, realm = realms.authenticate(
-                    session, context, api_key=call.api_key, kind=call.kind
-                )
+            known = realms.authenticate_cached(context, api_key=call.api_key, kind=call.kind)
+            if known is None:
+                with session_factory() as session:
+                    known = realms.authenticate(
+                        session, context, api_key=call.api_key, kind=call.kind
+                    )
+            api_key, realm = known
             # The client address is used here, hashed, and then forgotten.
             client_bucket = bucket_key(context.bucket_secret, "client", str(realm.id), call.client)
+            settle: Settle | None = None
             with autocommit(session_factory) as connection:
                 # Counted on its own, before and whatever the work does: committed at once,
                 # holding the client's counter row only for this one statement.
-                decision = count_request(connection, client_bucket, now)
+                at_once = call.at_once
+                counted = None
+                if (
+                    at_once is not None
+                    and not isinstance(call.body, BodyError)
+                    and codes.in_one_statement(connection)
+                ):
+                    unknown = Caller(api_key, realm, client_bucket, {})
+                    counted = at_once.count(connection, unknown, call.body, now)
+                if counted is None:
+                    decision = count_request(connection, client_bucket, now)
+                else:
+                    decision = counted[0]
                 caller = Caller(api_key, realm, client_bucket, rate_limit_headers(decision))
                 if not decision.allowed:
                     metrics.RATE_LIMITED.labels(call.endpoint, "requests").inc()
@@ -418,10 +474,16 @@ def create_router(
                 if isinstance(call.body, BodyError):
                     code = ErrorCode.UNPARSABLE_REQUEST
                     return _Outcome(_body_error(call.body), code, caller)
-                if not call.needs_transaction:
+                if at_once is not None and counted is not None:
+                    finished = at_once.finish(connection, caller, call.body, now, counted[1])
+                    if isinstance(finished, Response):
+                        return _Outcome(finished, "ok", caller)
+                    settle = finished.settle
+                elif not call.needs_transaction:
                     with Session(bind=connection) as session:
                         return _Outcome(call.work(session, caller, call.body, now), "ok", caller)
-                settle = call.admit(connection, caller, now) if call.admit else None
+                elif call.admit is not None:
+                    settle = call.admit(connection, caller, now)
             try:
                 with unit_of_work(session_factory) as session:
                     response = call.work(session, caller, call.body, now)
@@ -449,6 +511,7 @@ def create_router(
         *,
         admit: Admit | None = None,
         needs_transaction: bool = True,
+        at_once: AtOnce[Model] | None = None,
     ) -> Response:
         body: Model | BodyError
         try:
@@ -465,6 +528,7 @@ def create_router(
             work=work,
             admit=admit,
             needs_transaction=needs_transaction,
+            at_once=at_once,
         )
         # Database work is synchronous; it runs in the loop's worker threads so the event
         # loop keeps serving other requests (and chaff) meanwhile.
@@ -477,16 +541,14 @@ def create_router(
 
     # ---- lab API (admin keys) -------------------------------------------------------
 
-    def issue_one(
-        session: Session, caller: Caller, item: IssueCodeRequest, now: datetime
-    ) -> IssueCodeResponse:
+    def issue_request(item: IssueCodeRequest) -> codes.IssueRequest:
         # The phone number itself never gets here (the request model drops it as it is
         # parsed), and no SMS is sent: a code issued for one is handed to the lab like
         # any other. Asking for the SMS text alone is refused, as the reference refuses it
         # on a realm not allowed to generate SMS.
         if item.onlyGenerateSMS:
             raise UnparsableRequest("this realm may not use onlyGenerateSMS")
-        request = codes.IssueRequest(
+        return codes.IssueRequest(
             test_type=item.testType,
             symptom_date=item.symptomDate,
             test_date=item.testDate,
@@ -494,14 +556,21 @@ def create_router(
             uuid=item.uuid,
             external_issuer_id=item.externalIssuerID,
         )
+
+    def issue_one(
+        session: Session, caller: Caller, item: IssueCodeRequest, now: datetime
+    ) -> IssueCodeResponse:
         issued = codes.issue_code(
             session,
             context,
             realm=caller.realm,
             api_key=caller.api_key,
-            request=request,
+            request=issue_request(item),
             now=now,
         )
+        return issued_response(caller, issued)
+
+    def issued_response(caller: Caller, issued: codes.IssuedCode) -> IssueCodeResponse:
         metrics.CODES_ISSUED.labels(str(caller.realm.id)).inc()
         return IssueCodeResponse(
             uuid=issued.uuid,
@@ -518,9 +587,45 @@ def create_router(
     ) -> Response:
         return _json(issue_one(session, caller, item, now))
 
+    def count_issue(
+        connection: Connection, caller: Caller, item: IssueCodeRequest, now: datetime
+    ) -> tuple[RateDecision, Any] | None:
+        try:
+            request = issue_request(item)
+        except VerificationError:
+            return None  # counted and refused the portable way
+        counted = codes.issue_code_counted(
+            connection,
+            context,
+            realm=caller.realm,
+            api_key=caller.api_key,
+            request=request,
+            request_limit=request_limit(caller.client_bucket),
+            now=now,
+        )
+        return None if counted is None else (counted.request, counted.issued)
+
+    def finish_issue(
+        _connection: Connection,
+        caller: Caller,
+        _item: IssueCodeRequest,
+        _now: datetime,
+        issued: codes.IssuedCode | None,
+    ) -> Response | _Portable:
+        if issued is None:
+            return _Portable()
+        return _json(issued_response(caller, issued))
+
     async def issue(request: Request) -> Response:
         """Issue a verification code (admin API key)."""
-        return await handle(request, "issue", ApiKeyKind.ADMIN, IssueCodeRequest, issue_work)
+        return await handle(
+            request,
+            "issue",
+            ApiKeyKind.ADMIN,
+            IssueCodeRequest,
+            issue_work,
+            at_once=AtOnce(count_issue, finish_issue),
+        )
 
     def batch_issue_work(
         session: Session, caller: Caller, batch: BatchIssueCodeRequest, now: datetime
@@ -591,6 +696,10 @@ def create_router(
 
     # ---- device API ------------------------------------------------------------------
 
+    def rejected(caller: Caller, kept: bool, failure: Exception | None) -> None:
+        if kept and isinstance(failure, VerificationError):
+            metrics.CODES_REJECTED.labels(str(caller.realm.id), failure.code).inc()
+
     def begin_lookup(connection: Connection, caller: Caller, now: datetime) -> Settle:
         try:
             attempt = lockout.begin_attempt(
@@ -605,8 +714,7 @@ def create_router(
             raise
 
         def settle(connection: Connection, failure: Exception | None) -> None:
-            if attempt.settle(connection, failure) and isinstance(failure, VerificationError):
-                metrics.CODES_REJECTED.labels(str(caller.realm.id), failure.code).inc()
+            rejected(caller, attempt.settle(connection, failure), failure)
 
         return settle
 
@@ -622,6 +730,9 @@ def create_router(
             accept=item.accept,
             now=now,
         )
+        return verified_response(caller, verified)
+
+    def verified_response(caller: Caller, verified: codes.VerifiedCode) -> Response:
         realm_label = str(caller.realm.id)
         metrics.CODES_CLAIMED.labels(realm_label).inc()
         metrics.TOKENS_ISSUED.labels(realm_label).inc()
@@ -634,6 +745,56 @@ def create_router(
             )
         )
 
+    def count_lookup(
+        connection: Connection, caller: Caller, _item: VerifyCodeRequest, now: datetime
+    ) -> tuple[RateDecision, Any]:
+        counted = lockout.begin_counted_attempt(
+            connection,
+            context,
+            request_limit=request_limit(caller.client_bucket),
+            client_bucket=caller.client_bucket,
+            realm_id=caller.realm.id,
+            now=now,
+        )
+        return counted.request, counted
+
+    def finish_lookup(
+        connection: Connection,
+        caller: Caller,
+        item: VerifyCodeRequest,
+        now: datetime,
+        counted: lockout.CountedAttempt,
+    ) -> Response | _Portable:
+        if counted.refusal is not None:
+            metrics.RATE_LIMITED.labels("verify", "invalid_codes").inc()
+            raise counted.refusal
+        attempt = counted.attempt
+        assert attempt is not None  # noqa: S101 - an allowed request has one or a refusal
+
+        def settle(connection: Connection, failure: Exception | None) -> None:
+            rejected(caller, attempt.settle(connection, failure), failure)
+
+        def settle_here(failure: Exception | None) -> None:
+            # As settle_after: the lookup's own answer stands whatever happens here.
+            try:
+                settle(connection, failure)
+            except Exception as error:
+                _log_failure("verify (settling)", error)
+
+        verified = codes.verify_code_at_once(
+            connection,
+            context,
+            realm=caller.realm,
+            code=item.code,
+            accept=item.accept,
+            lockout_slots=attempt.taken,
+            settle=settle_here,
+            now=now,
+        )
+        if verified is None:
+            return _Portable(settle)
+        return verified_response(caller, verified)
+
     async def verify(request: Request) -> Response:
         """Trade a code for a verification token (device API key)."""
         return await handle(
@@ -643,6 +804,7 @@ def create_router(
             VerifyCodeRequest,
             verify_work,
             admit=begin_lookup,
+            at_once=AtOnce(count_lookup, finish_lookup),
         )
 
     def certificate_work(
@@ -656,13 +818,40 @@ def create_router(
             ekeyhmac=item.ekeyhmac,
             now=now,
         )
+        return certificate_response(caller, certificate)
+
+    def count_certificate(
+        connection: Connection, caller: Caller, item: CertificateRequest, now: datetime
+    ) -> tuple[RateDecision, Any] | None:
+        counted = certificates.issue_certificate_counted(
+            connection,
+            context,
+            realm=caller.realm,
+            token=item.token,
+            ekeyhmac=item.ekeyhmac,
+            request_limit=request_limit(caller.client_bucket),
+            now=now,
+        )
+        return None if counted is None else (counted.request, counted)
+
+    def finish_certificate(
+        _connection: Connection,
+        caller: Caller,
+        _item: CertificateRequest,
+        _now: datetime,
+        counted: certificates.CountedCertificate,
+    ) -> Response:
+        return certificate_response(caller, counted.certificate_or_refusal())
+
+    def certificate_response(caller: Caller, certificate: str) -> Response:
         metrics.CERTIFICATES_ISSUED.labels(str(caller.realm.id)).inc()
         return _json(CertificateResponse(certificate=certificate))
 
     async def certificate(request: Request) -> Response:
         """Trade a token and the TEK HMAC for a certificate (device API key)."""
         # Its only write is the token claim, one atomic UPDATE after the certificate is
-        # signed: it needs no transaction around it, so it runs with the request's count.
+        # signed: it needs no transaction around it, so it runs with the request's count
+        # (on PostgreSQL in the same statement).
         return await handle(
             request,
             "certificate",
@@ -670,6 +859,7 @@ def create_router(
             CertificateRequest,
             certificate_work,
             needs_transaction=False,
+            at_once=AtOnce(count_certificate, finish_certificate),
         )
 
     # Plain Starlette routes: each endpoint reads its own body and answers a Response, so

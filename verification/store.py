@@ -1,5 +1,6 @@
 """Every SQL query of the verification service. Nothing here commits, except the retention
-purgers, which delete in batches of one transaction each (see the end of this module).
+purgers, which delete in batches of one transaction each (see the end of this module); the
+one-statement steps of PostgreSQL are each a whole autocommitted write of their caller.
 
 The statements on the request path (issuing, claiming codes and tokens) are SQLAlchemy Core
 statements built once with bound parameters: they skip the ORM's per-row bookkeeping, are
@@ -18,6 +19,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     BindParameter,
+    Connection,
     Table,
     and_,
     bindparam,
@@ -27,12 +29,15 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from exposure.db import SessionFactory
+from exposure.db.driver import driver_rows, uses_psycopg
+from exposure.ratelimit import MAX_COUNT, BucketLimit, RateLimitWindow, window_start
 from exposure.retention.policy import Purger, PurgeResult
 from exposure.retention.store import (
     batched_delete,
@@ -214,6 +219,18 @@ _CLAIM_TOKEN = (
 )
 
 
+_CLAIM_TOKEN_ON_PSYCOPG = text(
+    f"""
+    UPDATE {_TOKENS.name} SET used = TRUE
+    WHERE realm_id = :realm AND token_hmac = ANY(CAST(:token_hmacs AS bytea[]))
+      AND used = FALSE AND expires_at > :now AND test_type = :type
+      AND symptom_date IS NOT DISTINCT FROM CAST(:symptom AS date)
+      AND test_date IS NOT DISTINCT FROM CAST(:tested AS date)
+    RETURNING 1
+    """  # noqa: S608 - the table name is the model's constant
+)
+
+
 def claim_token(
     session: Session,
     *,
@@ -225,6 +242,21 @@ def claim_token(
     now: datetime,
 ) -> bool:
     """Mark the token used if it is unused, unexpired and matches; one atomic statement."""
+    if uses_psycopg(session):
+        # Every certificate runs it: straight to the driver (exposure.db.driver).
+        claimed = driver_rows(
+            session,
+            _CLAIM_TOKEN_ON_PSYCOPG,
+            {
+                "realm": realm_id,
+                "token_hmacs": list(token_hmacs),
+                "now": now,
+                "type": test_type,
+                "symptom": symptom_date,
+                "tested": test_date,
+            },
+        )
+        return len(claimed) == 1
     result = session.execute(
         _CLAIM_TOKEN,
         {
@@ -237,6 +269,343 @@ def claim_token(
         },
     )
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+# ---- one statement per step on PostgreSQL -------------------------------------------------
+# The request path of /api/issue and /api/verify in as few autocommitted statements as
+# their rules allow, each run on psycopg directly (exposure.db.driver). Every statement
+# decides in the database what the portable path decides in Python between statements
+# (a hit counts, a slot is taken only if it fits, a code is inserted only with its quota
+# slot), against the latest committed rows, so concurrent requests see exactly the limits
+# they see on the portable path. Bucket names never coincide (each is an HMAC over a
+# distinct purpose), so no statement touches one row twice.
+
+_WINDOWS = RateLimitWindow.__tablename__
+
+# Counting a request as exposure.ratelimit.hit counts it (saturating at MAX_COUNT).
+_COUNT_REQUEST = f"""
+    request AS (
+        INSERT INTO {_WINDOWS} AS w (bucket, window_start, count)
+        VALUES (:request_bucket, :request_window, 1)
+        ON CONFLICT (bucket, window_start) DO UPDATE
+        SET count = CASE WHEN w.count >= :max_count THEN :max_count ELSE w.count + 1 END
+        RETURNING w.count
+    )"""  # noqa: S608 - the table name is the model's constant
+
+
+def _take_after(name: str, source: str, condition: str) -> str:
+    """A CTE taking one slot of bucket ``name`` as exposure.ratelimit.take does, for each
+    row of ``source`` meeting ``condition`` (one at most). All three are constants."""
+    return f"""
+    {name} AS (
+        INSERT INTO {_WINDOWS} AS w (bucket, window_start, count)
+        SELECT :{name}_bucket, :{name}_window, 1 FROM {source}
+        WHERE {condition} AND :{name}_limit > 0
+        ON CONFLICT (bucket, window_start) DO UPDATE
+        SET count = w.count + 1 WHERE w.count < :{name}_limit
+        RETURNING w.count
+    )"""  # noqa: S608 - names and condition are constants of this module
+
+
+_ADMIT_LOOKUP = text(
+    "WITH"  # noqa: S608 - built of this module's constants
+    + _COUNT_REQUEST
+    + ","
+    + _take_after("client", "request", "request.count <= :request_limit")
+    + ","
+    + _take_after("realm", "client", "TRUE")
+    + """
+    SELECT (SELECT count FROM request), (SELECT count FROM client), (SELECT count FROM realm)
+    """
+)
+
+
+def _limit_parameters(name: str, limit: BucketLimit, now: datetime) -> dict[str, Any]:
+    return {
+        f"{name}_bucket": limit.bucket,
+        f"{name}_window": window_start(now, limit.window),
+        f"{name}_limit": min(limit.limit, MAX_COUNT),
+    }
+
+
+def _request_parameters(request: BucketLimit, now: datetime) -> dict[str, Any]:
+    return {
+        "request_bucket": request.bucket,
+        "request_window": window_start(now, request.window),
+        "request_limit": request.limit,
+        "max_count": MAX_COUNT,
+    }
+
+
+def counts_in_one_statement(connection: Connection) -> bool:
+    """Whether the one-statement steps below run on ``connection``'s database."""
+    return uses_psycopg(connection)
+
+
+def _require_psycopg(connection: Connection) -> None:
+    if not counts_in_one_statement(connection):
+        raise ValueError("the one-statement steps need PostgreSQL through psycopg")
+
+
+@dataclass(frozen=True)
+class LookupAdmission:
+    """What :func:`admit_lookup` counted: the request's count, and the lockout slots taken
+    (None when the request was not allowed, or the slot did not fit)."""
+
+    request_count: int
+    client_count: int | None
+    realm_count: int | None
+
+
+def admit_lookup(
+    connection: Connection,
+    *,
+    request: BucketLimit,
+    client: BucketLimit,
+    realm: BucketLimit,
+    now: datetime,
+) -> LookupAdmission:
+    """PostgreSQL only, autocommitted: count the request; if it is within its limit, take
+    a slot of the client's lockout, and if that fits, one of the realm's.
+
+    The same counts as :func:`exposure.ratelimit.hit` and then
+    :func:`exposure.ratelimit.take` twice, in one statement. A client slot taken when the
+    realm's did not fit is still taken: the caller gives it back, as the portable path does.
+    """
+    _require_psycopg(connection)
+    parameters = {
+        **_request_parameters(request, now),
+        **_limit_parameters("client", client, now),
+        **_limit_parameters("realm", realm, now),
+    }
+    [(request_count, client_count, realm_count)] = driver_rows(
+        connection, _ADMIT_LOOKUP, parameters
+    )
+    return LookupAdmission(int(request_count), client_count, realm_count)
+
+
+_CLAIM_CODE_FOR_TOKEN = text(
+    f"""
+    WITH claimed AS (
+        UPDATE {_CODES.name} SET claimed = TRUE
+        WHERE realm_id = :realm AND claimed = FALSE
+          AND test_type = ANY(CAST(:accepted AS text[]))
+          AND ((code_hmac = ANY(CAST(:candidates AS bytea[])) AND expires_at > :now)
+               OR (long_code_hmac = ANY(CAST(:candidates AS bytea[]))
+                   AND long_expires_at > :now))
+        RETURNING id, test_type, symptom_date, test_date
+    ),
+    token AS (
+        -- A second claimed code (a short code equal to another code's long code) would
+        -- insert the token twice: its unique HMAC fails the statement, claiming neither.
+        INSERT INTO {_TOKENS.name}
+            (realm_id, token_hmac, test_type, symptom_date, test_date, used, expires_at)
+        SELECT :realm, :token_hmac, test_type, symptom_date, test_date, FALSE, :expires_at
+        FROM claimed
+        RETURNING 1
+    ),
+    client_back AS (
+        UPDATE {_WINDOWS} SET count = count - 1
+        WHERE bucket = :client_bucket AND window_start = :client_window AND count > 0
+          AND EXISTS (SELECT 1 FROM token)
+        RETURNING 1
+    ),
+    realm_back AS (
+        -- After the client's row, never before: admit_lookup locks the two rows in that
+        -- order, and two statements locking them in opposite orders would deadlock.
+        UPDATE {_WINDOWS} SET count = count - 1
+        WHERE bucket = :realm_bucket AND window_start = :realm_window AND count > 0
+          AND EXISTS (SELECT 1 FROM token) AND (SELECT count(*) FROM client_back) >= 0
+        RETURNING 1
+    )
+    SELECT id, test_type, symptom_date, test_date, (SELECT count(*) FROM realm_back)
+    FROM claimed
+    """  # noqa: S608 - table names are the models' constants
+)
+
+
+@dataclass(frozen=True)
+class ClaimedForToken:
+    """A code :func:`claim_code_for_token` claimed (``code_id`` to undo it)."""
+
+    code_id: int
+    code: ClaimedCode
+
+
+def claim_code_for_token(
+    connection: Connection,
+    *,
+    realm_id: int,
+    code_hmacs: Sequence[bytes],
+    accepted_test_types: Sequence[str],
+    token_hmac: bytes,
+    token_expires_at: datetime,
+    give_back: Sequence[BucketLimit],
+    now: datetime,
+) -> ClaimedForToken | None:
+    """PostgreSQL only, autocommitted: :func:`claim_code`, and if it claims, insert the
+    token row (``token_hmac``, ``token_expires_at``; the rest comes from the code) and
+    give back one hit of each of ``give_back`` (the lookup's two lockout slots, taken at
+    ``now``) in the same statement. None, changing nothing, when no code qualified.
+    """
+    _require_psycopg(connection)
+    client, realm = give_back
+    parameters = {
+        "realm": realm_id,
+        "accepted": sorted(accepted_test_types),
+        "candidates": list(code_hmacs),
+        "now": now,
+        "token_hmac": token_hmac,
+        "expires_at": token_expires_at,
+        "client_bucket": client.bucket,
+        "client_window": window_start(now, client.window),
+        "realm_bucket": realm.bucket,
+        "realm_window": window_start(now, realm.window),
+    }
+    rows = driver_rows(connection, _CLAIM_CODE_FOR_TOKEN, parameters)
+    if not rows:
+        return None
+    [(code_id, test_type, symptom_date, test_date, _given)] = rows
+    return ClaimedForToken(code_id, ClaimedCode(test_type, symptom_date, test_date))
+
+
+_UNDO_CLAIM = text(
+    f"""
+    WITH dropped AS (DELETE FROM {_TOKENS.name} WHERE token_hmac = :token_hmac RETURNING 1)
+    UPDATE {_CODES.name} SET claimed = FALSE WHERE id = :code_id AND claimed = TRUE
+    """  # noqa: S608 - table names are the models' constants
+)
+
+
+def undo_claim(connection: Connection, *, code_id: int, token_hmac: bytes) -> None:
+    """PostgreSQL only, autocommitted: take back what :func:`claim_code_for_token` did to
+    the code and the token (for a token that could not be signed after all)."""
+    _require_psycopg(connection)
+    driver_rows(connection, _UNDO_CLAIM, {"code_id": code_id, "token_hmac": token_hmac})
+
+
+_CODE_COLUMNS = (
+    "realm_id",
+    "uuid",
+    "code_hmac",
+    "long_code_hmac",
+    "test_type",
+    "symptom_date",
+    "test_date",
+    "expires_at",
+    "long_expires_at",
+    "claimed",
+    "issued_by_api_key_id",
+    "external_issuer_id",
+    "created_at",
+)
+
+_PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+# Each value cast to its column's type: a parameter in a SELECT list has none to infer.
+_CODE_VALUES = ", ".join(
+    f"CAST(:{name} AS {_CODES.c[name].type.compile(dialect=_PG_DIALECT)})" for name in _CODE_COLUMNS
+)
+_COUNT_AND_INSERT_CODE = text(
+    "WITH"  # noqa: S608 - built of this module's and the model's constants
+    + _COUNT_REQUEST
+    + ","
+    + _take_after("quota", "request", "request.count <= :request_limit")
+    + f""",
+    code AS (
+        INSERT INTO {_CODES.name} ({", ".join(_CODE_COLUMNS)})
+        SELECT {_CODE_VALUES} FROM quota
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count FROM request), (SELECT count FROM quota), (SELECT count(*) FROM code)
+    """  # noqa: S608 - the table and column names are the model's constants
+)
+
+
+@dataclass(frozen=True)
+class IssueAdmission:
+    """What :func:`count_and_insert_code` did: the request's count, the quota slot taken
+    (None if the request was not allowed or the quota is spent) and whether the code row
+    went in."""
+
+    request_count: int
+    quota_count: int | None
+    inserted: bool
+
+
+def count_and_insert_code(
+    connection: Connection,
+    *,
+    request: BucketLimit,
+    quota: BucketLimit,
+    row: Mapping[str, object],
+    now: datetime,
+) -> IssueAdmission:
+    """PostgreSQL only, autocommitted: count the request; if it is within its limit, take a
+    slot of the realm's daily quota, and if that fits, insert the code row ``row`` unless
+    it clashes with a unique key (as :func:`insert_code`).
+
+    A quota slot taken for a row that clashed stays taken: the caller gives it back
+    (:func:`exposure.ratelimit.give_back`) before it decides the request the portable way.
+    """
+    _require_psycopg(connection)
+    missing = set(_CODE_COLUMNS).difference(row)
+    if missing:
+        raise ValueError(f"a code row needs {sorted(missing)}")
+    parameters = {
+        **_request_parameters(request, now),
+        **_limit_parameters("quota", quota, now),
+        **{name: row[name] for name in _CODE_COLUMNS},
+    }
+    [(request_count, quota_count, inserted)] = driver_rows(
+        connection, _COUNT_AND_INSERT_CODE, parameters
+    )
+    return IssueAdmission(int(request_count), quota_count, bool(inserted))
+
+
+_COUNT_AND_CLAIM_TOKEN = text(
+    "WITH"  # noqa: S608 - built of this module's and the model's constants
+    + _COUNT_REQUEST
+    + f""",
+    claimed AS (
+        UPDATE {_TOKENS.name} SET used = TRUE
+        WHERE realm_id = :realm AND token_hmac = ANY(CAST(:token_hmacs AS bytea[]))
+          AND used = FALSE AND expires_at > :now AND test_type = :type
+          AND symptom_date IS NOT DISTINCT FROM CAST(:symptom AS date)
+          AND test_date IS NOT DISTINCT FROM CAST(:tested AS date)
+          AND EXISTS (SELECT 1 FROM request WHERE request.count <= :request_limit)
+        RETURNING 1
+    )
+    SELECT (SELECT count FROM request), (SELECT count(*) FROM claimed)
+    """  # noqa: S608 - the table name is the model's constant
+)
+
+
+def count_and_claim_token(
+    connection: Connection,
+    *,
+    request: BucketLimit,
+    realm_id: int,
+    token_hmacs: Sequence[bytes],
+    test_type: str,
+    symptom_date: date | None,
+    test_date: date | None,
+    now: datetime,
+) -> tuple[int, bool]:
+    """PostgreSQL only, autocommitted: count the request and, if it is within its limit,
+    :func:`claim_token`, in one statement; the request's count and whether it claimed."""
+    _require_psycopg(connection)
+    parameters = {
+        **_request_parameters(request, now),
+        "realm": realm_id,
+        "token_hmacs": list(token_hmacs),
+        "now": now,
+        "type": test_type,
+        "symptom": symptom_date,
+        "tested": test_date,
+    }
+    [(request_count, claimed)] = driver_rows(connection, _COUNT_AND_CLAIM_TOKEN, parameters)
+    return int(request_count), claimed == 1
 
 
 def add_signing_key(session: Session, key: SigningKey) -> SigningKey:

@@ -8,13 +8,16 @@ for a retry, and two concurrent requests with one token get one certificate.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from crypto.encoding import decode_base64_lenient
 from crypto.errors import InvalidToken
 from crypto.tokens import sign_jwt_with_signer, verify_jwt
+from exposure.ratelimit import BucketLimit, RateDecision, hit_decision
 from verification import store
 from verification.cache import RealmView
 from verification.context import VerificationContext
@@ -88,7 +91,18 @@ def _verified_claims(
     raise TokenExpired("the token has expired or was already used")
 
 
-def issue_certificate(
+@dataclass(frozen=True)
+class _SignedCertificate:
+    """A certificate signed for a token, and what claiming the token matches on."""
+
+    certificate: str
+    jti: str
+    test_type: str
+    symptom: date | None
+    tested: date | None
+
+
+def _sign_certificate(
     session: Session,
     context: VerificationContext,
     *,
@@ -96,8 +110,7 @@ def issue_certificate(
     token: str,
     ekeyhmac: str,
     now: datetime,
-) -> str:
-    """Sign a certificate for ``ekeyhmac`` and consume ``token``; raise on any failure."""
+) -> _SignedCertificate:
     _check_tekmac(ekeyhmac)
     claims = _verified_claims(session, context, token, now)
     test_type, symptom, tested = _parse_subject(claims.get("sub"))
@@ -121,15 +134,94 @@ def issue_certificate(
             utc_midnight(symptom).timestamp() // INTERVAL_SECONDS
         )
     certificate = sign_jwt_with_signer(key.signer, certificate_claims, kid=key.kid)
+    return _SignedCertificate(certificate, jti, test_type, symptom, tested)
+
+
+def _spent() -> TokenExpired:
+    return TokenExpired("the token has expired or was already used")
+
+
+def issue_certificate(
+    session: Session,
+    context: VerificationContext,
+    *,
+    realm: RealmView,
+    token: str,
+    ekeyhmac: str,
+    now: datetime,
+) -> str:
+    """Sign a certificate for ``ekeyhmac`` and consume ``token``; raise on any failure."""
+    signed = _sign_certificate(
+        session, context, realm=realm, token=token, ekeyhmac=ekeyhmac, now=now
+    )
     claimed = store.claim_token(
         session,
         realm_id=realm.id,
-        token_hmacs=context.hasher.candidates(jti),
-        test_type=test_type,
-        symptom_date=symptom,
-        test_date=tested,
+        token_hmacs=context.hasher.candidates(signed.jti),
+        test_type=signed.test_type,
+        symptom_date=signed.symptom,
+        test_date=signed.tested,
         now=now,
     )
     if not claimed:
-        raise TokenExpired("the token has expired or was already used")
-    return certificate
+        raise _spent()
+    return signed.certificate
+
+
+@dataclass(frozen=True)
+class CountedCertificate:
+    """What :func:`issue_certificate_counted` did: the request's decision, and the
+    certificate when its token was claimed (None: refused by the request's limit, or the
+    token was spent; :meth:`certificate_or_refusal` tells which)."""
+
+    request: RateDecision
+    certificate: str | None
+
+    def certificate_or_refusal(self) -> str:
+        """The certificate of an allowed request; :class:`TokenExpired` if its token was
+        spent meanwhile, as :func:`issue_certificate` answers."""
+        if self.certificate is None:
+            raise _spent()
+        return self.certificate
+
+
+def issue_certificate_counted(
+    connection: Connection,
+    context: VerificationContext,
+    *,
+    realm: RealmView,
+    token: str,
+    ekeyhmac: str,
+    request_limit: BucketLimit,
+    now: datetime,
+) -> CountedCertificate | None:
+    """PostgreSQL, autocommitted: :func:`issue_certificate` with the request counted
+    against ``request_limit`` in the statement that claims the token (which claims only
+    for an allowed request).
+
+    The certificate is signed before the request is counted, so one that cannot be
+    (whatever the reason: a bad token, a missing key, a database error reading keys)
+    returns None, having counted nothing: the caller counts the request and lets
+    :func:`issue_certificate` answer it, in the order it always has.
+    """
+    try:
+        with Session(bind=connection) as session:
+            signed = _sign_certificate(
+                session, context, realm=realm, token=token, ekeyhmac=ekeyhmac, now=now
+            )
+    except Exception:
+        return None
+    request_count, claimed = store.count_and_claim_token(
+        connection,
+        request=request_limit,
+        realm_id=realm.id,
+        token_hmacs=context.hasher.candidates(signed.jti),
+        test_type=signed.test_type,
+        symptom_date=signed.symptom,
+        test_date=signed.tested,
+        now=now,
+    )
+    decision = hit_decision(
+        request_count, limit=request_limit.limit, window=request_limit.window, now=now
+    )
+    return CountedCertificate(decision, signed.certificate if claimed else None)

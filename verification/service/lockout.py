@@ -30,7 +30,16 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from exposure.ratelimit import BucketLimit, bucket_key, give_back, take
+from exposure.ratelimit import (
+    BucketLimit,
+    RateDecision,
+    bucket_key,
+    give_back,
+    hit_decision,
+    take,
+    take_decision,
+)
+from verification import store
 from verification.context import VerificationContext
 from verification.errors import CodeExpired, CodeInvalid, QuotaExceeded
 
@@ -99,12 +108,56 @@ def begin_attempt(
         )
         if not decision.allowed:
             _give_back_all(connection, taken, now)
-            raise QuotaExceeded(
-                "too many invalid codes; try again later",
-                headers={"Retry-After": str(decision.retry_after_seconds)},
-            )
+            raise _refusal(decision)
         taken.append(limit)
     return Attempt(tuple(taken), now)
+
+
+def _refusal(decision: RateDecision) -> QuotaExceeded:
+    return QuotaExceeded(
+        "too many invalid codes; try again later",
+        headers={"Retry-After": str(decision.retry_after_seconds)},
+    )
+
+
+@dataclass(frozen=True)
+class CountedAttempt:
+    """What :func:`begin_counted_attempt` did: the request's decision; when it was allowed,
+    the lookup's slots (``attempt``) or, having taken none, why not (``refusal``)."""
+
+    request: RateDecision
+    attempt: Attempt | None
+    refusal: QuotaExceeded | None
+
+
+def begin_counted_attempt(
+    connection: Connection,
+    context: VerificationContext,
+    *,
+    request_limit: BucketLimit,
+    client_bucket: str,
+    realm_id: int,
+    now: datetime,
+) -> CountedAttempt:
+    """PostgreSQL, autocommitted: count the request against ``request_limit`` and, when it
+    is allowed, :func:`begin_attempt`, in one statement: the same counts and the same
+    refusal. A request refused by its own limit takes no slot."""
+    client, realm = lockout_limits(context, client_bucket=client_bucket, realm_id=realm_id)
+    admission = store.admit_lookup(
+        connection, request=request_limit, client=client, realm=realm, now=now
+    )
+    decision = hit_decision(
+        admission.request_count, limit=request_limit.limit, window=request_limit.window, now=now
+    )
+    if not decision.allowed:
+        return CountedAttempt(decision, None, None)
+    for limit, count in ((client, admission.client_count), (realm, admission.realm_count)):
+        if count is None:
+            if limit is realm:  # the client's slot was taken for nothing
+                _give_back_all(connection, [client], now)
+            refused = take_decision(None, limit=limit.limit, window=limit.window, now=now)
+            return CountedAttempt(decision, None, _refusal(refused))
+    return CountedAttempt(decision, Attempt((client, realm), now), None)
 
 
 def _give_back_all(

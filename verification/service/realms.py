@@ -273,13 +273,36 @@ def get_api_key(session: Session, api_key_id: int) -> ApiKey:
     return record
 
 
+def _cache_key(api_key: str, context: VerificationContext) -> list[bytes]:
+    if not api_key or len(api_key) > 256:
+        raise Unauthorized("missing or invalid API key")
+    return context.hasher.candidates(api_key)
+
+
+def _admitted(
+    found: tuple[ApiKeySnapshot, RealmSnapshot], kind: ApiKeyKind
+) -> tuple[ApiKeySnapshot, RealmSnapshot]:
+    key, key_realm = found
+    if key.disabled or key_realm.disabled or key.kind != kind.value:
+        raise Unauthorized("missing or invalid API key")
+    return key, key_realm
+
+
+def authenticate_cached(
+    context: VerificationContext, *, api_key: str, kind: ApiKeyKind
+) -> tuple[ApiKeySnapshot, RealmSnapshot] | None:
+    """:func:`authenticate` from the per-process cache alone: None when the cache does not
+    know ``api_key`` (then :func:`authenticate` asks the database)."""
+    candidates = _cache_key(api_key, context)
+    found = context.caches.api_keys.get(candidates[0])
+    return None if found is None else _admitted(found, kind)
+
+
 def authenticate(
     session: Session, context: VerificationContext, *, api_key: str, kind: ApiKeyKind
 ) -> tuple[ApiKeySnapshot, RealmSnapshot]:
     """The enabled key of ``kind`` that ``api_key`` is, and its realm; else Unauthorized."""
-    if not api_key or len(api_key) > 256:
-        raise Unauthorized("missing or invalid API key")
-    candidates = context.hasher.candidates(api_key)
+    candidates = _cache_key(api_key, context)
     # The hash under the current secret names the entry: only the key itself finds it.
     cache_key = candidates[0]
     found = context.caches.api_keys.get(cache_key)
@@ -292,10 +315,7 @@ def authenticate(
             raise Unauthorized("missing or invalid API key")
         found = (ApiKeySnapshot.of(record), RealmSnapshot.of(realm))
         context.caches.api_keys.put(cache_key, found)
-    key, key_realm = found
-    if key.disabled or key_realm.disabled or key.kind != kind.value:
-        raise Unauthorized("missing or invalid API key")
-    return key, key_realm
+    return _admitted(found, kind)
 
 
 def disable_api_key(session: Session, *, api_key_id: int, now: datetime, actor: str) -> ApiKey:

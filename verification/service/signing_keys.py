@@ -132,12 +132,21 @@ def _active_key(
     return key
 
 
+def active_token_key(
+    session: Session, context: VerificationContext, now: datetime
+) -> ActiveKey | None:
+    """The system key that signs verification tokens, if one exists (reads only)."""
+    key = _active_key(session, context, purpose=TOKEN, realm_id=None, now=now)
+    if key is None:
+        return None
+    return ActiveKey(kid=key.kid, signer=context.key_store.signer(session, key.key_reference))
+
+
 def token_signer(session: Session, context: VerificationContext, now: datetime) -> ActiveKey:
     """The system key that signs verification tokens, created on first use."""
-    key = _active_key(session, context, purpose=TOKEN, realm_id=None, now=now)
+    key = active_token_key(session, context, now)
     if key is not None:
-        signer = context.key_store.signer(session, key.key_reference)
-        return ActiveKey(kid=key.kid, signer=signer)
+        return key
     created = _create(session, context, purpose=TOKEN, realm_id=None, now=now, active_at=now)
     return ActiveKey(
         kid=created.kid, signer=context.key_store.signer(session, created.key_reference)

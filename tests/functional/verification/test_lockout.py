@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.functional.verification.conftest import Api, make_api
+from verification import store
 from verification.service import lockout
 
 TODAY = "2026-11-25"
@@ -132,6 +133,9 @@ def test_a_found_code_is_answered_even_when_its_slots_cannot_be_given_back(
         raise RuntimeError(row_value)
 
     monkeypatch.setattr(lockout, "give_back", broken)
+    # The transaction's way settles after its work; on PostgreSQL the found code's slots
+    # go back in the claim's own statement, which has nothing left to fail apart.
+    monkeypatch.setattr(store, "counts_in_one_statement", lambda _connection: False)
     code = api.admin("/api/issue", {"testType": "confirmed", "symptomDate": TODAY})["code"]
 
     verified = api.device("/api/verify", {"code": code})
@@ -140,3 +144,21 @@ def test_a_found_code_is_answered_even_when_its_slots_cannot_be_given_back(
     assert verified["token"]
     assert "verify (settling) failed: RuntimeError" in caplog.text
     assert row_value not in caplog.text  # the type and the stack, never the message
+
+
+def test_a_refused_lookup_is_answered_even_when_its_slots_cannot_be_given_back(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    row_value = "-".join(("row", "value", "27182"))
+
+    def broken(*_arguments: object, **_keywords: object) -> None:
+        raise RuntimeError(row_value)
+
+    monkeypatch.setattr(lockout, "give_back", broken)
+    code = api.admin("/api/issue", {"testType": "likely", "symptomDate": TODAY})["code"]
+
+    refused = api.device("/api/verify", {"code": code, "accept": ["confirmed"]})
+
+    assert (refused["status"], refused["errorCode"]) == (412, "unsupported_test_type")
+    assert "verify (settling) failed: RuntimeError" in caplog.text
+    assert row_value not in caplog.text
