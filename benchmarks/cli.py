@@ -28,6 +28,7 @@ from benchmarks.harness import (
     HealthResult,
     LatencySummary,
 )
+from benchmarks.loadgen import MAX_CLIENT_ADDRESSES
 from benchmarks.rpi import BenchmarkMismatchError, MachineInfo, run_rpi_benchmark
 from exposure.cli.progress import progress
 
@@ -217,6 +218,16 @@ def verification(
         float,
         typer.Option("--time-limit", min=1, help="Seconds after which each phase stops."),
     ] = verification_bench.DEFAULT_TIME_LIMIT,
+    client_addresses: Annotated[
+        int | None,
+        typer.Option(
+            "--client-addresses",
+            min=1,
+            max=MAX_CLIENT_ADDRESSES,
+            help="Loopback addresses the connections come from (default: one each, as "
+            "phones do); 1 sends everything from one client, as through one NAT.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run verification flows against a server of its own; report each step's cost.
@@ -238,6 +249,7 @@ def verification(
             database_url=database_url,
             server_workers=server_workers,
             time_limit=time_limit,
+            client_addresses=client_addresses,
         )
 
     if as_json:
@@ -499,6 +511,7 @@ def _print_verification(result: verification_bench.VerificationBenchmarkResult) 
         [
             ("database", result.database),
             ("concurrency / server processes", f"{result.concurrency} / {result.server_workers}"),
+            ("client addresses", f"{result.client_addresses}"),
             ("flows completed", f"{result.flows_completed:,} of {result.flows_requested:,}"),
             ("flows failed", f"{result.flows_failed:,}"),
             ("flows/second", f"{result.flows_per_second:,.1f}"),

@@ -44,7 +44,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar, cast
@@ -58,6 +58,7 @@ except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard] on
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
+    "MAX_CLIENT_ADDRESSES",
     "Client",
     "HttpProtocolError",
     "LoadGenerator",
@@ -69,6 +70,7 @@ __all__ = [
     "build_request",
     "event_loop_name",
     "json_request",
+    "loopback_addresses",
     "run_event_loop",
 ]
 
@@ -156,6 +158,21 @@ def json_request(
     body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
     merged = {"Content-Type": "application/json", **(headers or {})}
     return build_request(method, path, host=host, label=label, headers=merged, body=body)
+
+
+#: The most distinct loopback source addresses :func:`loopback_addresses` hands out.
+MAX_CLIENT_ADDRESSES = 250 * 250
+
+
+def loopback_addresses(count: int) -> tuple[str, ...]:
+    """``count`` distinct IPv4 loopback addresses (127.0.0.1, 127.0.0.2, ...).
+
+    Linux answers on all of 127.0.0.0/8 without configuration, so connections bound to
+    these reach a server on 127.0.0.1 from what it sees as different clients.
+    """
+    if not 1 <= count <= MAX_CLIENT_ADDRESSES:
+        raise ValueError(f"count must be within 1..{MAX_CLIENT_ADDRESSES}")
+    return tuple(f"127.0.{index // 250}.{index % 250 + 1}" for index in range(count))
 
 
 # ---- one connection -----------------------------------------------------------------
@@ -375,10 +392,16 @@ class Client:
     """
 
     def __init__(
-        self, host: str, port: int, loop: asyncio.AbstractEventLoop, tally: _Tally
+        self,
+        host: str,
+        port: int,
+        loop: asyncio.AbstractEventLoop,
+        tally: _Tally,
+        source_address: str | None = None,
     ) -> None:
         self._host = host
         self._port = port
+        self._source_address = source_address
         self._loop = loop
         self._connection: _Connection | None = None
         self._tally = tally
@@ -432,7 +455,10 @@ class Client:
     async def _connect(self) -> _Connection:
         self._drop()
         _, connection = await self._loop.create_connection(
-            lambda: _Connection(self._loop), self._host, self._port
+            lambda: _Connection(self._loop),
+            self._host,
+            self._port,
+            local_addr=None if self._source_address is None else (self._source_address, 0),
         )
         self._tally.connects += 1
         self._connection = connection
@@ -494,7 +520,11 @@ class LoadGenerator:
         *,
         connections: int,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        source_addresses: Sequence[str] = (),
     ) -> None:
+        """``source_addresses``: the local addresses connections come from, in turn (e.g.
+        several loopback addresses, so a server that keys limits on the client's address
+        sees many clients, as it does in production); none: the system's choice."""
         if connections < 1:
             raise ValueError("connections must be positive")
         if not request_timeout > 0:
@@ -503,12 +533,21 @@ class LoadGenerator:
         self._port = port
         self._connections = connections
         self._request_timeout = request_timeout
+        self._source_addresses = tuple(source_addresses)
         self._clients: list[Client] = []
 
     async def __aenter__(self) -> LoadGenerator:
         loop = asyncio.get_running_loop()
+        addresses = self._source_addresses
         self._clients = [
-            Client(self._host, self._port, loop, _Tally()) for _ in range(self._connections)
+            Client(
+                self._host,
+                self._port,
+                loop,
+                _Tally(),
+                addresses[index % len(addresses)] if addresses else None,
+            )
+            for index in range(self._connections)
         ]
         return self
 

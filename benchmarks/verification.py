@@ -56,6 +56,7 @@ from benchmarks.harness import (
     summarize_latencies,
 )
 from benchmarks.loadgen import (
+    MAX_CLIENT_ADDRESSES,
     Client,
     LoadGenerator,
     LoadRun,
@@ -63,6 +64,7 @@ from benchmarks.loadgen import (
     Response,
     event_loop_name,
     json_request,
+    loopback_addresses,
     run_event_loop,
 )
 from benchmarks.rpi import MachineInfo, machine_info
@@ -158,6 +160,8 @@ class VerificationBenchmarkResult:
     flows_completed: int
     flows_failed: int
     concurrency: int
+    #: How many loopback addresses the connections came from.
+    client_addresses: int
     server_workers: int
     seconds: float
     flows_per_second: float
@@ -399,10 +403,15 @@ async def _measure(
     *,
     flows: int,
     concurrency: int,
+    client_addresses: int,
     time_limit: float,
 ) -> _Measured:
     async with LoadGenerator(
-        server.host, server.port, connections=concurrency, request_timeout=_REQUEST_TIMEOUT
+        server.host,
+        server.port,
+        connections=concurrency,
+        request_timeout=_REQUEST_TIMEOUT,
+        source_addresses=loopback_addresses(client_addresses),
     ) as generator:
         # Warm-up, not measured. The first flow runs alone: its verify creates the token
         # signing key, which concurrent first uses would race to create. Then one flow per
@@ -486,6 +495,7 @@ def run_verification_benchmark(
     server_workers: int = 1,
     time_limit: float = DEFAULT_TIME_LIMIT,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
+    client_addresses: int | None = None,
 ) -> VerificationBenchmarkResult:
     """Start a server, run ``flows`` flows step by step with ``concurrency`` clients, measure.
 
@@ -494,6 +504,12 @@ def run_verification_benchmark(
     flows run first and are not counted. Each step's phase and the ``/health`` phase stop
     after ``time_limit`` seconds.
 
+    The connections come from ``client_addresses`` loopback addresses in turn (default: one
+    per connection). The service counts requests and wrong codes per client address, as
+    it must; phones reach it from many addresses, and 32 connections from one address
+    would instead queue every verify on one address's counter rows (a single NAT under
+    attack, which ``client_addresses=1`` measures).
+
     Raises :class:`ValueError` for meaningless arguments (and ``server_workers`` above 1
     when ``exposure serve`` cannot run several processes), :class:`BenchmarkError` if the
     server cannot be started, and :class:`CertificateMismatchError` if a sampled
@@ -501,6 +517,9 @@ def run_verification_benchmark(
     """
     if flows < 1 or concurrency < 1 or sample_size < 1:
         raise ValueError("flows, concurrency and sample_size must be positive")
+    addresses = concurrency if client_addresses is None else client_addresses
+    if not 1 <= addresses <= MAX_CLIENT_ADDRESSES:
+        raise ValueError(f"client_addresses must be within 1..{MAX_CLIENT_ADDRESSES}")
     if not time_limit > 0:
         raise ValueError("time_limit must be positive")
     if database_url is not None and database is not Database.POSTGRESQL:
@@ -528,6 +547,7 @@ def run_verification_benchmark(
                 flows_unit,
                 flows=flows,
                 concurrency=concurrency,
+                client_addresses=addresses,
                 time_limit=time_limit,
             )
         )
@@ -556,6 +576,7 @@ def run_verification_benchmark(
         flows_completed=completed,
         flows_failed=attempted - completed,
         concurrency=concurrency,
+        client_addresses=addresses,
         server_workers=server_workers,
         seconds=round(seconds, 3),
         flows_per_second=round(completed / seconds, 1) if seconds > 0 else 0.0,
