@@ -16,7 +16,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from exposure.keys.kek import decode_keks
 
-
 #: With ``throwaway_demo_timing``: created_at is kept to the second ...
 DEMO_CREATED_AT_WINDOW = timedelta(seconds=1)
 #: ... and a window is batched this long after it ends (publishes answer in milliseconds;

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from exposure.client import Advertisement, Device, DerivedRpis, SightingIndex
+from exposure.client import Advertisement, DerivedRpis, Device, SightingIndex
 from exposure.client.matching import KeyWindow
 from exposure.demo.simulation import Heard
 
@@ -39,7 +39,7 @@ def build_phones(
     schedule: dict[int, dict[datetime, list[Heard]]],
     *,
     seed: int,
-    on_scan_moment: Callable[[], None] | None = None,
+    on_scan_moment: Callable[[], object] | None = None,
 ) -> list[Device]:
     """``count`` devices whose sighting stores hold the scans of ``schedule`` (empty ones too).
 

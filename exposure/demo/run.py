@@ -118,11 +118,16 @@ class Reporter(Protocol):
 
 
 class _Silent:
-    def step(self, description: str) -> None:
+    """Reports nothing (the demo as a library call, in tests)."""
+
+    def step(self, description: str) -> None:  # noqa: ARG002 - the protocol's signature
         return None
 
     def track(
-        self, items: Iterable[Item], description: str, total: int | None = None
+        self,
+        items: Iterable[Item],
+        description: str,  # noqa: ARG002 - the protocol's signature
+        total: int | None = None,  # noqa: ARG002
     ) -> Iterator[Item]:
         yield from items
 
@@ -221,9 +226,7 @@ def demo_risk() -> tuple[RiskModel, ExposureRule]:
     rule = ExposureRule(
         thresholds_db=_THRESHOLDS,
         bucket_weights=_BUCKET_WEIGHTS,
-        infectiousness_weight={
-            day: _INFECTIOUSNESS_WEIGHTS[level] for day, level in days.items()
-        },
+        infectiousness_weight={day: _INFECTIOUSNESS_WEIGHTS[level] for day, level in days.items()},
         report_weight=1.0,
         notify_at=_NOTIFY_AT,
     )

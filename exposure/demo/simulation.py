@@ -11,8 +11,9 @@ published. It never touches an RPI: it is the ground truth the matching code pat
 The model, kept simple but realistic:
 
 - Every phone scans every five minutes (:data:`SCAN_INTERVAL`) on a grid shared by all, and
-  hears a nearby phone once per scan; each scan stands for the five minutes since the last. An encounter is a run of consecutive scans in which
-  two phones hear each other, both ways, at the same attenuation.
+  hears a nearby phone once per scan; each scan stands for the five minutes since the last.
+  An encounter is a run of consecutive scans in which two phones hear each other, both
+  ways, at the same attenuation.
 - Each day each phone starts a Poisson number of encounters (mean :data:`CONTACTS_PER_DAY`)
   with phones drawn at random, between 07:00 and 23:00 UTC: some go past midnight.
 - Durations: mostly a few minutes, some an hour or more (log-normal, 1 to 36 scans).
@@ -109,9 +110,7 @@ def _poisson(rng: random.Random, mean: float) -> int:
 def _attenuations(rng: random.Random, scans: int) -> tuple[int, ...]:
     low, high = rng.choices((_CLOSE, _ROOM, _HALL), weights=_KIND_WEIGHTS)[0]
     base = rng.randint(low, high)
-    return tuple(
-        min(max(base + rng.randint(-_NOISE_DB, _NOISE_DB), 30), 100) for _ in range(scans)
-    )
+    return tuple(min(max(base + rng.randint(-_NOISE_DB, _NOISE_DB), 30), 100) for _ in range(scans))
 
 
 def plan_world(
@@ -134,7 +133,7 @@ def plan_world(
         raise ValueError(f"days must be between 1 and {MAX_DAYS}")
     if not 0 <= positive_share <= 1:
         raise ValueError("the positive share must lie within 0..1")
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - a reproducible plan, not a secret
     first_day = today - timedelta(days=days)
     encounters: list[Encounter] = []
     slots_per_day = (23 - 7) * 12  # 07:00 to 23:00 on the five-minute grid
@@ -175,9 +174,7 @@ def scan_schedule(world: World) -> dict[int, dict[datetime, list[Heard]]]:
     """
     heard: dict[int, dict[datetime, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
     for encounter in world.encounters:
-        for moment, attenuation in zip(
-            encounter.scan_times(), encounter.attenuations, strict=True
-        ):
+        for moment, attenuation in zip(encounter.scan_times(), encounter.attenuations, strict=True):
             heard[encounter.first][moment].setdefault(encounter.second, attenuation)
             heard[encounter.second][moment].setdefault(encounter.first, attenuation)
     schedule: dict[int, dict[datetime, list[Heard]]] = {}
