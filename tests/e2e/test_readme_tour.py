@@ -3,9 +3,9 @@
 The tour's shell block runs in bash with job control (as in the terminal a reader pastes it
 into), in a temporary directory that holds links to the repository's Makefile, pyproject.toml
 and .venv, so ``make run`` and ``.venv/bin/exposure`` work and every file the tour writes
-stays out of the repository. ``make run`` needs the virtual environment ``make`` made
-(``make venv``, or any target): otherwise it makes it first. The tour's server listens on a free port (``EXPOSURE_PORT``,
-which the tour defaults to 8080) and ``mktemp`` creates its data directory under the test's.
+stays out of the repository (``make run`` makes the virtual environment first if ``make``
+has not). The tour's server listens on a free port (``EXPOSURE_PORT``, which the tour
+defaults to 8080) and ``mktemp`` creates its data directory under the test's.
 """
 
 from __future__ import annotations
