@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ def _fingerprint(keys: Sequence[KeyWindow]) -> bytes:
 
 
 class SharedDerivation:
-    """The RPIs of each distinct key list the phones were handed, derived once.
+    """The RPIs of each distinct key list the phones were handed, derived once (thread-safe).
 
     Keyed by a digest of the keys themselves (data, start, period), never by file name: a
     phone is only ever given the RPIs of exactly the keys it downloaded and verified.
@@ -87,6 +88,7 @@ class SharedDerivation:
 
     def __init__(self) -> None:
         self._derived: dict[bytes, DerivedRpis] = {}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._derived)
@@ -95,7 +97,11 @@ class SharedDerivation:
         fingerprint = _fingerprint(keys)
         derived = self._derived.get(fingerprint)
         if derived is None:
-            derived = self._derived[fingerprint] = DerivedRpis(keys)
+            # Phones sync on several threads: the first to need a key list derives it.
+            with self._lock:
+                derived = self._derived.get(fingerprint)
+                if derived is None:
+                    derived = self._derived[fingerprint] = DerivedRpis(keys)
         return derived
 
 

@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -60,6 +61,7 @@ from exposure.client import (
     RiskModel,
     ServerConfig,
     SightingIndex,
+    SyncReport,
     SyncState,
     Uploader,
     daily_summaries,
@@ -99,6 +101,8 @@ _CLOSE_DELAY = timedelta(seconds=2)
 _CLOSE_MARGIN = timedelta(seconds=1)
 #: One phone in this many of those that did not test positive sends chaff.
 _CHAFF_EVERY = 20
+#: Phones downloading at once.
+_DOWNLOAD_THREADS = 4
 _SERVER_START_TIMEOUT = 60.0
 _CLI_TIMEOUT = 300.0
 
@@ -290,7 +294,6 @@ def _environment(data_dir: Path, port: int, database_url: str | None) -> dict[st
         {
             "EXPOSURE_DATA_DIR": str(data_dir),
             "EXPOSURE_PORT": str(port),
-            "EXPOSURE_BASE_URL": f"http://127.0.0.1:{port}",
             "EXPOSURE_METRICS_PORT": "0",
             DEMO_TIMING_SETTING: "true",
             # Every simulated phone calls from 127.0.0.1, which the per-client limit would
@@ -538,20 +541,32 @@ def _download(
 ) -> tuple[list[tuple[SightingIndex, SyncState]], int, int]:
     source = _source(server, setup)
     shared = SharedDerivation()
+    now = datetime.now(UTC)
+
+    def sync(phone: Device) -> tuple[SightingIndex, SyncState, SyncReport]:
+        # Each phone its own index, state and sync; the HTTP client (thread-safe) and the
+        # derivation cache are shared.
+        index = SightingIndex(phone.sightings.sightings)
+        syncing = ExportSync(source, SyncState(), http=http)
+        try:
+            report = syncing.run(PhoneMatcher(index, shared), now=now)
+        except ClientError as error:
+            raise DemoFailed(f"a phone could not download: {error.code}") from None
+        return index, syncing.state, report
+
     states: list[tuple[SightingIndex, SyncState]] = []
     refused = 0
     files: set[str] = set()
-    now = datetime.now(UTC)
-    for phone in shown.track(phones, "phones downloading, verifying, matching", total=len(phones)):
-        index = SightingIndex(phone.sightings.sightings)
-        sync = ExportSync(source, SyncState(), http=http)
-        try:
-            report = sync.run(PhoneMatcher(index, shared), now=now)
-        except ClientError as error:
-            raise DemoFailed(f"a phone could not download: {error.code}") from None
-        refused += len(report.refused)
-        files.update(report.processed)
-        states.append((index, sync.state))
+    # While one phone's download is on the wire, another verifies and matches: the server
+    # and the phones keep both cores busy.
+    with ThreadPoolExecutor(max_workers=_DOWNLOAD_THREADS) as pool:
+        synced = pool.map(sync, phones)
+        for index, state, report in shown.track(
+            synced, "phones downloading, verifying, matching", total=len(phones)
+        ):
+            refused += len(report.refused)
+            files.update(report.processed)
+            states.append((index, state))
     return states, refused, len(files)
 
 

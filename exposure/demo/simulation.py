@@ -30,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 
 __all__ = [
     "CONTACTS_PER_DAY",
@@ -155,8 +156,7 @@ def plan_world(
     return World(phones, first_day, days, tuple(encounters), onsets)
 
 
-@dataclass(frozen=True, slots=True)
-class Heard:
+class Heard(NamedTuple):
     """One phone's reading of another in one scan."""
 
     sender: int
@@ -172,19 +172,31 @@ def scan_schedule(world: World) -> dict[int, dict[datetime, list[Heard]]]:
     may overlap; a phone hears another once per scan, so the first encounter's reading of
     that scan is kept.
     """
-    heard: dict[int, dict[datetime, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
+    # Worked on scan numbers since the first day (plain integers hash and sort far faster
+    # than datetimes), turned into moments once each at the end.
+    origin = datetime.combine(world.first_day, time(0), tzinfo=UTC)
+    step = int(SCAN_INTERVAL.total_seconds())
+    heard: dict[int, dict[int, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
     for encounter in world.encounters:
-        for moment, attenuation in zip(encounter.scan_times(), encounter.attenuations, strict=True):
-            heard[encounter.first][moment].setdefault(encounter.second, attenuation)
-            heard[encounter.second][moment].setdefault(encounter.first, attenuation)
+        first_scan = int((encounter.start - origin).total_seconds()) // step
+        for number, attenuation in enumerate(encounter.attenuations, start=first_scan):
+            heard[encounter.first][number].setdefault(encounter.second, attenuation)
+            heard[encounter.second][number].setdefault(encounter.first, attenuation)
+    moments: dict[int, datetime] = {}
     schedule: dict[int, dict[datetime, list[Heard]]] = {}
     for phone, scans in sorted(heard.items()):
-        moments = set(scans)
-        moments.update(moment - SCAN_INTERVAL for moment in scans)
-        schedule[phone] = {
-            moment: [Heard(sender, db) for sender, db in sorted(scans.get(moment, {}).items())]
-            for moment in sorted(moments)
-        }
+        numbers = set(scans)
+        numbers.update([number - 1 for number in scans])
+        timeline: dict[datetime, list[Heard]] = {}
+        for number in sorted(numbers):
+            moment = moments.get(number)
+            if moment is None:
+                moment = moments[number] = origin + number * SCAN_INTERVAL
+            readings = scans.get(number)
+            timeline[moment] = (
+                [Heard(sender, db) for sender, db in sorted(readings.items())] if readings else []
+            )
+        schedule[phone] = timeline
     return schedule
 
 
