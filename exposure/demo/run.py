@@ -95,9 +95,11 @@ DEMO_EXPORT_PERIOD = timedelta(seconds=5)
 DEMO_EXPORT_ROOT = "demo"
 #: The setting that makes the server a throwaway demo one (docs/privacy.md).
 DEMO_TIMING_SETTING = "EXPOSURE_KEYSERVER_THROWAWAY_DEMO_TIMING"
-#: After a window ends, the server batches it this much later (the setting's delay) ...
+#: After a window ends, the server batches it this much later: the setting's delay
+#: (``DEMO_CLOSE_DELAY`` in keyserver/settings.py, which the demo, an outsider, may not
+#: import). Were it longer, the file would miss keys and the demo would say found != expected.
 _CLOSE_DELAY = timedelta(seconds=2)
-# ... and the demo waits a little more, so that a second of clock rounding never matters.
+# The demo waits a little more, so that a second of clock rounding never matters.
 _CLOSE_MARGIN = timedelta(seconds=1)
 #: One phone in this many of those that did not test positive sends chaff.
 _CHAFF_EVERY = 20
@@ -365,7 +367,7 @@ def _wait_until_up(base_url: str, process: subprocess.Popen[bytes], log_path: Pa
 # ---- the demo ----------------------------------------------------------------------------
 
 
-class _Clock:
+class _Steps:
     """Each step's wall-clock seconds, in the order the steps ran."""
 
     def __init__(self, report: DemoReport, reporter: Reporter) -> None:
@@ -386,15 +388,16 @@ def run_demo(
     options: DemoOptions,
     reporter: Reporter | None = None,
     *,
-    today: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> DemoReport:
     """Run the whole demo; raises :class:`DemoFailed` if a step cannot be done.
 
-    ``today`` is the clock (the phones met on the days before its date).
+    The phones met on the days before ``clock()``'s date. The uploads, the wait for the
+    export window and the downloads run on the real clock, as the server does.
     """
     shown = reporter or _Silent()
     model, rule = demo_risk()
-    now = today()
+    now = clock()
     world = plan_world(
         phones=options.phones,
         days=options.days,
@@ -403,13 +406,13 @@ def run_demo(
         positive_share=options.positive_share,
     )
     report = DemoReport(phones=options.phones, positives=len(world.positives))
-    clock = _Clock(report, shown)
+    steps = _Steps(report, shown)
     with ExitStack() as resources:
-        with clock.step("start_server", "starting exposure serve"):
+        with steps.step("start_server", "starting exposure serve"):
             server = resources.enter_context(_server(options))
-        with clock.step("bootstrap", "bootstrap: realm, keys, trust, export series"):
+        with steps.step("bootstrap", "bootstrap: realm, keys, trust, export series"):
             setup = _bootstrap(server)
-        with clock.step("simulate", "simulating"):
+        with steps.step("simulate", "simulating"):
             schedule = scan_schedule(world)
             truth = expected_exposures(world, schedule, rule)
             total = scan_moments(schedule)
@@ -429,21 +432,21 @@ def run_demo(
             for _ in moments:  # closes the bar
                 pass
         http = resources.enter_context(httpx.Client(timeout=30))
-        with clock.step("issue_codes", "lab: issuing codes"):
+        with steps.step("issue_codes", "lab: issuing codes"):
             codes = _issue_codes(http, server, setup, world, shown)
-        with clock.step("upload", "positive phones uploading"):
+        with steps.step("upload", "positive phones uploading"):
             published, chaff = _upload(http, server, setup, world, phones, codes, now, shown)
             last_upload = datetime.now(UTC)
         report.keys_published, report.chaff_requests = published, chaff
-        with clock.step("wait_for_window", "waiting for the export window to close"):
+        with steps.step("wait_for_window", "waiting for the export window to close"):
             _wait_for_window(last_upload)
-        with clock.step("export", "exporting: export-batches, export-worker"):
+        with steps.step("export", "exporting: export-batches, export-worker"):
             server.cli("jobs", "run", "export-batches")
             server.cli("jobs", "run", "export-worker")
-        with clock.step("download_and_match", "phones downloading, verifying, matching"):
+        with steps.step("download_and_match", "phones downloading, verifying, matching"):
             states, refused, files = _download(http, server, setup, phones, shown)
         report.files_exported, report.refused_files = files, refused
-    with clock.step("risk", "phones computing exposure windows"):
+    with steps.step("risk", "phones computing exposure windows"):
         _score(report, states, model, truth, now.date(), shown)
     return report
 
