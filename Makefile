@@ -12,7 +12,7 @@ REVISION_PROTO_DIR := keyserver/proto
 PROTO_SRC := ../shared/interop/proto
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test fuzz lint typecheck check proto clean
+.PHONY: help venv run demo test fuzz lint typecheck check proto clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ venv: $(STAMP) ## create .venv and install the project with its dev tools
 
 run: $(STAMP) ## start the service on the embedded SQLite default (127.0.0.1:8080, state in ./var)
 	$(BIN)/exposure serve
+
+demo: $(STAMP) ## simulate 1,000 phones against a real server in a temporary directory
+	$(BIN)/exposure demo
 
 test: $(STAMP) ## run the whole test suite (PostgreSQL tests need EXPOSURE_TEST_DATABASE_URL)
 	$(BIN)/python -m pytest

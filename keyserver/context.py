@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +14,8 @@ from keyserver.service.publish import RevisionSecrets
 from keyserver.service.revision_keys import RevisionKeyCache
 from keyserver.service.trust import TrustCache
 from keyserver.settings import KeyserverSettings
+
+_logger = logging.getLogger(__name__)
 
 #: The purpose of the sealed secret that is every revision token's authenticated data.
 REVISION_TOKEN_AAD = "revision-token-aad"  # noqa: S105 - a purpose name, not a secret
@@ -48,6 +51,12 @@ class KeyserverContext:
         export_store: BlobStore,
     ) -> KeyserverContext:
         """A context whose revision keys are sealed under ``revision_wrapping``."""
+        if settings.throwaway_demo_timing:
+            # Said at every start, so that it cannot go unnoticed in a real deployment's logs.
+            _logger.warning(
+                "throwaway demo timing is on: created_at is kept to the second and export "
+                "windows close 2 s after they end; never use this where real people upload"
+            )
         return cls(
             settings=settings,
             session_factory=session_factory,

@@ -16,6 +16,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from exposure.keys.kek import decode_keks
 
+#: With ``throwaway_demo_timing``: created_at is kept to the second ...
+DEMO_CREATED_AT_WINDOW = timedelta(seconds=1)
+#: ... and a window is batched this long after it ends (publishes answer in milliseconds;
+#: a demo uploads nothing once it starts its export).
+DEMO_CLOSE_DELAY = timedelta(seconds=2)
+
 
 class KeyserverSettings(BaseSettings):
     """How the key server validates, stores and revises uploaded keys."""
@@ -96,6 +102,16 @@ class KeyserverSettings(BaseSettings):
         timedelta, Field(ge=timedelta(seconds=1), le=timedelta(minutes=2))
     ] = timedelta(seconds=30)
     maintenance_mode: bool = False
+    throwaway_demo_timing: bool = Field(
+        default=False,
+        description=(
+            "Throwaway demos only (`exposure demo`, the README tour): keep created_at to the "
+            "second and close an export window 2 s after it ends, so a demo's keys are "
+            "exported within seconds. It removes the hour of timing privacy that truncation "
+            "gives and must never be set where real people upload. The embargo of keys still "
+            "in use, the padding and every other rule stay as they are."
+        ),
+    )
     kek: SecretStr | None = Field(
         default=None,
         description=(
@@ -148,6 +164,16 @@ class KeyserverSettings(BaseSettings):
     export_worker_interval: Annotated[timedelta, Field(ge=timedelta(seconds=10))] = Field(
         default=timedelta(minutes=1), description="How often serve runs the export worker."
     )
+
+    @property
+    def created_at_window(self) -> timedelta:
+        """What ``created_at`` (and a revision's time) is truncated to."""
+        return DEMO_CREATED_AT_WINDOW if self.throwaway_demo_timing else self.truncate_window
+
+    @property
+    def window_close_delay(self) -> timedelta:
+        """How old a window's end must be before it is batched."""
+        return DEMO_CLOSE_DELAY if self.throwaway_demo_timing else self.export_min_window_age
 
     @field_validator("default_region")
     @classmethod

@@ -45,6 +45,17 @@ class ExposureGroup(LazyGroup):
         ),
         LazyCommand("export", "exposure.cli.export:export_app", "GAEN export files: inspect."),
         LazyCommand(
+            "phone",
+            "exposure.cli.phone:phone_app",
+            "One phone over HTTP: upload with a code, download and verify exports.",
+        ),
+        LazyCommand(
+            "demo",
+            "exposure.cli.demo:demo_app",
+            "Simulate phones against a real server; check what they find.",
+            single=True,
+        ),
+        LazyCommand(
             "bench",
             "benchmarks.cli:bench_app",
             "Measure the hot paths (RPI, matching, verification flow, publish, export, purge) "

@@ -591,6 +591,7 @@ def _bootstrap_exports(deployment: Deployment, now: datetime) -> dict[str, Any]:
         signer = infos[0]
         return {
             "export_root": config.filename_root,
+            "export_region": config.output_region,
             "index_url": index_url(deployment.settings.base.base_url, config.filename_root),
             "export_public_key_pem": signer.public_key_pem,
             "export_key_id": signer.key_id,

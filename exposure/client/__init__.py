@@ -57,6 +57,7 @@ from exposure.client.exports import (
 )
 from exposure.client.matching import (
     DEFAULT_TOLERANCE,
+    DerivedRpis,
     DiagnosisKey,
     KeyMatcher,
     ParallelMatcher,
@@ -94,6 +95,7 @@ __all__ = [
     "ClientError",
     "ClientErrorCode",
     "DailySummary",
+    "DerivedRpis",
     "Device",
     "DiagnosisKey",
     "ExportRefused",

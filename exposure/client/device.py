@@ -35,6 +35,7 @@ from crypto.gaen import (
     encrypt_metadata,
     interval_number,
     rolling_proximity_identifier,
+    rolling_proximity_identifiers,
 )
 from crypto.randomness import random_bytes as system_random_bytes
 from exposure.client.sightings import Reception, SightingStore
@@ -171,8 +172,12 @@ class Device:
         self.metadata = metadata or BluetoothMetadata()
         self.sightings = sightings if sightings is not None else SightingStore()
         self._keys: list[TemporaryExposureKey] = []
-        # The derived keys of the newest TEK: every broadcast of a day uses the same pair.
-        self._derived: tuple[bytes, bytes, bytes] | None = None
+        # The newest TEK's broadcasts: its key data, its RPIs (all of them, derived at once
+        # on its first broadcast, far cheaper than one by one) and the AEMs made so far.
+        self._derived: (
+            tuple[TemporaryExposureKey, list[bytes], bytes, dict[tuple[int, bytes], bytes]] | None
+        )
+        self._derived = None
 
     @property
     def keys(self) -> tuple[TemporaryExposureKey, ...]:
@@ -207,11 +212,18 @@ class Device:
     def advertisement(self, at: datetime) -> Advertisement:
         """What the device broadcasts at ``at``: the RPI and AEM of that interval."""
         key = self.key_at(at)
-        if self._derived is None or self._derived[0] != key.key_data:
-            self._derived = (key.key_data, derive_rpik(key.key_data), derive_aemk(key.key_data))
-        _, rpik, aemk = self._derived
-        rpi = rolling_proximity_identifier(rpik, interval_number(at))
-        return Advertisement(rpi=rpi, aem=encrypt_metadata(aemk, rpi, self.metadata.encode()))
+        if self._derived is None or self._derived[0].key_data != key.key_data:
+            rpis = rolling_proximity_identifiers(key.key_data, key.rolling_start_interval_number)
+            self._derived = (key, rpis, derive_aemk(key.key_data), {})
+        _, rpis, aemk, aems = self._derived
+        offset = interval_number(at) - key.rolling_start_interval_number
+        rpi = rpis[offset]
+        # By metadata too: an app may change the transmit power it announces at any time.
+        metadata = self.metadata.encode()
+        aem = aems.get((offset, metadata))
+        if aem is None:
+            aem = aems[offset, metadata] = encrypt_metadata(aemk, rpi, metadata)
+        return Advertisement(rpi=rpi, aem=aem)
 
     def record_scan(self, at: datetime, receptions: Iterable[Reception]) -> None:
         """Record one Bluetooth scan (see :meth:`SightingStore.record_scan`)."""

@@ -556,6 +556,15 @@ class ExportSync:
             raise IndexUnavailable("index.txt is not text", status=response.status_code) from None
         return [line.strip() for line in text.splitlines() if line.strip()]
 
+    def download(self, name: str) -> bytes:
+        """The bytes of export file ``name`` as index.txt lists it, unverified (size-capped).
+
+        :meth:`run` verifies what it downloads; a caller of this method passes the bytes to
+        :func:`open_export` before trusting any of them. Raises :class:`ExportRefused`
+        (``bad_index_entry``, ``missing_file``, ``download_failed``, ``too_large``).
+        """
+        return self._download(name)
+
     def _download(self, name: str) -> bytes:
         if _INDEX_ENTRY.fullmatch(name) is None or ".." in name.split("/"):
             raise ExportRefused(

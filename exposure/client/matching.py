@@ -18,6 +18,11 @@ How it stays fast (docs/benchmarks.md has the numbers):
 - :class:`ParallelMatcher` hands chunks to worker processes, each holding a copy of the
   index, and receives only the hits.
 
+Many phones with one download (a simulation, a demo) need not derive it once each:
+:class:`DerivedRpis` derives a key list once, and each phone's index then looks its own
+sightings up in it (:meth:`SightingIndex.hits_in`), which costs a dictionary lookup per
+sighting instead of a derivation per key.
+
 Both matchers have ``match(keys) -> positions of matched keys``, the :class:`KeyMatcher`
 protocol the download sync uses, and ``hits(keys)`` with every (key, interval, sighting).
 
@@ -54,6 +59,7 @@ from exposure.export.model import ReportType
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_TOLERANCE",
+    "DerivedRpis",
     "DiagnosisKey",
     "KeyMatcher",
     "KeyWindow",
@@ -212,6 +218,24 @@ class SightingIndex:
         found.sort(key=lambda hit: (hit.key, hit.interval, hit.sighting))
         return found
 
+    def hits_in(self, derived: DerivedRpis) -> list[RpiHit]:
+        """As :meth:`hits` for the keys ``derived`` was built from, without deriving again:
+        each sighted RPI is looked up among the derived ones."""
+        found: list[RpiHit] = []
+        for rpi, positions in self._by_rpi.items():
+            for key, interval in derived.lookup(rpi):
+                found.extend(
+                    RpiHit(key, interval, sighting)
+                    for sighting in positions
+                    if self._in_tolerance(interval, self._times[sighting])
+                )
+        found.sort(key=lambda hit: (hit.key, hit.interval, hit.sighting))
+        return found
+
+    def match_in(self, derived: DerivedRpis) -> list[int]:
+        """As :meth:`match`, for the keys ``derived`` was built from."""
+        return sorted({hit.key for hit in self.hits_in(derived)})
+
     def _in_tolerance(self, interval: int, seen_at: int) -> bool:
         begins = interval * _INTERVAL_SECONDS
         return (
@@ -219,6 +243,69 @@ class SightingIndex:
             <= seen_at
             < begins + _INTERVAL_SECONDS + self._tolerance_seconds
         )
+
+
+class DerivedRpis:
+    """Every RPI of a list of keys, derived once, to look sightings up in.
+
+    The derivation is the flat one :meth:`SightingIndex.hits` uses; the RPIs are indexed by
+    their first eight bytes (as integers), and a lookup compares the full sixteen. Keys that
+    cannot be derived are skipped, so positions still refer to the list given. Memory is
+    about 100 bytes per RPI: 144 per key.
+    """
+
+    def __init__(self, keys: Sequence[KeyWindow], *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be positive")
+        self.key_count = len(keys)
+        self._blocks: list[tuple[bytes, list[tuple[int, int]], int]] = []
+        # word -> location (block << 32 | RPI number in the block); a word shared by two RPIs
+        # (never seen in practice, but possible) moves to the rare list of several locations.
+        self._words: dict[int, int] = {}
+        self._shared_words: dict[int, list[int]] = {}
+        for first in range(0, len(keys), chunk_size):
+            chunk = keys[first : first + chunk_size]
+            by_period: dict[int, list[int]] = {}
+            for position, key in enumerate(chunk):
+                if _is_derivable(key[0], key[1], key[2]):
+                    by_period.setdefault(key[2], []).append(first + position)
+            for period, positions in by_period.items():
+                derived = b"".join(
+                    derive_rpi_blocks([(keys[p][0], keys[p][1]) for p in positions], count=period)
+                )
+                block = len(self._blocks)
+                self._blocks.append((derived, [(p, keys[p][1]) for p in positions], period))
+                words = array(_WORD)
+                words.frombytes(derived)
+                for number, word in enumerate(words[::_WORDS_PER_RPI]):
+                    location = block << 32 | number
+                    if word in self._shared_words:
+                        self._shared_words[word].append(location)
+                    elif word in self._words:
+                        self._shared_words[word] = [self._words.pop(word), location]
+                    else:
+                        self._words[word] = location
+
+    def __len__(self) -> int:
+        """The number of RPIs derived."""
+        return sum(len(derived) // RPI_LENGTH for derived, _, _ in self._blocks)
+
+    def lookup(self, rpi: bytes) -> list[tuple[int, int]]:
+        """The (key position, interval) pairs whose RPI is ``rpi`` (nearly always 0 or 1)."""
+        if len(rpi) != RPI_LENGTH:
+            return []
+        word = array(_WORD, rpi[:8])[0]
+        single = self._words.get(word)
+        locations = [single] if single is not None else self._shared_words.get(word, [])
+        found: list[tuple[int, int]] = []
+        for location in locations:
+            block, number = location >> 32, location & 0xFFFFFFFF
+            derived, starts, period = self._blocks[block]
+            if derived[number * RPI_LENGTH : (number + 1) * RPI_LENGTH] == rpi:
+                member, offset = divmod(number, period)
+                position, start = starts[member]
+                found.append((position, start + offset))
+        return found
 
 
 # ---- worker processes ------------------------------------------------------------------

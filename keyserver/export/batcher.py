@@ -20,7 +20,9 @@ A config's windows ``[start, end)`` tile time without gap or overlap:
 - A window is closed once ``end <= truncate(now - export_min_window_age, truncate_window)``:
   keys are stored with ``created_at`` truncated to the hour (or later, for embargoed keys),
   so a window ends up with all its keys only once the last hour in it is over, and the
-  minimum age leaves publishes in flight time to commit.
+  minimum age leaves publishes in flight time to commit. A throwaway demo server
+  (``throwaway_demo_timing``) truncates to the second and waits 2 seconds instead: the same
+  rule at a scale a demo can wait for (docs/privacy.md says why production never does).
 - Windows are created while ``start < valid_until``: the window that straddles the end of a
   config is still exported whole.
 
@@ -61,7 +63,7 @@ MAX_WINDOWS_PER_RUN = 2_000
 
 def closing_time(now: datetime, settings: KeyserverSettings) -> datetime:
     """Windows ending at or before this instant may be batched at ``now``."""
-    return truncate(now - settings.export_min_window_age, settings.truncate_window)
+    return truncate(now - settings.window_close_delay, settings.created_at_window)
 
 
 def batch_windows(

@@ -251,7 +251,7 @@ def store_publish(
             raise InvalidRevisionToken("revision token is invalid")
         raise MissingRevisionToken("no revision token, but sent existing keys")
     token_entries = {entry.key: entry for entry in previous or ()}
-    revised_at = truncate(now, settings.truncate_window)
+    revised_at = truncate(now, settings.created_at_window)
 
     new_rows: list[dict[str, Any]] = []
     processed: list[RevisableKey] = []

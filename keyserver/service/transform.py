@@ -167,8 +167,8 @@ class _Window:
         return cls(
             current_interval=interval_number(now),
             oldest_end_interval=interval_number(now - settings.max_interval_age),
-            created_at=truncate(now, settings.truncate_window),
-            truncate_window=settings.truncate_window,
+            created_at=truncate(now, settings.created_at_window),
+            truncate_window=settings.created_at_window,
             embargo=not settings.release_same_day_keys,
         )
 

@@ -43,3 +43,26 @@ def test_the_certificate_lifetime_is_read_from_the_environment(
     monkeypatch.setenv("EXPOSURE_KEYSERVER_CERTIFICATE_MAX_LIFETIME", "PT30M")
 
     assert KeyserverSettings().certificate_max_lifetime == timedelta(minutes=30)
+
+
+def test_production_timing_is_the_default_and_its_floors_stand() -> None:
+    settings = KeyserverSettings()
+    assert settings.throwaway_demo_timing is False
+    assert settings.created_at_window == settings.truncate_window == timedelta(hours=1)
+    assert settings.window_close_delay == settings.export_min_window_age == timedelta(hours=2)
+    # The demo timing is a switch of its own: the production settings still refuse
+    # second-scale values, with or without it.
+    for name, value in (
+        ("truncate_window", timedelta(seconds=1)),
+        ("export_min_window_age", timedelta(seconds=2)),
+    ):
+        with pytest.raises(ValidationError, match=name):
+            KeyserverSettings(**{name: value})
+        with pytest.raises(ValidationError, match=name):
+            KeyserverSettings(**{name: value, "throwaway_demo_timing": True})
+
+
+def test_throwaway_demo_timing_works_in_seconds() -> None:
+    settings = KeyserverSettings(throwaway_demo_timing=True)
+    assert settings.created_at_window == timedelta(seconds=1)
+    assert settings.window_close_delay == timedelta(seconds=2)

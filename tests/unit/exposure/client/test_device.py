@@ -51,6 +51,18 @@ def test_the_broadcast_is_the_key_schedule_of_its_interval() -> None:
     assert advertisement == advertisement_for(key, interval_number(MORNING), phone.metadata)
 
 
+def test_every_broadcast_of_a_day_is_its_interval_s_even_when_the_power_changes() -> None:
+    phone = Device(random_bytes=seeded(3))
+    moments = [MORNING + timedelta(minutes=7 * n) for n in range(40)]
+    for number, moment in enumerate(moments):
+        if number == 20:  # the app announces another transmit power from now on
+            phone.metadata = BluetoothMetadata(tx_power_dbm=-20)
+        key = phone.key_at(moment)
+        assert phone.advertisement(moment) == advertisement_for(
+            key, interval_number(moment), phone.metadata
+        )
+
+
 def test_metadata_is_version_power_and_two_reserved_bytes() -> None:
     assert BluetoothMetadata(tx_power_dbm=8).encode() == bytes.fromhex("40080000")
     assert BluetoothMetadata(tx_power_dbm=-20).encode() == bytes.fromhex("40ec0000")

@@ -429,6 +429,43 @@ class TestSync:
         assert "../secrets.zip" not in cdn.requested
         assert SyncState.load(path).processed == set(report.processed)
 
+    def test_a_later_sync_that_refuses_files_keeps_what_earlier_syncs_processed(
+        self,
+        signer: FileSigner,
+        other_signer: FileSigner,
+        phone_index: SightingIndex,
+        tmp_path: Path,
+    ) -> None:
+        path = tmp_path / "sync.json"
+        first = FakeCdn(
+            {
+                "v1/index.txt": index_of("v1/1-2-00001.zip"),
+                "v1/1-2-00001.zip": signed_export(signer, KEYS[:1]),
+            }
+        )
+        sync_with(first, signer, SyncState(), path).run(phone_index, now=MORNING)
+        # The next index lists the processed file, a forged one and one the CDN lost.
+        later = FakeCdn(
+            {
+                "v1/index.txt": index_of(
+                    "v1/1-2-00001.zip", "v1/2-3-00001.zip", "v1/3-4-00001.zip"
+                ),
+                "v1/2-3-00001.zip": signed_export(other_signer, KEYS[3:4]),
+            }
+        )
+
+        report = sync_with(later, signer, SyncState.load(path), path).run(phone_index, now=MORNING)
+
+        assert report.processed == ()
+        assert [(r.name, r.code) for r in report.refused] == [
+            ("v1/2-3-00001.zip", "invalid_signature"),
+            ("v1/3-4-00001.zip", "missing_file"),
+        ]
+        assert "v1/1-2-00001.zip" not in later.requested
+        saved = SyncState.load(path)
+        assert saved.processed == {"v1/1-2-00001.zip"}
+        assert saved.matched_keys == [KEYS[0]]
+
     def test_a_file_over_the_limit_is_not_read_to_the_end(
         self, signer: FileSigner, phone_index: SightingIndex
     ) -> None:

@@ -15,6 +15,7 @@ from crypto.gaen import (
     rolling_proximity_identifiers,
 )
 from exposure.client import (
+    DerivedRpis,
     DiagnosisKey,
     ParallelMatcher,
     ReportType,
@@ -215,6 +216,27 @@ def test_workers_find_what_one_process_finds() -> None:
     assert matched == [0, 1_999, 2_000, 4_321]
 
 
+def test_derived_once_many_phones_find_what_each_would_find_alone() -> None:
+    start = interval_number(MORNING)
+    random_bytes = seeded(9)
+    keys = [DiagnosisKey(random_bytes(16), start - 144 * (n % 3), 144 - n % 7) for n in range(300)]
+    keys.insert(5, DiagnosisKey(bytes(15), start))  # not derivable: skipped, positions kept
+    phones = [
+        SightingIndex([sighting(rpi_of(keys[n], 1), at_interval(keys[n][1] + 1)) for n in heard])
+        for heard in ([0, 17], [], [299, 6], [4])
+    ]
+    # A sighting of a published RPI made far outside the tolerance is not a hit either way.
+    phones.append(SightingIndex([sighting(rpi_of(keys[9], 1), at_interval(keys[9][1] + 40))]))
+
+    derived = DerivedRpis(keys, chunk_size=64)
+
+    assert len(derived) == sum(key[2] for key in keys if len(key[0]) == 16)
+    for index in phones:
+        assert index.hits_in(derived) == index.hits(keys)
+    assert [index.match_in(derived) for index in phones] == [[0, 17], [], [6, 299], [4], []]
+    assert derived.lookup(bytes(3)) == []
+
+
 def test_workers_with_nothing_heard_answer_at_once() -> None:
     with ParallelMatcher(SightingIndex([]), workers=1) as matcher:
         assert matcher.match([DiagnosisKey(bytes(16), 100)]) == []
@@ -258,6 +280,7 @@ def test_any_sighting_of_a_published_key_is_found(
     hits = SightingIndex(heard).hits(published)
 
     assert RpiHit(position, start + offset, len(heard) - 1) in hits
+    assert SightingIndex(heard).hits_in(DerivedRpis(published)) == hits
 
 
 @settings(max_examples=40, deadline=None)
@@ -278,3 +301,4 @@ def test_no_sighting_of_an_unpublished_key_is_ever_found(
     ]
 
     assert SightingIndex(heard).match(published) == []
+    assert SightingIndex(heard).match_in(DerivedRpis(published)) == []

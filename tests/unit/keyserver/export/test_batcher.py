@@ -335,6 +335,16 @@ def test_nothing_is_closed_before_the_minimum_window_age(db_session: Session) ->
     assert len(_windows(db_session, config)) == 1
 
 
+def test_throwaway_demo_timing_closes_a_window_seconds_after_it_ends() -> None:
+    demo = keyserver_settings(throwaway_demo_timing=True)
+    ended = T0 + timedelta(seconds=10)
+
+    assert closing_time(ended + timedelta(seconds=1, milliseconds=999), demo) < ended
+    assert closing_time(ended + timedelta(seconds=2), demo) == ended
+    # The same moment on a production server: that window is hours from closing.
+    assert closing_time(ended + timedelta(seconds=2), SETTINGS) == T0 - 2 * HOUR
+
+
 def test_configs_are_inactive_before_valid_from_and_after_valid_until(db_session: Session) -> None:
     future = _config(db_session, root="future", valid_from=T0 + 10 * DAY)
     ended = _config(db_session, root="ended", valid_from=T0, valid_until=T0 + DAY)

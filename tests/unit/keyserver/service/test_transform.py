@@ -361,6 +361,15 @@ def test_release_same_day_keys_turns_the_embargo_off() -> None:
     assert result.keys[0].created_at == datetime(2026, 11, 25, 12, tzinfo=UTC)
 
 
+def test_throwaway_demo_timing_keeps_the_second_and_still_embargoes() -> None:
+    settings = KeyserverSettings(throwaway_demo_timing=True)
+    result = run(publish(key(TODAY), key(TODAY - DAY)), settings=settings)
+    created = {k.interval_number: k.created_at for k in result.keys}
+    # A key still in use is held back as ever: until one second after it expires.
+    assert created[TODAY] == datetime(2026, 11, 26, 0, 0, 1, tzinfo=UTC)
+    assert created[TODAY - DAY] == NOW.replace(microsecond=0)
+
+
 # --- whole-request checks -------------------------------------------------------------
 
 
