@@ -8,6 +8,7 @@ failure paths are checked byte for byte, without the real service.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from benchmarks.loadgen import (
+    MAX_CLIENT_ADDRESSES,
     Client,
     LoadGenerator,
     LoadRun,
@@ -23,6 +25,7 @@ from benchmarks.loadgen import (
     build_request,
     event_loop_name,
     json_request,
+    loopback_addresses,
     run_event_loop,
 )
 
@@ -426,3 +429,50 @@ def test_a_server_that_is_not_there_fails_every_unit() -> None:
 def test_the_event_loop_is_named() -> None:
     assert event_loop_name() in {"uvloop", "asyncio"}
     assert isinstance(Request("x", b""), Request)
+
+
+# ---- source addresses ------------------------------------------------------------------
+
+
+def test_loopback_addresses_are_distinct_and_in_127_8() -> None:
+    addresses = loopback_addresses(600)
+
+    assert addresses[:3] == ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+    assert len(set(addresses)) == 600
+    assert all(ipaddress.ip_address(address).is_loopback for address in addresses)
+    assert loopback_addresses(MAX_CLIENT_ADDRESSES)[-1] == "127.0.249.250"
+    for count in (0, MAX_CLIENT_ADDRESSES + 1):
+        with pytest.raises(ValueError, match="count"):
+            loopback_addresses(count)
+
+
+def test_connections_come_from_the_source_addresses_in_turn() -> None:
+    peers: list[str] = []
+
+    async def main() -> LoadRun:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peers.append(writer.get_extra_info("peername")[0])
+            try:
+                while True:
+                    await reader.readuntil(b"\r\n\r\n")
+                    writer.write(ok_json({"status": "ok"}))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(handle, HOST, 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with LoadGenerator(
+                HOST, port, connections=5, source_addresses=loopback_addresses(3)
+            ) as generator:
+                return await generator.run(single()(port), units=20, time_limit=10)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    result = run(main)
+
+    assert result.units_completed == 20
+    assert sorted(peers) == ["127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2", "127.0.0.3"]

@@ -98,6 +98,7 @@ def canned_result() -> bench.VerificationBenchmarkResult:
         flows_completed=98,
         flows_failed=2,
         concurrency=4,
+        client_addresses=4,
         server_workers=1,
         seconds=0.8,
         flows_per_second=123.4,
@@ -145,6 +146,8 @@ def test_results_print_as_tables_and_failures_set_the_exit_status(
         {"time_limit": 0},
         {"server_workers": 0},
         {"database_url": "postgresql+psycopg://postgres@127.0.0.1/test"},
+        {"client_addresses": 0},
+        {"client_addresses": 62_501},
     ],
 )
 def test_meaningless_arguments_are_refused(arguments: dict[str, object]) -> None:
