@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import ipaddress
 import os
 import shutil
 import socket
@@ -108,6 +109,22 @@ def check_address(
             )
 
 
+def refuse_demo_timing_off_loopback(host: str) -> None:
+    """Exit 2 unless ``host`` is a loopback address: a server with throwaway demo timing
+    gives away when each upload came, so it may only answer this machine (a demo, the tour),
+    never a network where real phones could reach it."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        fail(
+            "EXPOSURE_KEYSERVER_THROWAWAY_DEMO_TIMING is for throwaway demos: "
+            f"serve on a loopback address, not {host}",
+            2,
+        )
+
+
 def serve(
     target: Annotated[
         ServeTarget,
@@ -148,6 +165,8 @@ def serve(
     for service in services:
         base.database_url_for(service)  # a service without a database stops here
     check_address(base.host, base.port)
+    if Service.KEYSERVER in services and settings.keyserver.throwaway_demo_timing:
+        refuse_demo_timing_off_loopback(base.host)
     if base.metrics_port:
         check_address(base.metrics_host, base.metrics_port, _METRICS_SETTINGS)
     _limit_connections(base)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import RunningServer, start_server
+from tests.e2e.conftest import RunningServer, run_cli, start_server
 
 
 def test_serve_answers_health_on_embedded_sqlite(server: RunningServer) -> None:
@@ -72,3 +72,21 @@ def test_serve_one_service_as_a_job_runner_or_an_api_only_replica(tmp_path: Path
     assert publish.status_code == 404  # the key server's does not
     assert "Scheduler started" in runner_output
     assert "Scheduler started" not in replica_output
+
+
+def test_throwaway_demo_timing_is_refused_off_loopback(tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path,
+        "serve",
+        "keyserver",
+        "--host",
+        "0.0.0.0",  # noqa: S104 - the address a real deployment would bind, refused here
+        environment={"EXPOSURE_KEYSERVER_THROWAWAY_DEMO_TIMING": "true"},
+    )
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "error: EXPOSURE_KEYSERVER_THROWAWAY_DEMO_TIMING is for throwaway demos: "
+        "serve on a loopback address, not 0.0.0.0"
+    ]
