@@ -54,6 +54,8 @@ _logger = logging.getLogger(__name__)
 
 #: Where a stored key came from; only published keys may be revised by a publish.
 ORIGIN_PUBLISH = "publish"
+#: Keys read from a peer's export file; only the same peer may revise them.
+ORIGIN_IMPORT = "import"
 #: What a stored or incoming report type may be ("" for keys published without a certificate).
 _REPORT_TYPE_NAMES = frozenset({"", *(member.value for member in ReportType)})
 
@@ -282,4 +284,92 @@ def store_publish(
 
     outcome.inserted = store.insert_exposures(session, new_rows)
     outcome.revision_token = _token_for(previous or [], processed, secrets, settings, now)
+    return outcome
+
+
+@dataclass
+class ImportOutcome:
+    """What storing one imported file changed."""
+
+    inserted: int = 0
+    revised: int = 0
+    #: Keys already stored: ours, another source's, or this source's own with nothing new.
+    duplicates: int = 0
+
+
+def _imported_row(key: ValidatedKey, source_id: int, file_id: int) -> dict[str, Any]:
+    return {
+        **_row(key, None),
+        "origin": ORIGIN_IMPORT,
+        "import_source_id": source_id,
+        "import_file_id": file_id,
+    }
+
+
+def _import_revises(stored: Exposure, incoming: ValidatedKey, source_id: int) -> bool:
+    """Whether a peer's key revises the stored one; anything else is a duplicate.
+
+    A peer never revises a key it did not send (ours, or another peer's), nor one whose
+    interval it states differently; its own keys follow the transitions a phone's do, once.
+    """
+    if stored.origin != ORIGIN_IMPORT or stored.import_source_id != source_id:
+        return False
+    if (stored.interval_number, stored.interval_count) != (
+        incoming.interval_number,
+        incoming.interval_count,
+    ):
+        return False
+    if stored.report_type == incoming.report_type or stored.revised_report_type is not None:
+        return False
+    return allowed_transition(stored.report_type, incoming.report_type)
+
+
+def store_import(
+    session: Session,
+    keys: Sequence[ValidatedKey],
+    *,
+    source_id: int,
+    file_id: int,
+    settings: KeyserverSettings,
+    now: datetime,
+) -> ImportOutcome:
+    """Store the keys of one imported file in the caller's transaction.
+
+    New keys are inserted with their provenance (source and file), except negative ones,
+    which only revise. A key already stored is never stored again; it is revised only when
+    this same source sent it and the transition is allowed (:func:`allowed_transition`).
+    When a key comes more than once, its last copy counts (a file's revised keys follow
+    its keys).
+    """
+    last: dict[bytes, ValidatedKey] = {}
+    for key in keys:
+        last.pop(key.key, None)
+        last[key.key] = key
+    outcome = ImportOutcome(duplicates=len(keys) - len(last))
+    existing = store.lock_existing(session, list(last))
+    revised_at = truncate(now, settings.truncate_window)
+    new_rows: list[dict[str, Any]] = []
+    for key in last.values():
+        stored = existing.get(key.key)
+        if stored is None:
+            if key.report_type != ReportType.NEGATIVE:
+                new_rows.append(_imported_row(key, source_id, file_id))
+            continue
+        if not _import_revises(stored, key, source_id):
+            outcome.duplicates += 1
+            continue
+        store.revise_exposure(
+            session,
+            key.key,
+            report_type=key.report_type,
+            revised_at=revised_at,
+            days_since_symptom_onset=key.days_since_symptom_onset,
+            transmission_risk=key.transmission_risk,
+            health_authority_id=stored.health_authority_id,
+            regions=stored.regions,
+        )
+        outcome.revised += 1
+    outcome.inserted = store.insert_exposures(session, new_rows)
+    # A key another transaction stored meanwhile was skipped by ON CONFLICT.
+    outcome.duplicates += len(new_rows) - outcome.inserted
     return outcome
