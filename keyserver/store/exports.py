@@ -261,7 +261,11 @@ def key_filter(
         ),
     ]
     if import_source_ids:
-        imported_conditions.append(Exposure.import_source_id.in_(list(import_source_ids)))
+        # Not IN (...): the worker streams the compiled text itself, where an expanding IN
+        # would stay a placeholder.
+        imported_conditions.append(
+            or_(*(Exposure.import_source_id == source_id for source_id in import_source_ids))
+        )
     return or_(own, and_(*imported_conditions))
 
 

@@ -172,6 +172,11 @@ COMMANDS: dict[str, str] = {
     "admin export-config list": "export series and their windows",
     "admin export-config show": "one export series and its index URL",
     "admin export-config disable": "stops new windows of an export series",
+    "admin import-source add": "records a peer to import from; prints its settings",
+    "admin import-source list": "import sources with counts of files and keys",
+    "admin import-source show": "one import source with counts by refusal reason",
+    "admin import-source disable": "stops importing from a source",
+    "admin import-source purge": "deletes a source's keys and records; prints counts",
     "admin keys new-kek": "prints a fresh key-encryption key; touches no database",
     "admin keys list": "names, kinds and KEK ids of sealed keys; never a value",
     "admin keys rewrap": "re-seals sealed keys under the newest KEK; prints a count",
@@ -201,6 +206,7 @@ JOBS: dict[str, str] = {
     "revision-key-rotation": "creates and destroys revision-token keys",
     "export-batches": "closes export windows into batches; reads no keys",
     "export-worker": "export path: reads the window's keys and writes signed files",
+    "import": "stores peers' signed keys; reports counts only, never a key",
     "purge": "retention: runs both purges below",
     "purge-keyserver": "retention: deletes expired keys and files; reports counts only",
     "purge-verification": "retention: deletes expired codes, tokens, keys; reports counts",
@@ -261,6 +267,8 @@ KEY_READERS: dict[str, str] = {
     "keyserver/retention.py": "retention: declares the keys' kinds (names the table only)",
     "keyserver/store/retention.py": "retention: counts and deletes expired keys, never returns",
     "benchmarks/purge.py": "benchmark: seeds expired keys in its scratch database",
+    "keyserver/store/imports.py": "import: counts and deletes a source's keys, never returns",
+    "exposure/db/migrations/versions/k0003_keyserver_imports.py": "adds columns (DDL only)",
     # keyserver/service/revision.py would be allowed too, but it never touches the table.
 }
 
