@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine, select
 
 from crypto.signing import load_public_key
@@ -26,6 +27,7 @@ from keyserver.export.worker import run_worker
 from keyserver.importer.run import ImportReport
 from keyserver.importer.sources import SourceKey
 from keyserver.models import Exposure, ImportSource
+from keyserver.schedule import record_import_metrics
 from keyserver.settings import KeyserverSettings
 from tests.interop import INTEROP_DIR, interop_path
 from tests.keys import sealed_key_store
@@ -512,3 +514,28 @@ def test_an_unchanged_index_is_answered_not_modified(env: Env) -> None:
     assert run.error is None
     assert env.peer.state.requests[requests:] == ["/v1/index.txt"]
     assert run.last_success_at == NOW + HOUR
+
+
+def test_metrics_count_files_refusals_keys_and_the_last_success_per_source(env: Env) -> None:
+    peer = PeerSigner()
+    keys = day_keys(NOW, 3)
+    env.peer.publish("v1/a.zip", peer.export(keys, NOW))
+    env.peer.publish("v1/b.zip", peer.export(keys, NOW))  # the same keys again
+    env.peer.publish("v1/c.zip", PeerSigner(key_id="777").export(day_keys(NOW, 1), NOW))
+    env.peer.index(["v1/a.zip", "v1/b.zip", "v1/c.zip"])
+    name = f"metrics-{env.factory.kw['bind'].dialect.name}"
+    add_source(env.factory, env.peer, [peer.source_key()], now=NOW, name=name)
+
+    def sample(metric: str, **labels: str) -> float:
+        value = REGISTRY.get_sample_value(metric, {"source": name, **labels})
+        return value or 0.0
+
+    record_import_metrics(env.run())
+
+    prefix = "exposure_keyserver_import"
+    assert sample(f"{prefix}_files_total", result="imported") == 2
+    assert sample(f"{prefix}_files_total", result="refused") == 1
+    assert sample(f"{prefix}_files_refused_total", reason="unknown_key") == 1
+    assert sample(f"{prefix}_keys_total", outcome="inserted") == 3
+    assert sample(f"{prefix}_keys_total", outcome="duplicate") == 3
+    assert sample(f"{prefix}_last_success_timestamp_seconds") == NOW.timestamp()
