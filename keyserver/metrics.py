@@ -80,6 +80,21 @@ IMPORT_LAST_SUCCESS = Gauge(
     "When each source last imported without error (Unix time); alert on time() minus this.",
     ["source"],
 )
+MIRROR_FILES = Counter(
+    f"{PREFIX}_mirror_files",
+    "Files of mirrored peers by mirror and action: copied, removed (gone upstream).",
+    ["mirror", "action"],
+)
+MIRROR_FAILURES = Counter(
+    f"{PREFIX}_mirror_failures",
+    "Mirror runs stopped before the index was copied, by mirror and reason.",
+    ["mirror", "reason"],
+)
+MIRROR_LAST_SUCCESS = Gauge(
+    f"{PREFIX}_mirror_last_success_timestamp_seconds",
+    "When each mirror last copied its peer without error (Unix time).",
+    ["mirror"],
+)
 
 #: The metrics that move with single publishes (released once per interval, not live).
 PER_REQUEST = (

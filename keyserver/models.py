@@ -329,3 +329,24 @@ class ImportFile(Base):
         UniqueConstraint("source_id", "filename"),
         Index("ix_keyserver_import_files_created_at", "created_at"),
     )
+
+
+class Mirror(Base):
+    """A peer whose index and files are copied as they are into the blob store, for a CDN
+    to serve under the peer's URL while its phones move to this service."""
+
+    __tablename__ = "keyserver_mirrors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    #: The peer's index.txt (http(s) URL or a file path) and what its lines are relative to.
+    index_location: Mapped[str] = mapped_column(String(1000))
+    export_root: Mapped[str] = mapped_column(String(1000))
+    #: Where the copies go in the blob store: ``<root>/<index path>``, ``<root>/<line>``.
+    mirror_root: Mapped[str] = mapped_column(String(100), unique=True)
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    index_etag: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    index_last_modified: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -273,6 +273,15 @@ def keyserver_policies(
             "exposure admin import-source",
         ),
         _configuration(
+            "mirrors",
+            ("keyserver_mirrors",),
+            (
+                "Peers whose index and files are copied as they are for a CDN; the copies "
+                "follow the peer's index (a file it stops listing is deleted)."
+            ),
+            "exposure admin mirror",
+        ),
+        _configuration(
             "export-configs",
             ("keyserver_export_configs", "keyserver_signature_infos"),
             "What to export where, and the public facts of the export signing keys.",

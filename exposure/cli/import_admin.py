@@ -17,9 +17,12 @@ import typer
 from exposure.cli.common import emit, emit_rows, utc_now
 from exposure.cli.failures import fail
 from exposure.cli.keyserver_admin import JsonOption, keyserver_session
-from keyserver.importer import sources
+from keyserver.importer import mirror, sources
 from keyserver.importer.sources import SourceKey, is_url
 
+mirror_app = typer.Typer(
+    help="Peers whose index and files are copied as they are, for a CDN.", no_args_is_help=True
+)
 import_source_app = typer.Typer(
     help="Peers whose signed export files are imported (and re-exported).",
     no_args_is_help=True,
@@ -146,3 +149,60 @@ def purge_import_source(
         source = sources.find_import_source(session, name)
         purged = sources.purge_import_source(session, source, utc_now())
     emit({"source": name, "keys_deleted": purged.keys, "records_deleted": purged.records}, as_json)
+
+
+# ---- mirrors (``exposure admin mirror ...``) -------------------------------------------
+
+
+@mirror_app.command("add")
+def add_mirror(
+    name: Annotated[str, typer.Argument(help="A label (lower-case letters, digits, '-').")],
+    index: Annotated[str, typer.Option(help="The peer's index.txt: a URL or a local file.")],
+    export_root: Annotated[
+        str, typer.Option(help="What the index's lines are relative to (URL or directory).")
+    ],
+    mirror_root: Annotated[
+        str, typer.Option(help="Where the copies go in the export blob store (one segment).")
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Copy a peer's index and files as they are (the `mirror` job copies them)."""
+    with keyserver_session() as (_deployment, session):
+        added = mirror.add_mirror(
+            session,
+            name=name,
+            index_location=_location(index),
+            export_root=_location(export_root),
+            mirror_root=mirror_root,
+            now=utc_now(),
+        )
+        data = mirror.mirror_facts(added)
+    data["next_step"] = "exposure jobs run mirror (serve runs it every 5 minutes)"
+    emit(data, as_json)
+
+
+@mirror_app.command("list")
+def list_mirrors(as_json: JsonOption = False) -> None:
+    """Every mirror, with its last success and error."""
+    with keyserver_session() as (_deployment, session):
+        rows = [mirror.mirror_facts(entry) for entry in mirror.list_mirrors(session)]
+    emit_rows(rows, ["id", "name", "mirror_root", "last_success_at", "last_error"], as_json)
+
+
+@mirror_app.command("show")
+def show_mirror(
+    name: Annotated[str, typer.Argument(help="The mirror's name.")],
+    as_json: JsonOption = False,
+) -> None:
+    """One mirror."""
+    with keyserver_session() as (_deployment, session):
+        data = mirror.mirror_facts(mirror.find_mirror(session, name))
+    emit(data, as_json)
+
+
+@mirror_app.command("disable")
+def disable_mirror(name: Annotated[str, typer.Argument(help="The mirror's name.")]) -> None:
+    """Copy nothing more; the copies stay where they are."""
+    with keyserver_session() as (_deployment, session):
+        changed = mirror.disable_mirror(mirror.find_mirror(session, name), utc_now())
+    typer.echo(f"mirror {name} {'disabled' if changed else 'had already ended'}")

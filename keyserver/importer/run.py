@@ -46,6 +46,7 @@ from exposure.export.model import ExportKey
 from exposure.export.model import ReportType as ExportReportType
 from exposure.tek import ReportType
 from keyserver.importer.fetch import Fetcher, FetchError, join_location
+from keyserver.importer.index import parse_index
 from keyserver.models import IMPORT_IMPORTED, IMPORT_REFUSED, ImportFile, ImportSource
 from keyserver.service.publish import store_import
 from keyserver.service.transform import KeyRejected, KeyWindow, ValidatedKey, imported_key
@@ -58,8 +59,6 @@ _logger = logging.getLogger(__name__)
 
 #: What ``step_hook`` is called with: after a file's keys are stored, before the commit.
 STEPS = ("keys_stored",)
-#: An index line: a relative path of ordinary characters (checked segment by segment too).
-_NAME = re.compile(r"[A-Za-z0-9._~/-]{1,1000}")
 _REGION = re.compile(r"[A-Z0-9-]{1,20}")
 #: Why a source's run stopped early.
 INDEX_WENT_BACK = "index_went_back"
@@ -185,31 +184,6 @@ def _snapshot(session: Session, source: ImportSource) -> _Source:
     )
 
 
-def _index_names(body: bytes, run: SourceRun) -> list[str]:
-    """The index's distinct, well-formed names, in its order."""
-    names: list[str] = []
-    seen: set[str] = set()
-    for raw in body.decode("utf-8", "replace").splitlines():
-        name = raw.strip()
-        if not name:
-            continue
-        if not _is_relative_name(name):
-            run.bad_names += 1
-            continue
-        if name in seen:
-            run.duplicate_listings += 1
-            continue
-        seen.add(name)
-        names.append(name)
-    return names
-
-
-def _is_relative_name(name: str) -> bool:
-    if not _NAME.fullmatch(name) or name.startswith("/"):
-        return False
-    return all(segment not in ("", ".", "..") for segment in name.split("/"))
-
-
 def _run_source(
     session_factory: SessionFactory,
     source: _Source,
@@ -228,7 +202,10 @@ def _run_source(
     )
     if index.body is None:  # not modified: every file it lists was handled
         return
-    names = _index_names(index.body, run)
+    parsed = parse_index(index.body)
+    names = parsed.names
+    run.bad_names += parsed.bad_names
+    run.duplicate_listings += parsed.duplicates
     with unit_of_work(session_factory) as session:
         handled = import_store.handled_file_names(session, source.id)
         latest = import_store.latest_imported_name(session, source.id)

@@ -41,6 +41,7 @@ __all__ = [
     "find_import_source",
     "import_source_facts",
     "list_import_sources",
+    "normalized_location",
     "purge_import_source",
 ]
 
@@ -87,7 +88,9 @@ def is_url(location: str) -> bool:
     return urlsplit(location).scheme in ("http", "https")
 
 
-def _location(value: str, name: str) -> str:
+def normalized_location(value: str, name: str) -> str:
+    """``value`` as a source or mirror location: an http(s) URL with a host, or an absolute
+    path; :class:`InvalidImportSource` otherwise."""
     value = value.strip()
     if not value or len(value) > _LOCATION_LENGTH:
         raise InvalidImportSource(f"{name} must be 1 to {_LOCATION_LENGTH} characters")
@@ -138,8 +141,8 @@ def add_import_source(
         raise InvalidImportSource(
             "name must be 1 to 100 lower-case letters, digits or '-', not starting with '-'"
         )
-    index = _location(index_location, "index")
-    root = _location(export_root, "export root")
+    index = normalized_location(index_location, "index")
+    root = normalized_location(export_root, "export root")
     if is_url(index) != is_url(root):
         raise InvalidImportSource("index and export root must both be URLs or both be paths")
     normalized_region = region.strip().upper()

@@ -13,7 +13,14 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from keyserver.models import IMPORT_IMPORTED, Exposure, ImportFile, ImportSource, ImportSourceKey
+from keyserver.models import (
+    IMPORT_IMPORTED,
+    Exposure,
+    ImportFile,
+    ImportSource,
+    ImportSourceKey,
+    Mirror,
+)
 
 
 def import_sources(session: Session) -> list[ImportSource]:
@@ -144,3 +151,41 @@ def delete_import_files(session: Session, source_id: int) -> int:
     """Delete the source's import records; return how many went."""
     result = session.execute(delete(ImportFile).where(ImportFile.source_id == source_id))
     return int(getattr(result, "rowcount", 0))
+
+
+# ---- mirrors -----------------------------------------------------------------------------
+
+
+def mirrors(session: Session) -> list[Mirror]:
+    """Every mirror, by id."""
+    return list(session.scalars(select(Mirror).order_by(Mirror.id)))
+
+
+def active_mirrors(session: Session, now: datetime) -> list[Mirror]:
+    return list(
+        session.scalars(
+            select(Mirror)
+            .where(Mirror.valid_until.is_(None) | (Mirror.valid_until > now))
+            .order_by(Mirror.id)
+        )
+    )
+
+
+def mirror_by_id(session: Session, mirror_id: int) -> Mirror | None:
+    return session.get(Mirror, mirror_id)
+
+
+def mirror_by_name(session: Session, name: str) -> Mirror | None:
+    return session.scalars(select(Mirror).where(Mirror.name == name)).first()
+
+
+def mirror_by_root(session: Session, mirror_root: str) -> Mirror | None:
+    return session.scalars(
+        select(Mirror).where(func.lower(Mirror.mirror_root) == mirror_root.lower())
+    ).first()
+
+
+def add_mirror(session: Session, mirror: Mirror) -> Mirror:
+    session.add(mirror)
+    session.flush()
+    return mirror

@@ -1,4 +1,4 @@
-"""keyserver imports: sources, their keys, import records, provenance, re-export options
+"""keyserver imports: sources, their keys, import records, provenance, re-export, mirrors
 
 Revision ID: k0003_keyserver_imports
 Revises: k0002_keyserver_exports
@@ -96,6 +96,23 @@ def upgrade() -> None:
         ["created_at"],
         unique=False,
     )
+    op.create_table(
+        "keyserver_mirrors",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("index_location", sa.String(length=1000), nullable=False),
+        sa.Column("export_root", sa.String(length=1000), nullable=False),
+        sa.Column("mirror_root", sa.String(length=100), nullable=False),
+        sa.Column("valid_until", UTCDateTime(), nullable=True),
+        sa.Column("index_etag", sa.String(length=200), nullable=True),
+        sa.Column("index_last_modified", sa.String(length=100), nullable=True),
+        sa.Column("last_success_at", UTCDateTime(), nullable=True),
+        sa.Column("last_error", sa.String(length=50), nullable=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_keyserver_mirrors")),
+        sa.UniqueConstraint("name", name=op.f("uq_keyserver_mirrors_name")),
+        sa.UniqueConstraint("mirror_root", name=op.f("uq_keyserver_mirrors_mirror_root")),
+    )
     with op.batch_alter_table("keyserver_exposures") as batch:
         batch.add_column(sa.Column("import_source_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("import_file_id", sa.Integer(), nullable=True))
@@ -121,6 +138,7 @@ def downgrade() -> None:
         batch.drop_index("ix_keyserver_exposures_import_source_id")
         batch.drop_column("import_file_id")
         batch.drop_column("import_source_id")
+    op.drop_table("keyserver_mirrors")
     op.drop_index("ix_keyserver_import_files_created_at", table_name="keyserver_import_files")
     op.drop_table("keyserver_import_files")
     op.drop_index(
