@@ -287,6 +287,9 @@ def store_publish(
     return outcome
 
 
+_IMPORT_LOOKUP_CHUNK = 10_000
+
+
 @dataclass
 class ImportOutcome:
     """What storing one imported file changed."""
@@ -346,7 +349,14 @@ def store_import(
         last.pop(key.key, None)
         last[key.key] = key
     outcome = ImportOutcome(duplicates=len(keys) - len(last))
-    existing = store.lock_existing(session, list(last))
+    incoming = list(last)
+    existing: dict[bytes, Exposure] = {}
+    # A file holds up to 750,000 keys: looked up in chunks that stay far below SQLite's
+    # limit on bound parameters.
+    for start in range(0, len(incoming), _IMPORT_LOOKUP_CHUNK):
+        existing.update(
+            store.lock_existing(session, incoming[start : start + _IMPORT_LOOKUP_CHUNK])
+        )
     revised_at = truncate(now, settings.truncate_window)
     new_rows: list[dict[str, Any]] = []
     for key in last.values():
