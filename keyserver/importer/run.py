@@ -262,8 +262,12 @@ def _examine(
     keys: list[ValidatedKey] = []
     dropped = 0
     # Revised keys after the keys: when a key is in both, its revision is the last word.
+    # Few distinct report types per file: each is mapped once.
+    report_types: dict[ExportReportType | None, str | None] = {}
     for exported in (*contents.keys, *contents.revised_keys):
-        report_type = _report_type(exported, source.report_type)
+        if exported.report_type not in report_types:
+            report_types[exported.report_type] = _report_type(exported, source.report_type)
+        report_type = report_types[exported.report_type]
         if report_type is None:
             dropped += 1
             continue

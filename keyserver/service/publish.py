@@ -287,9 +287,6 @@ def store_publish(
     return outcome
 
 
-_IMPORT_LOOKUP_CHUNK = 10_000
-
-
 @dataclass
 class ImportOutcome:
     """What storing one imported file changed."""
@@ -300,16 +297,26 @@ class ImportOutcome:
     duplicates: int = 0
 
 
-def _imported_row(key: ValidatedKey, source_id: int, file_id: int) -> dict[str, Any]:
-    return {
-        **_row(key, None),
-        "origin": ORIGIN_IMPORT,
-        "import_source_id": source_id,
-        "import_file_id": file_id,
-    }
+def _imported_row(key: ValidatedKey, regions: str, source_id: int, file_id: int) -> tuple[Any, ...]:
+    """The key's values in :data:`store.IMPORT_COLUMNS` order, ``regions`` encoded."""
+    return (
+        key.key,
+        key.transmission_risk,
+        regions,
+        key.traveler,
+        key.interval_number,
+        key.interval_count,
+        key.created_at,
+        ORIGIN_IMPORT,
+        None,
+        key.report_type,
+        key.days_since_symptom_onset,
+        source_id,
+        file_id,
+    )
 
 
-def _import_revises(stored: Exposure, incoming: ValidatedKey, source_id: int) -> bool:
+def _import_revises(stored: store.StoredKey, incoming: ValidatedKey, source_id: int) -> bool:
     """Whether a peer's key revises the stored one; anything else is a duplicate.
 
     A peer never revises a key it did not send (ours, or another peer's), nor one whose
@@ -342,28 +349,30 @@ def store_import(
     which only revise. A key already stored is never stored again; it is revised only when
     this same source sent it and the transition is allowed (:func:`allowed_transition`).
     When a key comes more than once, its last copy counts (a file's revised keys follow
-    its keys).
+    its keys). A file may hold 750,000 keys: they go to the database in bulk.
     """
     last: dict[bytes, ValidatedKey] = {}
     for key in keys:
         last.pop(key.key, None)
         last[key.key] = key
     outcome = ImportOutcome(duplicates=len(keys) - len(last))
-    incoming = list(last)
-    existing: dict[bytes, Exposure] = {}
-    # A file holds up to 750,000 keys: looked up in chunks that stay far below SQLite's
-    # limit on bound parameters.
-    for start in range(0, len(incoming), _IMPORT_LOOKUP_CHUNK):
-        existing.update(
-            store.lock_existing(session, incoming[start : start + _IMPORT_LOOKUP_CHUNK])
-        )
+    if not last:
+        return outcome
+    # A file's keys share their regions: each set is encoded once.
+    encoded: dict[tuple[str, ...], str] = {}
+    rows = []
+    for key in last.values():
+        if key.regions not in encoded:
+            encoded[key.regions] = store.encode_regions(key.regions)
+        rows.append(_imported_row(key, encoded[key.regions], source_id, file_id))
+    store.stage_imported(session, rows)
+    existing = store.staged_stored(session)
     revised_at = truncate(now, settings.truncate_window)
-    new_rows: list[dict[str, Any]] = []
+    new = 0
     for key in last.values():
         stored = existing.get(key.key)
         if stored is None:
-            if key.report_type != ReportType.NEGATIVE:
-                new_rows.append(_imported_row(key, source_id, file_id))
+            new += key.report_type != ReportType.NEGATIVE
             continue
         if not _import_revises(stored, key, source_id):
             outcome.duplicates += 1
@@ -379,7 +388,8 @@ def store_import(
             regions=stored.regions,
         )
         outcome.revised += 1
-    outcome.inserted = store.insert_exposures(session, new_rows)
+    outcome.inserted = store.insert_staged(session)
+    store.drop_staging(session)
     # A key another transaction stored meanwhile was skipped by ON CONFLICT.
-    outcome.duplicates += len(new_rows) - outcome.inserted
+    outcome.duplicates += new - outcome.inserted
     return outcome
