@@ -364,6 +364,40 @@ def show_export_config(
     emit(data, as_json)
 
 
+@export_config_app.command("imports")
+def set_export_config_imports(
+    root: Annotated[str, typer.Argument(help="The export root (or the config's id).")],
+    include_imported: Annotated[
+        bool,
+        typer.Option(
+            "--include-imported/--no-imported", help="Re-export keys imported from peers, or not."
+        ),
+    ],
+    import_source: Annotated[
+        list[str] | None,
+        typer.Option(help="Only keys of this import source (repeatable; default: every one)."),
+    ] = None,
+    import_region: Annotated[
+        list[str] | None,
+        typer.Option(help="Regions of imported keys that go in (default: the input regions)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change which imported keys a series re-exports, from its next window on."""
+    with keyserver_session() as (_deployment, session):
+        config = administration.find_export_config(session, root)
+        source_ids = [find_import_source(session, name).id for name in import_source or []]
+        configs.set_imports(
+            session,
+            config,
+            include_imported=include_imported,
+            import_source_ids=source_ids,
+            import_regions=import_region or (),
+        )
+        data = administration.export_config_facts(config)
+    emit(data, as_json)
+
+
 @export_config_app.command("disable")
 def disable_export_config(
     root: Annotated[str, typer.Argument(help="The export root (or the config's id).")],

@@ -56,6 +56,7 @@ __all__ = [
     "current_signature_infos",
     "find_export_config",
     "rotate_signature_info",
+    "set_imports",
     "valid_signature_infos",
 ]
 
@@ -248,6 +249,26 @@ def create_export_config(
         import_regions=imports[1],
     )
     return export_config_store.add_export_config(session, config)
+
+
+def set_imports(
+    session: Session,
+    config: ExportConfig,
+    *,
+    include_imported: bool,
+    import_source_ids: Sequence[int] = (),
+    import_regions: Sequence[str] = (),
+) -> None:
+    """Change which imported keys the config re-exports, from its next window on.
+
+    Files already written keep what they hold. Raises :class:`InvalidExportConfig` as
+    :func:`create_export_config` does for the same options.
+    """
+    source_ids, regions = _imports(session, include_imported, import_source_ids, import_regions)
+    config.include_imported = include_imported
+    config.import_source_ids = source_ids
+    config.import_regions = regions
+    session.flush()
 
 
 def _imports(

@@ -84,6 +84,10 @@ def test_an_operator_adds_lists_shows_disables_and_purges_a_source(
     assert "include_imported: True" in config
     facts = json.loads(_ok(data_dir, "admin", "export-config", "show", "all", "--json"))
     assert (facts["import_source_ids"], facts["import_regions"]) == ([added["id"]], ["VN"])
+    changed = json.loads(
+        _ok(data_dir, "admin", "export-config", "imports", "all", "--no-imported", "--json")
+    )
+    assert (changed["include_imported"], changed["import_source_ids"]) == (False, [])
 
     assert "disabled" in _ok(data_dir, "admin", "import-source", "disable", "older-app")
     assert "already ended" in _ok(data_dir, "admin", "import-source", "disable", "older-app")

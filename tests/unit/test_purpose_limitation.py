@@ -172,6 +172,7 @@ COMMANDS: dict[str, str] = {
     "admin export-config list": "export series and their windows",
     "admin export-config show": "one export series and its index URL",
     "admin export-config disable": "stops new windows of an export series",
+    "admin export-config imports": "sets which imported keys an export series includes",
     "admin import-source add": "records a peer to import from; prints its settings",
     "admin import-source list": "import sources with counts of files and keys",
     "admin import-source show": "one import source with counts by refusal reason",
