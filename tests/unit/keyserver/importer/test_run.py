@@ -4,6 +4,7 @@ recorded with nothing stored, tampering, de-duplication, revisions, conditional 
 from __future__ import annotations
 
 import io
+import threading
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -539,3 +540,31 @@ def test_metrics_count_files_refusals_keys_and_the_last_success_per_source(env: 
     assert sample(f"{prefix}_keys_total", outcome="inserted") == 3
     assert sample(f"{prefix}_keys_total", outcome="duplicate") == 3
     assert sample(f"{prefix}_last_success_timestamp_seconds") == NOW.timestamp()
+
+
+def test_two_importers_racing_store_every_key_and_record_every_file_once(env: Env) -> None:
+    peer = PeerSigner()
+    files = {f"v1/{number}.zip": day_keys(NOW, 200) for number in range(4)}
+    for name, keys in files.items():
+        env.peer.publish(name, peer.export(keys, NOW))
+    env.peer.index(sorted(files))
+    add_source(env.factory, env.peer, [peer.source_key()], now=NOW)
+    start = threading.Barrier(2)
+    reports: list[ImportReport] = []
+
+    def race() -> None:
+        start.wait()
+        reports.append(env.run())
+
+    threads = [threading.Thread(target=race) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(reports) == 2
+    assert sum(report.sources[0].files_imported for report in reports) == len(files)
+    assert set(records(env.factory)) == set(files)
+    with unit_of_work(env.factory) as session:
+        stored = list(session.scalars(select(Exposure.key)))
+    assert sorted(stored) == sorted(key.key_data for keys in files.values() for key in keys)
