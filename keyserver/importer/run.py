@@ -209,7 +209,9 @@ def _run_source(
     with unit_of_work(session_factory) as session:
         handled = import_store.handled_file_names(session, source.id)
         latest = import_store.latest_imported_name(session, source.id)
-    if latest is not None and latest not in names and all(name < latest for name in names):
+    # An empty index is a quiet peer whose files all aged out, not one going back.
+    went_back = bool(names) and latest is not None and latest not in names
+    if went_back and latest is not None and all(name < latest for name in names):
         _logger.warning("import %s: the index went back; nothing imported", source.name)
         run.error = INDEX_WENT_BACK
         return

@@ -346,6 +346,10 @@ def test_an_index_that_goes_back_is_not_used(env: Env) -> None:
     assert stored_count(env.factory) == 2
     with unit_of_work(env.factory) as session:
         assert session.scalars(select(ImportSource.last_error)).one() == "index_went_back"
+    # A quiet peer whose files all aged out lists nothing: not an index going back.
+    env.peer.index([])
+    [quiet] = env.run(NOW + 2 * HOUR).sources
+    assert quiet.error is None
 
 
 def test_an_oversized_file_is_refused_without_being_read_whole(env: Env) -> None:
