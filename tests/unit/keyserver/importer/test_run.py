@@ -192,7 +192,10 @@ def test_every_verifying_interop_file_is_imported_and_re_exported(env: Env) -> N
         assert all(exported[key] == 1 for key in expected)
         everything_exported.update(exported)
         imported_files += 1
-    assert all(everything_exported[key] == 1 for key in env.stored())
+    # Each imported key left once, whichever series took it (padding keys are the series'
+    # own, and may be selected by series whose windows overlap).
+    imported = [key for key, row in env.stored().items() if row.origin == "import"]
+    assert all(everything_exported[key] == 1 for key in imported)
     assert imported_files >= 5  # the README lists five such files
 
 
