@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -41,7 +41,14 @@ from sqlalchemy.orm import Session
 
 from crypto.signing import load_public_key
 from exposure.db import SessionFactory, unit_of_work
-from exposure.export import ExportFormatError, ParsedExport, read_export, verify_signatures
+from exposure.export import (
+    ExportFormatError,
+    ExportSignature,
+    check_signatures,
+    parse_export_bin,
+    parse_signature_list,
+    read_export_members,
+)
 from exposure.export.model import ExportKey
 from exposure.export.model import ReportType as ExportReportType
 from exposure.tek import ReportType
@@ -246,17 +253,24 @@ def _run_source(
 def _examine(
     data: bytes, source: _Source, settings: KeyserverSettings, now: datetime
 ) -> _Refusal | _Accepted:
-    """Refuse the file, or return every key to store; nothing is stored here."""
+    """Refuse the file, or return every key to store; nothing is stored here.
+
+    The signature is checked over the raw export.bin before a single key is decoded, as a
+    phone does: a file nobody we trust signed costs no more than that.
+    """
     try:
-        parsed = read_export(data, max_member_size=settings.import_max_file_bytes)
+        members = read_export_members(data, max_member_size=settings.import_max_file_bytes)
+        signatures = (
+            parse_signature_list(members.export_sig) if members.export_sig is not None else ()
+        )
+        refusal = _signature_refusal(members.export_bin, signatures, source)
+        if refusal is not None:
+            return _Refusal(refusal)
+        contents = parse_export_bin(members.export_bin)
     except ExportFormatError as error:
         return _Refusal(error.code.value)
-    refusal = _signature_refusal(parsed, source)
-    if refusal is not None:
-        return _Refusal(refusal)
-    if parsed.key_length_problems:
+    if contents.key_length_problems():
         return _Refusal("bad_key_length")
-    contents = parsed.contents
     region = (contents.region or "").strip().upper()
     if not _REGION.fullmatch(region):
         region = source.region
@@ -302,19 +316,21 @@ def _report_type(exported: ExportKey, default: str) -> str | None:
     return diagnosis.value if diagnosis is not None else None
 
 
-def _signature_refusal(parsed: ParsedExport, source: _Source) -> str | None:
+def _signature_refusal(
+    export_bin: bytes, signatures: Sequence[ExportSignature], source: _Source
+) -> str | None:
     """None when a signature verifies with one of the source's keys, else why not.
 
-    Every signature is tried with every key, as a phone does: the names a file gives its
-    signatures only say which refusal it is.
+    Every signature is tried with every key: the names a file gives its signatures only
+    say which refusal it is.
     """
-    if not parsed.signatures:
+    if not signatures:
         return UNSIGNED
-    checks = verify_signatures(parsed, [key for _, _, key in source.keys])
+    checks = check_signatures(export_bin, signatures, [key for _, _, key in source.keys])
     if any(check.verified for check in checks):
         return None
     named = {(key_id, key_version) for key_id, key_version, _ in source.keys}
-    for signature in parsed.signatures:
+    for signature in signatures:
         info = signature.signature_info
         if (
             info is not None
