@@ -26,7 +26,7 @@ from keyserver.export.batcher import create_batches
 from keyserver.export.blobstore import FilesystemBlobStore
 from keyserver.export.worker import run_worker
 from keyserver.importer.run import ImportReport
-from keyserver.importer.sources import SourceKey
+from keyserver.importer.sources import SourceKey, add_import_source
 from keyserver.models import Exposure, ImportSource
 from keyserver.schedule import record_import_metrics
 from keyserver.settings import KeyserverSettings
@@ -575,3 +575,29 @@ def test_two_importers_racing_store_every_key_and_record_every_file_once(env: En
     with unit_of_work(env.factory) as session:
         stored = list(session.scalars(select(Exposure.key)))
     assert sorted(stored) == sorted(key.key_data for keys in files.values() for key in keys)
+
+
+def test_a_disk_handed_over_offline_is_imported_like_a_url(env: Env, tmp_path: Path) -> None:
+    peer = PeerSigner()
+    keys = day_keys(NOW, 5)
+    disk = tmp_path / "disk"
+    (disk / "v1").mkdir(parents=True)
+    (disk / "v1" / "a.zip").write_bytes(peer.export(keys, NOW))
+    (disk / "v1" / "index.txt").write_text("v1/a.zip\nv1/missing-later.zip")
+    with unit_of_work(env.factory) as session:
+        add_import_source(
+            session,
+            name="disk",
+            index_location=str(disk / "v1" / "index.txt"),
+            export_root=str(disk),
+            keys=[peer.source_key()],
+            region="VN",
+            valid_from=NOW - HOUR,
+            now=NOW,
+        )
+
+    [run] = env.run().sources
+
+    # The listed file that is not on the disk stops the run after the one that is.
+    assert (run.files_imported, run.keys_inserted, run.error) == (1, 5, "not_found")
+    assert set(env.stored()) == {key.key_data for key in keys}
