@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import export as export_bench
+from benchmarks import importer as import_bench
 from benchmarks import match as match_bench
 from benchmarks import publish as publish_bench
 from benchmarks import purge as purge_bench
@@ -342,6 +343,48 @@ def export(
         "export_peak_mb": round(result.export_peak_mb, 1),
         "interpreter_baseline_mb": round(result.baseline_peak_mb, 1),
         "phases_seconds": {name: round(value, 3) for name, value in result.phases.items()},
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    for name, value in summary.items():
+        typer.echo(f"{name}: {value}")
+
+
+@bench_app.command("import")
+def import_(
+    keys: Annotated[
+        int, typer.Option("--keys", min=1, help="Keys exported by the peer, then imported.")
+    ] = 1_000_000,
+    database: Annotated[
+        Database, typer.Option("--database", help="Where both servers store keys.")
+    ] = Database.POSTGRESQL,
+    database_url: DatabaseUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Import a generated, signed peer export of N keys end to end; compare with its export.
+
+    A first database exports N seeded keys with the export worker (timed); a second imports
+    the files from that directory with the import run (timed, with its peak memory), and
+    every key must be stored. Reports keys/s, the import/export time ratio and memory.
+    """
+    with _benchmark_errors(), progress() as shown:
+        shown.step("running the benchmark")
+        result = import_bench.run_import_benchmark(
+            keys=keys, database=database, postgres_url=database_url or DEFAULT_POSTGRES_URL
+        )
+    summary = {
+        "database": result.database.value,
+        "keys": result.keys,
+        "files": result.files,
+        "keys_stored": result.keys_stored,
+        "import_seconds": round(result.import_seconds, 3),
+        "keys_per_second": round(result.keys_per_second),
+        "export_seconds": round(result.export_seconds, 3),
+        "import_to_export_ratio": round(result.export_ratio, 2),
+        "import_peak_mb": round(result.import_peak_mb, 1),
+        "export_peak_mb": round(result.export_peak_mb, 1),
+        "interpreter_baseline_mb": round(result.baseline_peak_mb, 1),
     }
     if as_json:
         typer.echo(json.dumps(summary, indent=2))

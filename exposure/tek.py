@@ -48,6 +48,16 @@ class ReportType(StrEnum):
         """How export files write this diagnosis."""
         return _EXPORT_TYPES[self]
 
+    @classmethod
+    def from_export(cls, export_type: ExportReportType) -> ReportType | None:
+        """The diagnosis an export file's report type stands for; None when it names none.
+
+        ``UNKNOWN`` and ``RECURSIVE`` (a key relayed from yet another server) have no
+        diagnosis: an importer applies its source's default to the first and drops the
+        second, as the reference's federation does.
+        """
+        return _DIAGNOSES.get(export_type)
+
 
 # GAEN has no "likely" or "negative": a clinical diagnosis is what a likely case is, and a
 # negative test revokes the keys an earlier positive published.
@@ -59,6 +69,7 @@ _EXPORT_TYPES = MappingProxyType(
         ReportType.USER_REPORT: ExportReportType.SELF_REPORT,
     }
 )
+_DIAGNOSES = MappingProxyType({export: diagnosis for diagnosis, export in _EXPORT_TYPES.items()})
 
 
 def time_of_interval(interval: int) -> datetime:

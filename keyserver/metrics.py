@@ -1,6 +1,7 @@
 """Prometheus metrics of the key server.
 
-Label values come from fixed sets (result codes, key outcomes, certificate failure classes);
+Label values come from fixed sets (result codes, key outcomes, certificate failure classes)
+or from configuration (import source names, which operators choose from a closed alphabet);
 never an app id a client sent, a key, or a client address.
 """
 
@@ -52,6 +53,47 @@ LEASE_CONTENTION = Counter(
 LAST_COMPLETE_BATCH = Gauge(
     f"{PREFIX}_export_last_complete_batch_timestamp_seconds",
     "When the newest export batch completed (Unix time); alert on time() minus this.",
+)
+
+IMPORT_FILES = Counter(
+    f"{PREFIX}_import_files",
+    "Peer export files handled, by source and result: imported, or refused.",
+    ["source", "result"],
+)
+IMPORT_REFUSED = Counter(
+    f"{PREFIX}_import_files_refused",
+    "Peer export files refused whole, by source and reason (unsigned, unknown_key, ...).",
+    ["source", "reason"],
+)
+IMPORT_KEYS = Counter(
+    f"{PREFIX}_import_keys",
+    "Keys of imported files by source and outcome: inserted, revised, duplicate, dropped.",
+    ["source", "outcome"],
+)
+IMPORT_FAILURES = Counter(
+    f"{PREFIX}_import_failures",
+    "Import runs of a source stopped early, by reason (timeout, index_went_back, ...).",
+    ["source", "reason"],
+)
+IMPORT_LAST_SUCCESS = Gauge(
+    f"{PREFIX}_import_last_success_timestamp_seconds",
+    "When each source last imported without error (Unix time); alert on time() minus this.",
+    ["source"],
+)
+MIRROR_FILES = Counter(
+    f"{PREFIX}_mirror_files",
+    "Files of mirrored peers by mirror and action: copied, removed (gone upstream).",
+    ["mirror", "action"],
+)
+MIRROR_FAILURES = Counter(
+    f"{PREFIX}_mirror_failures",
+    "Mirror runs stopped before the index was copied, by mirror and reason.",
+    ["mirror", "reason"],
+)
+MIRROR_LAST_SUCCESS = Gauge(
+    f"{PREFIX}_mirror_last_success_timestamp_seconds",
+    "When each mirror last copied its peer without error (Unix time).",
+    ["mirror"],
 )
 
 #: The metrics that move with single publishes (released once per interval, not live).

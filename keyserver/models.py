@@ -116,12 +116,17 @@ class Exposure(Base):
     revised_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revised_days_since_symptom_onset: Mapped[int | None] = mapped_column(Integer, nullable=True)
     revised_transmission_risk: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Provenance of an imported key: its source and the file it came in (ids, not foreign
+    #: keys: import records are purged on their own deadline, the keys on theirs).
+    import_source_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    import_file_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     __table_args__ = (
         CheckConstraint("interval_count BETWEEN 1 AND 144", name="interval_count"),
         CheckConstraint("transmission_risk BETWEEN 0 AND 8", name="transmission_risk"),
         Index("ix_keyserver_exposures_created_at", "created_at"),
         Index("ix_keyserver_exposures_revised_at", "revised_at"),
+        Index("ix_keyserver_exposures_import_source_id", "import_source_id"),
     )
 
 
@@ -184,6 +189,12 @@ class ExportConfig(Base):
     valid_from: Mapped[datetime] = mapped_column(UTCDateTime())
     valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: Whether keys imported from peers go in too (re-export), besides this server's own.
+    include_imported: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Comma-separated import source ids whose keys go in; empty means every source.
+    import_source_ids: Mapped[str] = mapped_column(String(200), default="")
+    #: Comma-separated regions of imported keys that go in; empty means the input regions.
+    import_regions: Mapped[str] = mapped_column(String(500), default="")
 
     __table_args__ = (
         # That the period divides a day is checked when a config is created (portable SQL
@@ -236,4 +247,106 @@ class ExportFile(Base):
     batch_size: Mapped[int] = mapped_column(Integer)
     key_count: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="complete")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ImportSource(Base):
+    """A peer whose signed export files are imported: its index, where files are, who signs."""
+
+    __tablename__ = "keyserver_import_sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: A label for operators and metrics (lower-case letters, digits, hyphens).
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    #: The peer's index.txt: an http(s) URL, or a file path (an offline hand-over on a disk).
+    index_location: Mapped[str] = mapped_column(String(1000))
+    #: What the index's lines are relative to: a URL prefix, or a directory.
+    export_root: Mapped[str] = mapped_column(String(1000))
+    #: Applied to keys of files that name no region.
+    region: Mapped[str] = mapped_column(String(20))
+    #: Applied to keys whose file names no report type (confirmed, likely, user-report).
+    report_type: Mapped[str] = mapped_column(String(20))
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: No file is imported after this (set by ``disable``); None: until further notice.
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The index's validators, for conditional requests; kept only once every file it
+    #: listed was handled.
+    index_etag: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    index_last_modified: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The stable code of the last run's failure (fetch or index), or None.
+    last_error: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ImportSourceKey(Base):
+    """A public key that may sign a source's files (several, for the peer's rotation)."""
+
+    __tablename__ = "keyserver_import_source_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(
+        ForeignKey("keyserver_import_sources.id", ondelete="CASCADE"), index=True
+    )
+    #: ``verification_key_id`` and ``verification_key_version`` of the peer's files.
+    key_id: Mapped[str] = mapped_column(String(100))
+    key_version: Mapped[str] = mapped_column(String(100))
+    #: PKIX ``PUBLIC KEY`` PEM of a P-256 key.
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("source_id", "key_id", "key_version"),)
+
+
+#: An import record's status: every key of the file stored, or none (``reason`` says why).
+IMPORT_IMPORTED = "imported"
+IMPORT_REFUSED = "refused"
+
+
+class ImportFile(Base):
+    """One file of a source that was handled: imported whole, or refused whole."""
+
+    __tablename__ = "keyserver_import_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(
+        ForeignKey("keyserver_import_sources.id", ondelete="CASCADE")
+    )
+    #: The name as the index lists it.
+    filename: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(20))
+    #: Why a file was refused (a stable code), or None.
+    reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    keys_inserted: Mapped[int] = mapped_column(Integer, default=0)
+    keys_revised: Mapped[int] = mapped_column(Integer, default=0)
+    #: Keys already stored (ours, another source's, or this source's own again).
+    keys_duplicate: Mapped[int] = mapped_column(Integer, default=0)
+    #: Keys outside the accepted window (too old, in the future) or relayed (recursive).
+    keys_dropped: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("source_id", "filename"),
+        Index("ix_keyserver_import_files_created_at", "created_at"),
+    )
+
+
+class Mirror(Base):
+    """A peer whose index and files are copied as they are into the blob store, for a CDN
+    to serve under the peer's URL while its phones move to this service."""
+
+    __tablename__ = "keyserver_mirrors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    #: The peer's index.txt (http(s) URL or a file path) and what its lines are relative to.
+    index_location: Mapped[str] = mapped_column(String(1000))
+    export_root: Mapped[str] = mapped_column(String(1000))
+    #: Where the copies go in the blob store: ``<root>/<index path>``, ``<root>/<line>``.
+    mirror_root: Mapped[str] = mapped_column(String(100), unique=True)
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    index_etag: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    index_last_modified: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(50), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -28,7 +28,12 @@ from exposure.db import SessionFactory, unit_of_work
 from exposure.db.lease import new_holder_token
 from exposure.retention.core import purge_job_name
 from exposure.retention.policy import Action, Deadline, PurgeResult, RetentionPolicy
-from exposure.retention.settings import KEYS, REVOKED_AUTHORITY_KEYS, RetentionSettings
+from exposure.retention.settings import (
+    IMPORT_RECORDS,
+    KEYS,
+    REVOKED_AUTHORITY_KEYS,
+    RetentionSettings,
+)
 from exposure.settings import Service
 from keyserver.context import KeyserverContext
 from keyserver.export.worker import rewrite_index
@@ -180,10 +185,30 @@ def keyserver_policies(
         _keys_policy(
             kind="imported-keys",
             keys=StoredKeys.IMPORTED,
-            purpose="Keys imported from the older systems' exports, published like our own.",
+            purpose=(
+                "Keys imported from peers' and older systems' signed exports, with their "
+                "source and file, re-exported like our own so one download serves them all."
+            ),
             deadline=settings.imported_keys,
             setting="EXPOSURE_RETENTION_IMPORTED_KEYS",
             batch_size=batch,
+        ),
+        RetentionPolicy(
+            kind="import-records",
+            service=Service.KEYSERVER,
+            tables=("keyserver_import_files",),
+            purpose=(
+                "Which peer files were imported or refused and why, so each is imported once "
+                "and refusals can be audited; names and counts, no keys."
+            ),
+            measured_from="created_at (when the file was handled)",
+            action=Action.DELETE,
+            bounds=IMPORT_RECORDS,
+            deadline=settings.import_records,
+            setting="EXPOSURE_RETENTION_IMPORT_RECORDS",
+            enforced_by=job,
+            purge=retention_store.purge_import_records(batch),
+            oldest=retention_store.oldest_import_record,
         ),
         RetentionPolicy(
             kind="export-files",
@@ -240,6 +265,21 @@ def keyserver_policies(
             ("keyserver_authorized_apps", "keyserver_authorized_app_health_authorities"),
             "GAEN apps allowed to publish, their regions and accepted authorities.",
             "exposure admin app",
+        ),
+        _configuration(
+            "import-sources",
+            ("keyserver_import_sources", "keyserver_import_source_keys"),
+            "Peers whose signed exports are imported: index, root, their public keys.",
+            "exposure admin import-source",
+        ),
+        _configuration(
+            "mirrors",
+            ("keyserver_mirrors",),
+            (
+                "Peers whose index and files are copied as they are for a CDN; the copies "
+                "follow the peer's index (a file it stops listing is deleted)."
+            ),
+            "exposure admin mirror",
         ),
         _configuration(
             "export-configs",

@@ -164,6 +164,37 @@ class KeyserverSettings(BaseSettings):
     export_worker_interval: Annotated[timedelta, Field(ge=timedelta(seconds=10))] = Field(
         default=timedelta(minutes=1), description="How often serve runs the export worker."
     )
+    import_interval: Annotated[timedelta, Field(ge=timedelta(seconds=10))] = Field(
+        default=timedelta(minutes=5), description="How often serve runs the importer."
+    )
+    import_request_timeout: Annotated[
+        timedelta, Field(ge=timedelta(seconds=1), le=timedelta(minutes=5))
+    ] = Field(
+        default=timedelta(seconds=60),
+        description="Longest one fetch of a peer's index or file may take, bytes included.",
+    )
+    import_retries: Annotated[int, Field(ge=0, le=10)] = Field(
+        default=3, description="Retries of a fetch that failed for a transient reason."
+    )
+    import_retry_backoff: Annotated[timedelta, Field(ge=timedelta(0), le=timedelta(minutes=1))] = (
+        Field(default=timedelta(seconds=1), description="First retry delay; doubles each time.")
+    )
+    import_max_file_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = Field(
+        default=64 * 1024 * 1024,
+        description="Larger files are refused (the reference caps a file at 750,000 keys).",
+    )
+    import_max_index_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = Field(
+        default=4 * 1024 * 1024, description="A larger index.txt is not read."
+    )
+    import_files_per_run: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=200, description="Files one import run handles per source at most."
+    )
+    import_lease: Annotated[timedelta, Field(ge=timedelta(minutes=1), le=timedelta(hours=1))] = (
+        Field(
+            default=timedelta(minutes=15),
+            description="How long an import run holds its lease; no new file starts after half.",
+        )
+    )
 
     @property
     def created_at_window(self) -> timedelta:

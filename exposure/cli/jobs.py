@@ -30,6 +30,8 @@ JOBS: dict[str, Service] = {
     "revision-key-rotation": Service.KEYSERVER,
     "export-batches": Service.KEYSERVER,
     "export-worker": Service.KEYSERVER,
+    "import": Service.KEYSERVER,
+    "mirror": Service.KEYSERVER,
     "purge-keyserver": Service.KEYSERVER,
     "purge-verification": Service.VERIFICATION,
 }
@@ -42,6 +44,8 @@ jwks-refresh: mirror trusted health authorities' public keys (key server, every 
 revision-key-rotation: make and destroy revision-token keys (key server, hourly)
 export-batches: close the export windows that are old enough (key server, every 5 min)
 export-worker: write the signed files of closed windows and index.txt (key server, every min)
+import: import the new signed export files of every import source (key server, every 5 min)
+mirror: copy mirrored peers' index.txt and files into the blob store (key server, every 5 min)
 purge-keyserver, purge-verification: delete what is past its deadline (hourly)
 purge: every configured service's purge"""
 

@@ -28,6 +28,7 @@ from exposure.settings import Service
 from keyserver.export import configs
 from keyserver.export.api import index_url
 from keyserver.export.configs import ExportConfigError
+from keyserver.importer.sources import ImportSourceError, find_import_source
 from keyserver.models import SignatureInfo
 from keyserver.service import administration, trust
 
@@ -50,7 +51,7 @@ def keyserver() -> Iterator[Deployment]:
     try:
         with open_services([Service.KEYSERVER]) as deployment:
             yield deployment
-    except (trust.TrustError, ExportConfigError) as error:
+    except (trust.TrustError, ExportConfigError, ImportSourceError) as error:
         fail(str(error))
     except IntegrityError:
         # Only a concurrent change gets here: the services check for duplicates first.
@@ -287,6 +288,17 @@ def add_export_config(
         list[str] | None,
         typer.Option(help="Export signing key id (from `signing-key add`) whose versions sign."),
     ] = None,
+    include_imported: Annotated[
+        bool, typer.Option(help="Re-export keys imported from peers too, signed by this server.")
+    ] = False,
+    import_source: Annotated[
+        list[str] | None,
+        typer.Option(help="Only keys of this import source (repeatable; default: every one)."),
+    ] = None,
+    import_region: Annotated[
+        list[str] | None,
+        typer.Option(help="Regions of imported keys that go in (default: the input regions)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create an export configuration; its first batch starts at the next window boundary."""
@@ -298,6 +310,7 @@ def add_export_config(
                 for key_id in signing_key or []
                 for info in configs.current_signature_infos(session, key_id, now)
             ]
+            source_ids = [find_import_source(session, name).id for name in import_source or []]
             config = configs.create_export_config(
                 session,
                 filename_root=filename_root,
@@ -311,6 +324,9 @@ def add_export_config(
                 only_non_travelers=only_non_travelers,
                 max_records=max_records,
                 signature_info_ids=[info.id for info in infos],
+                include_imported=include_imported,
+                import_source_ids=source_ids,
+                import_regions=import_region or (),
             )
             data = {
                 "id": config.id,
@@ -318,6 +334,7 @@ def add_export_config(
                 "index_url": index_url(deployment.settings.base.base_url, config.filename_root),
                 "period_seconds": config.period_seconds,
                 "signature_info_ids": config.signature_info_ids,
+                "include_imported": config.include_imported,
             }
     emit(data, as_json)
 
@@ -344,6 +361,40 @@ def show_export_config(
         config = administration.find_export_config(session, root)
         data = administration.export_config_facts(config)
         data["index_url"] = index_url(deployment.settings.base.base_url, config.filename_root)
+    emit(data, as_json)
+
+
+@export_config_app.command("imports")
+def set_export_config_imports(
+    root: Annotated[str, typer.Argument(help="The export root (or the config's id).")],
+    include_imported: Annotated[
+        bool,
+        typer.Option(
+            "--include-imported/--no-imported", help="Re-export keys imported from peers, or not."
+        ),
+    ],
+    import_source: Annotated[
+        list[str] | None,
+        typer.Option(help="Only keys of this import source (repeatable; default: every one)."),
+    ] = None,
+    import_region: Annotated[
+        list[str] | None,
+        typer.Option(help="Regions of imported keys that go in (default: the input regions)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change which imported keys a series re-exports, from its next window on."""
+    with keyserver_session() as (_deployment, session):
+        config = administration.find_export_config(session, root)
+        source_ids = [find_import_source(session, name).id for name in import_source or []]
+        configs.set_imports(
+            session,
+            config,
+            include_imported=include_imported,
+            import_source_ids=source_ids,
+            import_regions=import_region or (),
+        )
+        data = administration.export_config_facts(config)
     emit(data, as_json)
 
 

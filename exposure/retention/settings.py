@@ -42,6 +42,9 @@ DISABLED_API_KEYS = Deadline(default=14 * DAY, floor=DAY, ceiling=90 * DAY)
 #: Revoked or expired health-authority public keys (reference: 30 days).
 REVOKED_AUTHORITY_KEYS = Deadline(default=30 * DAY, floor=DAY, ceiling=90 * DAY)
 #: Rate-limit windows, counted from their start; the longest window is one day.
+#: At least the key server's longest key age (21 days): a record purged sooner would let a
+#: peer that still lists the file have its keys imported again.
+IMPORT_RECORDS = Deadline(default=21 * DAY, floor=21 * DAY, ceiling=90 * DAY)
 RATE_LIMIT_WINDOWS = Deadline(default=2 * DAY, floor=DAY, ceiling=7 * DAY)
 #: Expired job and index leases.
 LEASES = Deadline(default=DAY, floor=HOUR, ceiling=30 * DAY)
@@ -76,6 +79,9 @@ class RetentionSettings(BaseSettings):
     revised_keys: timedelta = _bounded(KEYS, "Revised keys, from their created_at.")
     padding_keys: timedelta = _bounded(KEYS, "Export padding keys, from their created_at.")
     imported_keys: timedelta = _bounded(KEYS, "Keys imported from peers, from their created_at.")
+    import_records: timedelta = _bounded(
+        IMPORT_RECORDS, "Records of peer files imported or refused, from when handled."
+    )
     revoked_authority_keys: timedelta = _bounded(
         REVOKED_AUTHORITY_KEYS, "Health-authority keys, from the end of their validity."
     )

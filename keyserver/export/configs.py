@@ -48,12 +48,15 @@ __all__ = [
     "add_signature_info",
     "attach_signature_info",
     "config_exclude_regions",
+    "config_import_regions",
+    "config_import_source_ids",
     "config_input_regions",
     "config_signature_info_ids",
     "create_export_config",
     "current_signature_infos",
     "find_export_config",
     "rotate_signature_info",
+    "set_imports",
     "valid_signature_infos",
 ]
 
@@ -135,6 +138,16 @@ def config_input_regions(config: ExportConfig) -> tuple[str, ...]:
     return listed or (config.output_region,)
 
 
+def config_import_source_ids(config: ExportConfig) -> list[int]:
+    """The import sources whose keys the config re-exports; empty: every source."""
+    return _id_list(config.import_source_ids)
+
+
+def config_import_regions(config: ExportConfig) -> tuple[str, ...]:
+    """The regions of imported keys the config re-exports; empty: its input regions."""
+    return tuple(region for region in config.import_regions.split(",") if region)
+
+
 def config_exclude_regions(config: ExportConfig) -> tuple[str, ...]:
     """The regions whose keys the config leaves out, even when they are in an input region."""
     return tuple(region for region in config.exclude_regions.split(",") if region)
@@ -175,16 +188,21 @@ def create_export_config(
     max_records: int = 500_000,
     signature_info_ids: Sequence[int] = (),
     valid_until: datetime | None = None,
+    include_imported: bool = False,
+    import_source_ids: Sequence[int] = (),
+    import_regions: Sequence[str] = (),
 ) -> ExportConfig:
     """Create a series of export files under ``filename_root``.
 
     ``input_regions`` empty means the output region's keys; travelers' keys of any region
-    join with ``include_travelers``. Batches start at the period boundary at or before
-    ``valid_from`` (see :mod:`keyserver.export.batcher`). Signature infos are listed newest
-    first whatever order they are given in. Raises :class:`InvalidExportConfig`,
-    :class:`DuplicateFilenameRoot` (roots are unique case-insensitively: two roots differing
-    only in case would share a directory on macOS and Windows) or
-    :class:`UnknownSignatureInfo`.
+    join with ``include_travelers``. Keys imported from peers join with
+    ``include_imported``: those of ``import_source_ids`` (every source when empty) in
+    ``import_regions`` (the input regions when empty). Batches start at the period
+    boundary at or before ``valid_from`` (see :mod:`keyserver.export.batcher`). Signature
+    infos are listed newest first whatever order they are given in. Raises
+    :class:`InvalidExportConfig`, :class:`DuplicateFilenameRoot` (roots are unique
+    case-insensitively: two roots differing only in case would share a directory on macOS
+    and Windows) or :class:`UnknownSignatureInfo`.
     """
     require_aware(now, "now")
     require_aware(valid_from, "valid_from")
@@ -209,6 +227,7 @@ def create_export_config(
         require_aware(valid_until, "valid_until")
         if valid_until <= valid_from:
             raise InvalidExportConfig("valid_until must be after valid_from")
+    imports = _imports(session, include_imported, import_source_ids, import_regions)
     infos = _load_signature_infos(session, signature_info_ids)
     if find_export_config(session, filename_root) is not None:
         raise DuplicateFilenameRoot(f"an export config already writes under {filename_root!r}")
@@ -225,8 +244,55 @@ def create_export_config(
         valid_from=valid_from,
         valid_until=valid_until,
         created_at=now,
+        include_imported=include_imported,
+        import_source_ids=imports[0],
+        import_regions=imports[1],
     )
     return export_config_store.add_export_config(session, config)
+
+
+def set_imports(
+    session: Session,
+    config: ExportConfig,
+    *,
+    include_imported: bool,
+    import_source_ids: Sequence[int] = (),
+    import_regions: Sequence[str] = (),
+) -> None:
+    """Change which imported keys the config re-exports, from its next window on.
+
+    Files already written keep what they hold. Raises :class:`InvalidExportConfig` as
+    :func:`create_export_config` does for the same options.
+    """
+    source_ids, regions = _imports(session, include_imported, import_source_ids, import_regions)
+    config.include_imported = include_imported
+    config.import_source_ids = source_ids
+    config.import_regions = regions
+    session.flush()
+
+
+def _imports(
+    session: Session,
+    include_imported: bool,
+    source_ids: Sequence[int],
+    regions: Sequence[str],
+) -> tuple[str, str]:
+    """The stored forms of the import options, checked."""
+    unique_ids = sorted(set(source_ids))
+    normalized = _regions(regions, "import regions")
+    if not include_imported:
+        if unique_ids or normalized:
+            raise InvalidExportConfig("import sources and regions need include_imported")
+        return "", ""
+    missing = set(unique_ids) - set(export_config_store.import_source_ids(session, unique_ids))
+    if missing:
+        raise InvalidExportConfig(
+            f"no import source with id {', '.join(str(i) for i in sorted(missing))}"
+        )
+    encoded = ",".join(str(source_id) for source_id in unique_ids)
+    if len(encoded) > _SIGNATURE_IDS_TEXT:
+        raise InvalidExportConfig("too many import sources")
+    return encoded, ",".join(normalized)
 
 
 def _load_signature_infos(session: Session, ids: Sequence[int]) -> list[SignatureInfo]:

@@ -66,6 +66,8 @@ from keyserver.export.blobstore import (
 )
 from keyserver.export.configs import (
     config_exclude_regions,
+    config_import_regions,
+    config_import_source_ids,
     config_input_regions,
     valid_signature_infos,
 )
@@ -423,6 +425,9 @@ class _BatchJob:
                     exclude_regions=config_exclude_regions(config),
                     include_travelers=config.include_travelers,
                     only_non_travelers=config.only_non_travelers,
+                    include_imported=config.include_imported,
+                    import_source_ids=config_import_source_ids(config),
+                    import_regions=config_import_regions(config),
                 ),
                 signers=signers,
             )

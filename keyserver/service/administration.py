@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from exposure.clock import require_aware
 from keyserver.export.configs import (
     UnknownSignatureInfo,
+    config_import_regions,
+    config_import_source_ids,
     config_input_regions,
     config_signature_info_ids,
 )
@@ -162,6 +164,9 @@ def export_config_facts(config: ExportConfig) -> dict[str, object]:
         "only_non_travelers": config.only_non_travelers,
         "max_records": config.max_records,
         "signature_info_ids": config_signature_info_ids(config),
+        "include_imported": config.include_imported,
+        "import_source_ids": config_import_source_ids(config),
+        "import_regions": list(config_import_regions(config)),
         "valid_from": config.valid_from,
         "valid_until": config.valid_until,
     }

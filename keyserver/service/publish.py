@@ -54,6 +54,8 @@ _logger = logging.getLogger(__name__)
 
 #: Where a stored key came from; only published keys may be revised by a publish.
 ORIGIN_PUBLISH = "publish"
+#: Keys read from a peer's export file; only the same peer may revise them.
+ORIGIN_IMPORT = "import"
 #: What a stored or incoming report type may be ("" for keys published without a certificate).
 _REPORT_TYPE_NAMES = frozenset({"", *(member.value for member in ReportType)})
 
@@ -282,4 +284,112 @@ def store_publish(
 
     outcome.inserted = store.insert_exposures(session, new_rows)
     outcome.revision_token = _token_for(previous or [], processed, secrets, settings, now)
+    return outcome
+
+
+@dataclass
+class ImportOutcome:
+    """What storing one imported file changed."""
+
+    inserted: int = 0
+    revised: int = 0
+    #: Keys already stored: ours, another source's, or this source's own with nothing new.
+    duplicates: int = 0
+
+
+def _imported_row(key: ValidatedKey, regions: str, source_id: int, file_id: int) -> tuple[Any, ...]:
+    """The key's values in :data:`store.IMPORT_COLUMNS` order, ``regions`` encoded."""
+    return (
+        key.key,
+        key.transmission_risk,
+        regions,
+        key.traveler,
+        key.interval_number,
+        key.interval_count,
+        key.created_at,
+        ORIGIN_IMPORT,
+        None,
+        key.report_type,
+        key.days_since_symptom_onset,
+        source_id,
+        file_id,
+    )
+
+
+def _import_revises(stored: store.StoredKey, incoming: ValidatedKey, source_id: int) -> bool:
+    """Whether a peer's key revises the stored one; anything else is a duplicate.
+
+    A peer never revises a key it did not send (ours, or another peer's), nor one whose
+    interval it states differently; its own keys follow the transitions a phone's do, once.
+    """
+    if stored.origin != ORIGIN_IMPORT or stored.import_source_id != source_id:
+        return False
+    if (stored.interval_number, stored.interval_count) != (
+        incoming.interval_number,
+        incoming.interval_count,
+    ):
+        return False
+    if stored.report_type == incoming.report_type or stored.revised_report_type is not None:
+        return False
+    return allowed_transition(stored.report_type, incoming.report_type)
+
+
+def store_import(
+    session: Session,
+    keys: Sequence[ValidatedKey],
+    *,
+    source_id: int,
+    file_id: int,
+    settings: KeyserverSettings,
+    now: datetime,
+) -> ImportOutcome:
+    """Store the keys of one imported file in the caller's transaction.
+
+    New keys are inserted with their provenance (source and file), except negative ones,
+    which only revise. A key already stored is never stored again; it is revised only when
+    this same source sent it and the transition is allowed (:func:`allowed_transition`).
+    When a key comes more than once, its last copy counts (a file's revised keys follow
+    its keys). A file may hold 750,000 keys: they go to the database in bulk.
+    """
+    last: dict[bytes, ValidatedKey] = {}
+    for key in keys:
+        last.pop(key.key, None)
+        last[key.key] = key
+    outcome = ImportOutcome(duplicates=len(keys) - len(last))
+    if not last:
+        return outcome
+    # A file's keys share their regions: each set is encoded once.
+    encoded: dict[tuple[str, ...], str] = {}
+    rows = []
+    for key in last.values():
+        if key.regions not in encoded:
+            encoded[key.regions] = store.encode_regions(key.regions)
+        rows.append(_imported_row(key, encoded[key.regions], source_id, file_id))
+    store.stage_imported(session, rows)
+    existing = store.staged_stored(session)
+    revised_at = truncate(now, settings.truncate_window)
+    new = 0
+    for key in last.values():
+        stored = existing.get(key.key)
+        if stored is None:
+            new += key.report_type != ReportType.NEGATIVE
+            continue
+        if not _import_revises(stored, key, source_id):
+            outcome.duplicates += 1
+            continue
+        store.revise_exposure(
+            session,
+            key.key,
+            report_type=key.report_type,
+            revised_at=revised_at,
+            days_since_symptom_onset=key.days_since_symptom_onset,
+            transmission_risk=key.transmission_risk,
+            health_authority_id=stored.health_authority_id,
+            regions=stored.regions,
+        )
+        outcome.revised += 1
+    outcome.inserted = store.insert_staged(session)
+    store.drop_staging(session)
+    # A key another transaction stored meanwhile was skipped by ON CONFLICT.
+    outcome.duplicates += new - outcome.inserted
     return outcome

@@ -43,10 +43,14 @@ from keyserver.settings import KeyserverSettings
 __all__ = [
     "MAX_TRANSMISSION_RISK",
     "MIN_TRANSMISSION_RISK",
+    "KeyRejected",
+    "KeyWindow",
     "TransformResult",
     "ValidatedKey",
     "backfill_transmission_risk",
+    "check_key_values",
     "describe_key_errors",
+    "imported_key",
     "symptom_onset_interval",
     "transform_publish",
 ]
@@ -153,8 +157,9 @@ def _default_onset(now: datetime, settings: KeyserverSettings) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class _Window:
-    """The bounds every key of one request is checked against, computed once from ``now``."""
+class KeyWindow:
+    """The bounds every key of one request (or imported file) is checked against, computed
+    once from ``now``."""
 
     current_interval: int
     oldest_end_interval: int
@@ -163,7 +168,7 @@ class _Window:
     embargo: bool
 
     @classmethod
-    def at(cls, now: datetime, settings: KeyserverSettings) -> _Window:
+    def at(cls, now: datetime, settings: KeyserverSettings) -> KeyWindow:
         return cls(
             current_interval=interval_number(now),
             oldest_end_interval=interval_number(now - settings.max_interval_age),
@@ -189,44 +194,62 @@ class _KeyRejectedError(Exception):
     """Why one key is dropped; becomes one line of the partial-failure answer."""
 
 
+class KeyRejected(_KeyRejectedError):  # noqa: N818 - a verdict, like the reference's reasons
+    """A key breaks a per-key rule; ``malformed`` when no valid producer writes such a key
+    (length, period, risk), as opposed to one outside the accepted time window."""
+
+    def __init__(self, reason: str, *, malformed: bool) -> None:
+        super().__init__(reason)
+        self.malformed = malformed
+
+
 def _decode_key(text: str) -> bytes:
     try:
-        raw = decode_base64_lenient(text)
+        return decode_base64_lenient(text)
     except ValueError as error:
         raise _KeyRejectedError("key is not valid base64") from error
+
+
+def check_key_values(raw: bytes, start: int, count: int, risk: int, window: KeyWindow) -> None:
+    """Raise :class:`KeyRejected` unless the key passes every per-key rule, in the
+    reference's order: length, rolling period, age (by its end), future start, risk."""
     if len(raw) != KEY_LENGTH:
-        raise _KeyRejectedError(f"invalid key length, {len(raw)}, must be {KEY_LENGTH}")
-    return raw
-
-
-def _check_key(uploaded: ExposureKey, window: _Window) -> bytes:
-    """The decoded key if it passes every per-key rule, in the reference's order."""
-    raw = _decode_key(uploaded.key)
-    start, count = uploaded.rollingStartNumber, uploaded.rollingPeriod
+        raise KeyRejected(f"invalid key length, {len(raw)}, must be {KEY_LENGTH}", malformed=True)
     # 0 is refused, not read as 144: the docs' "optional" rollingPeriod is not what the
     # reference's publish does.
     if not MIN_INTERVAL_COUNT <= count <= MAX_INTERVAL_COUNT:
-        raise _KeyRejectedError(
+        raise KeyRejected(
             f"invalid rolling period, {count}, must be >= {MIN_INTERVAL_COUNT} "
-            f"&& <= {MAX_INTERVAL_COUNT}"
+            f"&& <= {MAX_INTERVAL_COUNT}",
+            malformed=True,
         )
     # Age is judged by the key's end, so a key that started just before the limit but was
     # broadcast after it is still accepted.
     if start + count < window.oldest_end_interval:
-        raise _KeyRejectedError(
+        raise KeyRejected(
             f"key expires before the minimum window: {start} + {count} = {start + count} "
-            f"is too old, must be >= {window.oldest_end_interval}"
+            f"is too old, must be >= {window.oldest_end_interval}",
+            malformed=False,
         )
     if start > window.current_interval:
-        raise _KeyRejectedError(
-            f"interval number {start} is in the future, must be <= {window.current_interval}"
+        raise KeyRejected(
+            f"interval number {start} is in the future, must be <= {window.current_interval}",
+            malformed=False,
         )
-    risk = uploaded.transmissionRisk
     if not MIN_TRANSMISSION_RISK <= risk <= MAX_TRANSMISSION_RISK:
-        raise _KeyRejectedError(
+        raise KeyRejected(
             f"invalid transmission risk: {risk}, must be >= {MIN_TRANSMISSION_RISK} "
-            f"&& <= {MAX_TRANSMISSION_RISK}"
+            f"&& <= {MAX_TRANSMISSION_RISK}",
+            malformed=True,
         )
+
+
+def _check_key(uploaded: ExposureKey, window: KeyWindow) -> bytes:
+    """The decoded key if it passes every per-key rule, in the reference's order."""
+    raw = _decode_key(uploaded.key)
+    check_key_values(
+        raw, uploaded.rollingStartNumber, uploaded.rollingPeriod, uploaded.transmissionRisk, window
+    )
     return raw
 
 
@@ -308,7 +331,7 @@ def transform_publish(
             f"max of {settings.max_keys_on_publish} is allowed"
         )
 
-    window = _Window.at(now, settings)
+    window = KeyWindow.at(now, settings)
     onset, missing_onset = symptom_onset_interval(
         request.symptomOnsetInterval, certificate_onset, now, settings
     )
@@ -391,3 +414,41 @@ def _last_copy_of_each_key(keys: Sequence[ValidatedKey]) -> list[ValidatedKey]:
         last.pop(key.key, None)  # re-inserted at the end: the result stays in sorted order
         last[key.key] = key
     return list(last.values())
+
+
+def imported_key(
+    raw: bytes,
+    *,
+    start: int,
+    count: int,
+    transmission_risk: int | None,
+    report_type: str,
+    days_since_onset: int | None,
+    region: str,
+    window: KeyWindow,
+    settings: KeyserverSettings,
+) -> ValidatedKey:
+    """A key read from a peer's export file, checked and embargoed like an uploaded one.
+
+    ``report_type`` is the file's (or the source's default); a missing risk is backfilled
+    from it as for a publish. A days-since-onset beyond ``max_symptom_onset_days`` is
+    cleared rather than the key dropped, as the reference's federation does: the peer
+    already decided to publish the key. Raises :class:`KeyRejected`.
+    """
+    if report_type not in _KNOWN_REPORT_TYPES:
+        raise ValueError(f"unknown report type {report_type!r}")
+    risk = backfill_transmission_risk(transmission_risk or 0, report_type)
+    check_key_values(raw, start, count, risk, window)
+    if days_since_onset is not None and abs(days_since_onset) > settings.max_symptom_onset_days:
+        days_since_onset = None
+    return ValidatedKey(
+        key=raw,
+        interval_number=start,
+        interval_count=count,
+        transmission_risk=risk,
+        created_at=window.created_at_for(start + count),
+        report_type=report_type,
+        days_since_symptom_onset=days_since_onset,
+        traveler=False,
+        regions=(region,),
+    )

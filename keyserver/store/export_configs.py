@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from keyserver.models import ExportConfig, SignatureInfo
+from keyserver.models import ExportConfig, ImportSource, SignatureInfo
 
 
 def export_config_by_id(session: Session, config_id: int) -> ExportConfig | None:
@@ -119,3 +119,10 @@ def signature_info_references(session: Session, *, usable_at: datetime | None = 
             SignatureInfo.valid_until.is_(None) | (SignatureInfo.valid_until > usable_at)
         )
     return list(session.scalars(statement))
+
+
+def import_source_ids(session: Session, ids: Sequence[int]) -> list[int]:
+    """The ids among ``ids`` of import sources that exist."""
+    if not ids:
+        return []
+    return list(session.scalars(select(ImportSource.id).where(ImportSource.id.in_(ids))))

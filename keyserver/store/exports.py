@@ -30,6 +30,8 @@ from keyserver.models import (
 #: Which stored keys belong to an export config (see :func:`key_filter`).
 KeyFilter: TypeAlias = ColumnElement[bool]
 
+#: The origin of keys read from a peer's export files.
+ORIGIN_IMPORT = "import"
 # Rows per INSERT and per ``IN (...)`` of batch ids: far below both engines' limits.
 _BATCH_CHUNK = 500
 # Longest delay of a key's created_at after it is stored: a 144-interval key published as it
@@ -230,12 +232,49 @@ def key_filter(
     exclude_regions: Sequence[str],
     include_travelers: bool,
     only_non_travelers: bool,
+    include_imported: bool = False,
+    import_source_ids: Sequence[int] = (),
+    import_regions: Sequence[str] = (),
 ) -> KeyFilter:
-    """Which stored keys belong to a config, by region and traveler flag.
+    """Which stored keys belong to a config, by origin, region and traveler flag.
 
+    Imported keys go in only with ``include_imported``: those of ``import_source_ids``
+    (every source when empty) in ``import_regions`` (the input regions when empty).
     Unlike the reference, the region filters apply with any number of input or excluded
     regions (the reference ignores them when more than one is given, §4.7).
     """
+    own = and_(
+        Exposure.origin != ORIGIN_IMPORT,
+        _regions_and_travelers(
+            input_regions, exclude_regions, include_travelers, only_non_travelers
+        ),
+    )
+    if not include_imported:
+        return own
+    imported_conditions = [
+        Exposure.origin == ORIGIN_IMPORT,
+        _regions_and_travelers(
+            import_regions or input_regions,
+            exclude_regions,
+            include_travelers,
+            only_non_travelers,
+        ),
+    ]
+    if import_source_ids:
+        # Not IN (...): the worker streams the compiled text itself, where an expanding IN
+        # would stay a placeholder.
+        imported_conditions.append(
+            or_(*(Exposure.import_source_id == source_id for source_id in import_source_ids))
+        )
+    return or_(own, and_(*imported_conditions))
+
+
+def _regions_and_travelers(
+    input_regions: Sequence[str],
+    exclude_regions: Sequence[str],
+    include_travelers: bool,
+    only_non_travelers: bool,
+) -> KeyFilter:
     included = or_(*(_region_match(region) for region in input_regions))
     if include_travelers:
         included = or_(included, Exposure.traveler.is_(True))

@@ -7,6 +7,7 @@ publishes of the same keys serialize (SQLite serializes every writer with BEGIN 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -192,6 +193,118 @@ def insert_unless_any_stored(
     encoded = encode_json([_json_row(row) for row in rows]).decode("utf-8")
     [(any_stored, inserted)] = driver_rows(connection, _INSERT_UNLESS_ANY_STORED, {"rows": encoded})
     return None if any_stored else int(inserted)
+
+
+# ---- imports: a whole file's keys at once ------------------------------------------------
+
+#: The columns of an imported key, in the order :func:`stage_imported` takes them.
+IMPORT_COLUMNS = (
+    "key",
+    "transmission_risk",
+    "regions",
+    "traveler",
+    "interval_number",
+    "interval_count",
+    "created_at",
+    "origin",
+    "health_authority_id",
+    "report_type",
+    "days_since_symptom_onset",
+    "import_source_id",
+    "import_file_id",
+)
+# A temporary table of the caller's transaction: the file's keys are loaded into it in
+# bulk (COPY on PostgreSQL, one executemany on SQLite), then matched against the stored
+# keys and inserted by two set statements, instead of one bound parameter per value.
+_STAGING = "import_staging"
+_COLUMN_LIST = ", ".join(IMPORT_COLUMNS)
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """What deciding on an imported copy of a stored key needs of the stored row."""
+
+    key: bytes
+    origin: str
+    import_source_id: int | None
+    interval_number: int
+    interval_count: int
+    report_type: str
+    revised_report_type: str | None
+    health_authority_id: int | None
+    regions: str
+
+
+def stage_imported(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Load ``rows`` (values in :data:`IMPORT_COLUMNS` order) into this transaction's
+    staging table; :func:`drop_staging` removes it."""
+    connection = session.connection()
+    table = Exposure.__tablename__
+    if uses_psycopg(connection):
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {_STAGING} (LIKE {table}) ON COMMIT DROP"
+        )
+        driver: Any = connection.connection.driver_connection
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(f"COPY {_STAGING} ({_COLUMN_LIST}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return
+    connection.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{_STAGING}")
+    connection.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE {_STAGING} AS SELECT {_COLUMN_LIST} FROM {table} WHERE 0"  # noqa: S608
+    )
+    dialect = connection.dialect
+    processors = [
+        Exposure.__table__.c[name].type.bind_processor(dialect) for name in IMPORT_COLUMNS
+    ]
+    converted = [
+        tuple(
+            value if processor is None or value is None else processor(value)
+            for processor, value in zip(processors, row, strict=True)
+        )
+        for row in rows
+    ]
+    placeholders = ", ".join("?" for _ in IMPORT_COLUMNS)
+    sqlite_connection: Any = connection.connection.driver_connection
+    driver_cursor = sqlite_connection.cursor()
+    try:
+        driver_cursor.executemany(
+            f"INSERT INTO {_STAGING} ({_COLUMN_LIST}) VALUES ({placeholders})",  # noqa: S608
+            converted,
+        )
+    finally:
+        driver_cursor.close()
+
+
+def staged_stored(session: Session) -> dict[bytes, StoredKey]:
+    """The stored rows of the staged keys, locked until the transaction ends (PostgreSQL)."""
+    lock = " FOR UPDATE OF e" if _is_postgresql(session) else ""
+    statement = (
+        "SELECT e.key, e.origin, e.import_source_id, e.interval_number, e.interval_count, "  # noqa: S608 - constants
+        "e.report_type, e.revised_report_type, e.health_authority_id, e.regions "
+        f"FROM {Exposure.__tablename__} AS e JOIN {_STAGING} AS s ON s.key = e.key{lock}"
+    )
+    rows = session.execute(text(statement)).all()
+    return {bytes(row[0]): StoredKey(bytes(row[0]), *row[1:]) for row in rows}
+
+
+def insert_staged(session: Session) -> int:
+    """Insert the staged keys that are not stored yet, negative ones aside; how many."""
+    result = session.execute(
+        text(
+            f"INSERT INTO {Exposure.__tablename__} ({_COLUMN_LIST}) "  # noqa: S608 - constants
+            f"SELECT {_COLUMN_LIST} FROM {_STAGING} WHERE report_type <> 'negative' "
+            "ON CONFLICT (key) DO NOTHING"
+        )
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
+def drop_staging(session: Session) -> None:
+    session.connection().exec_driver_sql(f"DROP TABLE {_STAGING}")
 
 
 def revise_exposure(

@@ -26,6 +26,7 @@ from keyserver.models import (
     ExportFile,
     Exposure,
     HealthAuthorityKey,
+    ImportFile,
     RevisionKey,
 )
 
@@ -154,3 +155,15 @@ def oldest_revoked_authority_key(sessions: SessionFactory, now: datetime) -> dat
     return oldest_value(
         sessions, HealthAuthorityKey.valid_until, HealthAuthorityKey.valid_until < now
     )
+
+
+# ---- import records ----------------------------------------------------------------------
+
+
+def purge_import_records(batch_size: int) -> Purger:
+    """Deletes the records of peer files handled before the cutoff."""
+    return batched_delete("keyserver_import_files", "created_at < :cutoff", batch_size)
+
+
+def oldest_import_record(sessions: SessionFactory, _now: datetime) -> datetime | None:
+    return oldest_value(sessions, ImportFile.created_at)

@@ -30,6 +30,8 @@ from keyserver.models import (
     Exposure,
     HealthAuthority,
     HealthAuthorityKey,
+    ImportFile,
+    ImportSource,
     RevisionKey,
 )
 from tests.functional.retention.conftest import T0, World
@@ -474,3 +476,48 @@ def test_seeding_helpers_write_real_rows(world: World) -> None:
     # Guards the tests above against seeding nothing and "purging" nothing.
     _add(world, _exposure("publish", T0))
     assert _count(world, Exposure) == 1
+
+
+def test_import_records_go_at_twenty_one_days_and_imported_keys_at_fourteen(world: World) -> None:
+    source = ImportSource(
+        name="peer",
+        index_location="https://peer.example/v1/index.txt",
+        export_root="https://peer.example",
+        region="VN",
+        report_type="confirmed",
+        valid_from=T0 - DAY,
+        created_at=T0 - DAY,
+    )
+    _add(world, source)
+    records = [
+        ImportFile(
+            source_id=source.id,
+            filename=f"v1/{number}.zip",
+            status="imported" if number else "refused",
+            reason=None if number else "unsigned",
+            keys_inserted=1,
+            keys_revised=0,
+            keys_duplicate=0,
+            keys_dropped=0,
+            created_at=T0,
+        )
+        for number in range(3)
+    ]
+    _add(world, *records)
+    imported = _exposure("import", T0)
+    imported.import_source_id = source.id
+    _add(world, imported)
+
+    world.purge(T0 + 14 * DAY + SECOND)
+    assert _count(world, Exposure) == 0
+    assert _count(world, ImportFile) == 3  # kept longer than any key could be valid
+
+    _check_deadline(
+        world,
+        service="keyserver",
+        kind="import-records",
+        deadline=21 * DAY,
+        remaining=lambda: _count(world, ImportFile),
+        seeded=3,
+    )
+    assert _count(world, ImportSource) == 1  # configuration stays

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
-from crypto.signing import ECDSA_SHA256_OID, load_public_key
+from crypto.signing import ECDSA_SHA256_OID, FileSigner, load_public_key
 from exposure.keys import ServiceKeyStore
 from keyserver.export import configs
 from keyserver.export.configs import (
@@ -19,6 +19,7 @@ from keyserver.export.configs import (
     InvalidExportConfig,
     UnknownSignatureInfo,
 )
+from keyserver.importer.sources import SourceKey, add_import_source
 from keyserver.models import ExportConfig
 from tests.keys import sealed_key_store
 from tests.unit.keyserver.export.support import T0
@@ -294,3 +295,63 @@ def test_expired_signature_infos_do_not_sign(
     config = _create(db_session, signature_info_ids=[expiring.id])
     assert configs.valid_signature_infos(db_session, config, T0) == [expiring]
     assert configs.valid_signature_infos(db_session, config, T0 + timedelta(days=1)) == []
+
+
+# ---- re-exporting imported keys ------------------------------------------------------------
+
+
+def _source(session: Session, name: str) -> int:
+
+    pem = FileSigner.generate().public_key_pem().decode("ascii")
+    source = add_import_source(
+        session,
+        name=name,
+        index_location=f"https://{name}.example/v1/index.txt",
+        export_root=f"https://{name}.example",
+        keys=[SourceKey("1", "v1", pem)],
+        region="VN",
+        now=T0,
+    )
+    return source.id
+
+
+def test_imported_keys_are_left_out_unless_asked_for(db_session: Session) -> None:
+    config = _create(db_session)
+    assert (config.include_imported, config.import_source_ids, config.import_regions) == (
+        False,
+        "",
+        "",
+    )
+    first, second = _source(db_session, "first"), _source(db_session, "second")
+
+    chosen = _create(
+        db_session,
+        filename_root="all",
+        include_imported=True,
+        import_source_ids=[second, first, second],
+        import_regions=["de", "vn"],
+    )
+
+    assert configs.config_import_source_ids(chosen) == sorted([first, second])
+    assert configs.config_import_regions(chosen) == ("DE", "VN")
+    configs.set_imports(db_session, chosen, include_imported=False)
+    assert (chosen.include_imported, chosen.import_source_ids, chosen.import_regions) == (
+        False,
+        "",
+        "",
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"import_regions": ["DE"]}, "need include_imported"),
+        ({"include_imported": True, "import_source_ids": [999]}, "no import source with id 999"),
+        ({"include_imported": True, "import_regions": ["D,E"]}, "import regions: region"),
+    ],
+)
+def test_bad_import_options_are_refused(
+    db_session: Session, overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidExportConfig, match=message):
+        _create(db_session, **overrides)

@@ -1,0 +1,1 @@
+"""Importing peers' signed GAEN export files: sources, fetching, and the import run."""
