@@ -242,32 +242,18 @@ def claim_token(
     now: datetime,
 ) -> bool:
     """Mark the token used if it is unused, unexpired and matches; one atomic statement."""
+    parameters = {
+        "realm": realm_id,
+        "token_hmacs": list(token_hmacs),
+        "now": now,
+        "type": test_type,
+        "symptom": symptom_date,
+        "tested": test_date,
+    }
     if uses_psycopg(session):
         # Every certificate runs it: straight to the driver (exposure.db.driver).
-        claimed = driver_rows(
-            session,
-            _CLAIM_TOKEN_ON_PSYCOPG,
-            {
-                "realm": realm_id,
-                "token_hmacs": list(token_hmacs),
-                "now": now,
-                "type": test_type,
-                "symptom": symptom_date,
-                "tested": test_date,
-            },
-        )
-        return len(claimed) == 1
-    result = session.execute(
-        _CLAIM_TOKEN,
-        {
-            "realm": realm_id,
-            "token_hmacs": list(token_hmacs),
-            "now": now,
-            "type": test_type,
-            "symptom": symptom_date,
-            "tested": test_date,
-        },
-    )
+        return len(driver_rows(session, _CLAIM_TOKEN_ON_PSYCOPG, parameters)) == 1
+    result = session.execute(_CLAIM_TOKEN, parameters)
     return bool(getattr(result, "rowcount", 0) == 1)
 
 

@@ -198,21 +198,7 @@ def insert_unless_any_stored(
 # ---- imports: a whole file's keys at once ------------------------------------------------
 
 #: The columns of an imported key, in the order :func:`stage_imported` takes them.
-IMPORT_COLUMNS = (
-    "key",
-    "transmission_risk",
-    "regions",
-    "traveler",
-    "interval_number",
-    "interval_count",
-    "created_at",
-    "origin",
-    "health_authority_id",
-    "report_type",
-    "days_since_symptom_onset",
-    "import_source_id",
-    "import_file_id",
-)
+IMPORT_COLUMNS = (*FAST_ROW_COLUMNS, "import_source_id", "import_file_id")
 # A temporary table of the caller's transaction: the file's keys are loaded into it in
 # bulk (COPY on PostgreSQL, one executemany on SQLite), then matched against the stored
 # keys and inserted by two set statements, instead of one bound parameter per value.
