@@ -71,6 +71,15 @@ DECLARE
         ['keyserver', 'keyserver_export_batches', 'SELECT, INSERT, UPDATE, DELETE'],
         -- Written once when a batch completes, never changed; purged.
         ['keyserver', 'keyserver_export_files', 'SELECT, INSERT, DELETE'],
+        -- Import sources and their keys are added by `exposure admin`; the import job
+        -- records its index validators, last success and last error on the source.
+        ['keyserver', 'keyserver_import_sources', 'SELECT, UPDATE'],
+        ['keyserver', 'keyserver_import_source_keys', 'SELECT'],
+        -- One record per file the import job handled (imported or refused), with its key
+        -- counts; the purge deletes them at their deadline.
+        ['keyserver', 'keyserver_import_files', 'SELECT, INSERT, UPDATE, DELETE'],
+        -- Mirrors are added by `exposure admin`; the mirror job records its progress.
+        ['keyserver', 'keyserver_mirrors', 'SELECT, UPDATE'],
         -- Job and index leases: taken (insert or update), released (delete).
         ['keyserver', 'leases', 'SELECT, INSERT, UPDATE, DELETE'],
         -- The key server counts nothing; its purge only clears the (empty) table.
