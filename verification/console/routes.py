@@ -1,0 +1,338 @@
+"""HTTP edge of the console: server-rendered pages, forms, cookies.
+
+Every page works without JavaScript. Every form carries a CSRF token tied to the browser's
+cookie; a POST is refused before anything else when its token is wrong or when the browser
+says it comes from another site (``Origin``, ``Sec-Fetch-Site``). Cookies are HttpOnly,
+SameSite=Strict, and Secure when the public URL is https. Answers are never cached, and
+a code is shown only in the answer to the POST that issued it.
+
+The request's transaction is opened here (the edge owns it); the work runs on a worker
+thread (:func:`exposure.http.blocking.run_blocking`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from importlib import resources
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.datastructures import UploadFile
+
+from exposure.db import SessionFactory, unit_of_work
+from exposure.db.unit_of_work import autocommit
+from exposure.http.blocking import run_blocking
+from verification.console import service
+from verification.console.models import StaffRole
+from verification.console.service import ConsoleContext, StaffView
+from verification.errors import VerificationError
+
+Clock = Callable[[], datetime]
+_T = TypeVar("_T")
+
+PREFIX = "/console"
+SESSION_COOKIE = "console_session"
+#: A signed-out browser's CSRF cookie (the sign-in form's token is derived from it).
+FORM_COOKIE = "console_form"
+MAX_UPLOAD_BYTES = 256 * 1024
+
+_SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+_templates = Environment(
+    loader=PackageLoader("verification.console", "templates"),
+    autoescape=select_autoescape(default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _render(name: str, status: int = 200, **values: Any) -> HTMLResponse:
+    html = _templates.get_template(name).render(**values)
+    return HTMLResponse(html, status_code=status, headers=_SECURITY_HEADERS)
+
+
+def _cross_site(request: Request) -> bool:
+    """Whether the browser says this request was made by another site's page."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in {"same-origin", "none"}:
+        return True
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin == "null"
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    return origin != own
+
+
+def create_console_router(
+    context: ConsoleContext, session_factory: SessionFactory, clock: Clock
+) -> APIRouter:
+    """The console's pages, bound to their dependencies."""
+    router = APIRouter(include_in_schema=False)
+
+    def set_cookie(response: Response, name: str, value: str, max_age: int | None) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path=PREFIX,
+            httponly=True,
+            samesite="strict",
+            secure=context.secure_cookies,
+        )
+
+    def in_transaction(work: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        with unit_of_work(session_factory) as session:
+            return work(session, *args, **kwargs)
+
+    async def signed_in(request: Request) -> StaffView | None:
+        cookie = request.cookies.get(SESSION_COOKIE, "")
+        if not cookie:
+            return None
+        return await run_blocking(in_transaction, _current, cookie)
+
+    def _current(session: Any, cookie: str) -> StaffView | None:
+        return service.current_staff(session, context, cookie, clock())
+
+    def refused(status: int, message: str) -> HTMLResponse:
+        return _render("refused.html", status=status, message=message)
+
+    async def checked_form(request: Request, cookie_name: str) -> dict[str, Any] | Response:
+        """The POSTed form, or the refusal of a cross-site or CSRF-less post."""
+        if _cross_site(request):
+            return refused(403, "This form was sent from another site and was refused.")
+        fields: dict[str, Any] = {}
+        async with request.form(max_files=1, max_fields=20, max_part_size=MAX_UPLOAD_BYTES) as form:
+            for name, value in form.items():
+                # An upload is read (one byte past the limit, to tell it was over) before
+                # the form, and its spooled file, is closed.
+                if isinstance(value, UploadFile):
+                    fields[name] = await value.read(MAX_UPLOAD_BYTES + 1)
+                else:
+                    fields[name] = value
+        submitted = fields.get("csrf", "")
+        cookie = request.cookies.get(cookie_name, "")
+        if not isinstance(submitted, str) or not service.csrf_matches(context, cookie, submitted):
+            return refused(403, "This form expired or was not sent by this page. Reload it.")
+        return fields
+
+    def lab_page(staff: StaffView, cookie: str, status: int = 200, **values: Any) -> HTMLResponse:
+        return _render(
+            "lab.html",
+            status=status,
+            staff=staff,
+            csrf=service.csrf_token(context, cookie),
+            today=service.local_today(staff, clock()).isoformat(),
+            **values,
+        )
+
+    # ---- signing in and out ------------------------------------------------------------
+
+    async def home(request: Request) -> Response:
+        staff = await signed_in(request)
+        target = f"{PREFIX}/sign-in" if staff is None else f"{PREFIX}/lab"
+        return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+
+    def sign_in_page(request: Request, status: int = 200, failed: bool = False) -> Response:
+        cookie = request.cookies.get(FORM_COOKIE, "")
+        fresh = service.unsign(context, cookie) is None
+        if fresh:
+            cookie = service.new_signed_token(context)
+        response = _render(
+            "sign_in.html",
+            status=status,
+            csrf=service.csrf_token(context, cookie),
+            failed=failed,
+        )
+        if fresh:
+            set_cookie(response, FORM_COOKIE, cookie, None)
+        return response
+
+    async def sign_in_form(request: Request) -> Response:
+        return sign_in_page(request)
+
+    def attempt_sign_in(
+        realm_name: str, username: str, password: str, totp_code: str
+    ) -> service.SignedIn:
+        now = clock()
+        limit = service.sign_in_limit(context, realm_name, username)
+        with autocommit(session_factory) as connection:
+            service.take_sign_in_slot(connection, limit, now)
+        signed = in_transaction(
+            service.sign_in,
+            context,
+            realm_name=realm_name,
+            username=username,
+            password=password,
+            totp_code=totp_code,
+            now=now,
+        )
+        with autocommit(session_factory) as connection:
+            service.give_back_sign_in_slot(connection, limit, now)
+        return signed
+
+    async def sign_in(request: Request) -> Response:
+        form = await checked_form(request, FORM_COOKIE)
+        if isinstance(form, Response):
+            return form
+        fields = [str(form.get(name, "")) for name in ("realm", "username", "password", "totp")]
+        try:
+            signed = await run_blocking(attempt_sign_in, *fields)
+        except service.SignInFailed:
+            return sign_in_page(request, status=401, failed=True)
+        response = RedirectResponse(f"{PREFIX}/lab", status_code=303, headers=_SECURITY_HEADERS)
+        lifetime = int(context.session_lifetime.total_seconds())
+        set_cookie(response, SESSION_COOKIE, signed.cookie, lifetime)
+        response.delete_cookie(FORM_COOKIE, path=PREFIX)
+        return response
+
+    async def sign_out(request: Request) -> Response:
+        form = await checked_form(request, SESSION_COOKIE)
+        if isinstance(form, Response):
+            return form
+        cookie = request.cookies.get(SESSION_COOKIE, "")
+        await run_blocking(in_transaction, service.sign_out, context, cookie)
+        response = RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+        return response
+
+    # ---- the lab's pages ---------------------------------------------------------------
+
+    async def lab_staff(request: Request) -> StaffView | Response:
+        staff = await signed_in(request)
+        if staff is None:
+            return RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
+        if staff.role not in service.LAB_ROLES:
+            return refused(403, "Your role cannot issue codes.")
+        return staff
+
+    async def lab(request: Request) -> Response:
+        staff = await lab_staff(request)
+        if isinstance(staff, Response):
+            return staff
+        return lab_page(staff, request.cookies[SESSION_COOKIE])
+
+    async def issue(request: Request) -> Response:
+        staff = await lab_staff(request)
+        if isinstance(staff, Response):
+            return staff
+        form = await checked_form(request, SESSION_COOKIE)
+        if isinstance(form, Response):
+            return form
+        cookie = request.cookies[SESSION_COOKIE]
+        date_kind = str(form.get("date_kind", "symptom"))
+        day = str(form.get("date", "")).strip()
+        order = service.CodeOrder(
+            test_type=str(form.get("test_type", "")),
+            symptom_date=day if date_kind == "symptom" else "",
+            test_date=day if date_kind == "test" else "",
+        )
+        try:
+            issued = await run_blocking(
+                in_transaction,
+                service.issue_code,
+                context,
+                staff=staff,
+                order=order,
+                now=clock(),
+            )
+        except VerificationError as error:
+            return lab_page(staff, cookie, status=error.status, issue_error=error.message)
+        return _render(
+            "issued.html",
+            staff=staff,
+            csrf=service.csrf_token(context, cookie),
+            issued=issued,
+            expires_in=int((issued.expires_at - clock()).total_seconds()),
+        )
+
+    async def bulk(request: Request) -> Response:
+        staff = await lab_staff(request)
+        if isinstance(staff, Response):
+            return staff
+        form = await checked_form(request, SESSION_COOKIE)
+        if isinstance(form, Response):
+            return form
+        cookie = request.cookies[SESSION_COOKIE]
+        raw = form.get("file")
+        if not isinstance(raw, bytes):
+            return lab_page(staff, cookie, status=400, bulk_error="Choose a CSV file.")
+        if len(raw) > MAX_UPLOAD_BYTES:
+            return lab_page(staff, cookie, status=413, bulk_error="The file is too large.")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return lab_page(staff, cookie, status=400, bulk_error="The file is not UTF-8 text.")
+        try:
+            issued = await run_blocking(
+                in_transaction, service.issue_bulk, context, staff=staff, text=text, now=clock()
+            )
+        except service.BulkRejected as rejected:
+            return lab_page(staff, cookie, status=400, row_errors=rejected.errors)
+        return _render(
+            "bulk_issued.html", staff=staff, csrf=service.csrf_token(context, cookie), issued=issued
+        )
+
+    async def status(request: Request) -> Response:
+        staff = await lab_staff(request)
+        if isinstance(staff, Response):
+            return staff
+        cookie = request.cookies[SESSION_COOKIE]
+        uuid = request.query_params.get("uuid", "")
+        try:
+            found = await run_blocking(in_transaction, service.code_status, staff=staff, uuid=uuid)
+        except VerificationError as error:
+            return lab_page(staff, cookie, status=error.status, status_error=error.message)
+        return lab_page(staff, cookie, code_uuid=uuid.strip(), code_status=found, now=clock())
+
+    async def expire(request: Request) -> Response:
+        staff = await lab_staff(request)
+        if isinstance(staff, Response):
+            return staff
+        form = await checked_form(request, SESSION_COOKIE)
+        if isinstance(form, Response):
+            return form
+        cookie = request.cookies[SESSION_COOKIE]
+        uuid = str(form.get("uuid", ""))
+        try:
+            found = await run_blocking(
+                in_transaction, service.expire_code, staff=staff, uuid=uuid, now=clock()
+            )
+        except VerificationError as error:
+            return lab_page(staff, cookie, status=error.status, status_error=error.message)
+        return lab_page(
+            staff, cookie, code_uuid=uuid.strip(), code_status=found, now=clock(), expired=True
+        )
+
+    countdown = (resources.files("verification.console") / "static" / "countdown.js").read_bytes()
+
+    async def script(_request: Request) -> Response:
+        return Response(
+            countdown,
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+        )
+
+    router.add_api_route(PREFIX, home, methods=["GET"])
+    router.add_api_route(f"{PREFIX}/static/countdown.js", script, methods=["GET"])
+    router.add_api_route(f"{PREFIX}/sign-in", sign_in_form, methods=["GET"])
+    router.add_api_route(f"{PREFIX}/sign-in", sign_in, methods=["POST"])
+    router.add_api_route(f"{PREFIX}/sign-out", sign_out, methods=["POST"])
+    router.add_api_route(f"{PREFIX}/lab", lab, methods=["GET"])
+    router.add_api_route(f"{PREFIX}/lab/issue", issue, methods=["POST"])
+    router.add_api_route(f"{PREFIX}/lab/bulk", bulk, methods=["POST"])
+    router.add_api_route(f"{PREFIX}/lab/status", status, methods=["GET"])
+    router.add_api_route(f"{PREFIX}/lab/expire", expire, methods=["POST"])
+    return router
+
+
+__all__ = ["PREFIX", "SESSION_COOKIE", "StaffRole", "create_console_router"]

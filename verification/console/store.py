@@ -1,0 +1,65 @@
+"""Every SQL statement on the console's tables (staff accounts and sessions)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from verification.console.models import StaffAccount, StaffSession
+
+
+def add_staff(session: Session, account: StaffAccount) -> StaffAccount:
+    session.add(account)
+    session.flush()
+    return account
+
+
+def staff_by_username(session: Session, realm_id: int, username: str) -> StaffAccount | None:
+    return session.scalars(
+        select(StaffAccount).where(
+            StaffAccount.realm_id == realm_id, StaffAccount.username == username
+        )
+    ).one_or_none()
+
+
+def staff_by_id(session: Session, staff_id: int) -> StaffAccount | None:
+    return session.get(StaffAccount, staff_id)
+
+
+def list_staff(session: Session, realm_id: int | None = None) -> list[StaffAccount]:
+    query = select(StaffAccount).order_by(StaffAccount.realm_id, StaffAccount.username)
+    if realm_id is not None:
+        query = query.where(StaffAccount.realm_id == realm_id)
+    return list(session.scalars(query))
+
+
+def add_session(session: Session, record: StaffSession) -> None:
+    session.add(record)
+    session.flush()
+
+
+def live_session(
+    session: Session, token_hmac: bytes, now: datetime
+) -> tuple[StaffSession, StaffAccount] | None:
+    """The unexpired session with this token hash and its account, if still enabled."""
+    row = session.execute(
+        select(StaffSession, StaffAccount)
+        .join(StaffAccount, StaffAccount.id == StaffSession.staff_id)
+        .where(
+            StaffSession.token_hmac == token_hmac,
+            StaffSession.expires_at > now,
+            StaffAccount.disabled_at.is_(None),
+        )
+    ).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+def delete_session(session: Session, token_hmac: bytes) -> None:
+    session.execute(delete(StaffSession).where(StaffSession.token_hmac == token_hmac))
+
+
+def delete_sessions_of(session: Session, staff_id: int) -> int:
+    result = session.execute(delete(StaffSession).where(StaffSession.staff_id == staff_id))
+    return int(getattr(result, "rowcount", 0) or 0)
