@@ -14,6 +14,7 @@ back. Every refusal is the same :class:`SignInFailed`, locked-out or not.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hmac
 import uuid as uuid_module
 import zoneinfo
@@ -468,12 +469,10 @@ class BulkRejected(Exception):  # noqa: N818
 MAX_BULK_ROWS = 500
 
 
-def parse_bulk_rows(text: str) -> list[CodeOrder | RowError]:
+def parse_bulk_rows(text: str) -> list[tuple[int, CodeOrder | RowError]]:
     """The rows of a CSV upload (``test_type,symptom_date,test_date``, a header line
-    optional), each an order or the reason it cannot be one."""
-    import csv
-
-    rows: list[CodeOrder | RowError] = []
+    optional), each with its line number: an order or the reason it cannot be one."""
+    rows: list[tuple[int, CodeOrder | RowError]] = []
     for number, fields in enumerate(csv.reader(text.splitlines()), start=1):
         if not fields or all(not field.strip() for field in fields):
             continue
@@ -481,12 +480,14 @@ def parse_bulk_rows(text: str) -> list[CodeOrder | RowError]:
         if number == 1 and cleaned[0].lower() in {"test_type", "testtype"}:
             continue
         if len(cleaned) > 3:
-            rows.append(RowError(number, "unparsable_request", "a row has at most 3 columns"))
+            error = RowError(number, "unparsable_request", "a row has at most 3 columns")
+            rows.append((number, error))
             continue
         cleaned += [""] * (3 - len(cleaned))
-        rows.append(CodeOrder(cleaned[0], cleaned[1], cleaned[2]))
+        rows.append((number, CodeOrder(cleaned[0], cleaned[1], cleaned[2])))
     if len(rows) > MAX_BULK_ROWS:
-        return [RowError(MAX_BULK_ROWS + 1, "unparsable_request", "too many rows")]
+        line = rows[MAX_BULK_ROWS][0]
+        return [(line, RowError(line, "unparsable_request", f"at most {MAX_BULK_ROWS} rows"))]
     return rows
 
 
@@ -507,7 +508,7 @@ def issue_bulk(
     rows = parse_bulk_rows(text)
     if not rows:
         raise BulkRejected([RowError(0, "unparsable_request", "the file holds no rows")])
-    for line, row in enumerate(rows, start=1):
+    for line, row in rows:
         if isinstance(row, RowError):
             errors.append(row)
             continue

@@ -7,6 +7,8 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from exposure.retention.policy import Purger
+from exposure.retention.store import batched_delete, oldest_of
 from verification.console.models import StaffAccount, StaffSession
 
 
@@ -63,3 +65,27 @@ def delete_session(session: Session, token_hmac: bytes) -> None:
 def delete_sessions_of(session: Session, staff_id: int) -> int:
     result = session.execute(delete(StaffSession).where(StaffSession.staff_id == staff_id))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# ---- what the retention purge deletes ----------------------------------------------------
+
+
+def purge_expired_sessions(batch_size: int) -> Purger:
+    """Deletes the sessions that expired before the cutoff."""
+    return batched_delete("verification_staff_sessions", "expires_at < :cutoff", batch_size)
+
+
+#: The expiry of the oldest session.
+oldest_session = oldest_of(StaffSession.expires_at)
+
+
+def purge_disabled_staff(batch_size: int) -> Purger:
+    """Deletes the staff accounts disabled before the cutoff (their sessions went when
+    they were disabled)."""
+    return batched_delete(
+        "verification_staff", "disabled_at IS NOT NULL AND disabled_at < :cutoff", batch_size
+    )
+
+
+#: When the account disabled longest ago was disabled.
+oldest_disabled_staff = oldest_of(StaffAccount.disabled_at, StaffAccount.disabled_at.is_not(None))

@@ -289,6 +289,7 @@ def test_a_bulk_upload_with_a_bad_row_issues_nothing(console: Console) -> None:
     )
 
     assert response.status_code == 400
+    assert "<td>3</td><td>testType must be" in response.text  # the file's third line
     assert "invalid_test_type" in response.text
     with console.api.session() as session:
         assert session.scalars(select(VerificationCode)).all() == []
