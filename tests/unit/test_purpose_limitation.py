@@ -70,6 +70,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/console/sign-in"): Route("console: checks a staff password, sets a cookie"),
     ("POST", "/console/sign-out"): Route("console: ends the browser's session"),
     ("GET", "/console/static/countdown.js"): Route("console: the expiry countdown script"),
+    ("GET", "/console/static/console.css"): Route("console: its style sheet"),
     ("GET", "/console/lab"): Route("console: the lab's forms; no stored data"),
     ("POST", "/console/lab/issue"): Route("console: issues one verification code"),
     ("POST", "/console/lab/bulk"): Route("console: issues codes from a CSV, all or none"),

@@ -46,7 +46,9 @@ _SECURITY_HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it a browser sends "Origin: null" with its own forms' posts,
+    # and the cross-site check needs the real origin.
+    "Referrer-Policy": "same-origin",
 }
 
 _templates = Environment(
@@ -222,12 +224,13 @@ def create_console_router(
         return lab_page(staff, request.cookies[SESSION_COOKIE])
 
     async def issue(request: Request) -> Response:
-        staff = await lab_staff(request)
-        if isinstance(staff, Response):
-            return staff
+        # The form is checked first: a cross-site post is refused whoever it claims to be.
         form = await checked_form(request, SESSION_COOKIE)
         if isinstance(form, Response):
             return form
+        staff = await lab_staff(request)
+        if isinstance(staff, Response):
+            return staff
         cookie = request.cookies[SESSION_COOKIE]
         date_kind = str(form.get("date_kind", "symptom"))
         day = str(form.get("date", "")).strip()
@@ -256,12 +259,13 @@ def create_console_router(
         )
 
     async def bulk(request: Request) -> Response:
-        staff = await lab_staff(request)
-        if isinstance(staff, Response):
-            return staff
+        # The form is checked first: a cross-site post is refused whoever it claims to be.
         form = await checked_form(request, SESSION_COOKIE)
         if isinstance(form, Response):
             return form
+        staff = await lab_staff(request)
+        if isinstance(staff, Response):
+            return staff
         cookie = request.cookies[SESSION_COOKIE]
         raw = form.get("file")
         if not isinstance(raw, bytes):
@@ -295,12 +299,13 @@ def create_console_router(
         return lab_page(staff, cookie, code_uuid=uuid.strip(), code_status=found, now=clock())
 
     async def expire(request: Request) -> Response:
-        staff = await lab_staff(request)
-        if isinstance(staff, Response):
-            return staff
+        # The form is checked first: a cross-site post is refused whoever it claims to be.
         form = await checked_form(request, SESSION_COOKIE)
         if isinstance(form, Response):
             return form
+        staff = await lab_staff(request)
+        if isinstance(staff, Response):
+            return staff
         cookie = request.cookies[SESSION_COOKIE]
         uuid = str(form.get("uuid", ""))
         try:
@@ -313,17 +318,30 @@ def create_console_router(
             staff, cookie, code_uuid=uuid.strip(), code_status=found, now=clock(), expired=True
         )
 
-    countdown = (resources.files("verification.console") / "static" / "countdown.js").read_bytes()
+    assets = resources.files("verification.console") / "static"
+    static_files = {
+        "countdown.js": ((assets / "countdown.js").read_bytes(), "text/javascript"),
+        "console.css": ((assets / "console.css").read_bytes(), "text/css"),
+    }
 
-    async def script(_request: Request) -> Response:
-        return Response(
-            countdown,
-            media_type="text/javascript",
-            headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
-        )
+    def static_route(name: str) -> Callable[[Request], Any]:
+        body, media_type = static_files[name]
+
+        async def serve_file(_request: Request) -> Response:
+            return Response(
+                body,
+                media_type=media_type,
+                headers={
+                    "Cache-Control": "public, max-age=3600",
+                    "X-Content-Type-Options": "nosniff",
+                },
+            )
+
+        return serve_file
 
     router.add_api_route(PREFIX, home, methods=["GET"])
-    router.add_api_route(f"{PREFIX}/static/countdown.js", script, methods=["GET"])
+    for name in static_files:
+        router.add_api_route(f"{PREFIX}/static/{name}", static_route(name), methods=["GET"])
     router.add_api_route(f"{PREFIX}/sign-in", sign_in_form, methods=["GET"])
     router.add_api_route(f"{PREFIX}/sign-in", sign_in, methods=["POST"])
     router.add_api_route(f"{PREFIX}/sign-out", sign_out, methods=["POST"])
