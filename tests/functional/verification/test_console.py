@@ -310,3 +310,32 @@ def test_a_good_bulk_upload_issues_every_row(console: Console) -> None:
     assert response.status_code == 200
     with console.api.session() as session:
         assert len(session.scalars(select(VerificationCode)).all()) == 2
+
+
+def test_the_verification_purge_deletes_expired_sessions_and_disabled_accounts(
+    console: Console,
+) -> None:
+    console.add_staff("nurse")
+    console.add_staff("leaver")
+    console.sign_in("nurse")
+    with unit_of_work(console.api.sessions) as session:
+        service.disable_staff(
+            session,
+            realm=realms.find_realm(session, "lab"),
+            username="leaver",
+            now=console.api.clock(),
+            actor="test",
+        )
+    retention = console.api.client.app.state.deployment.verification.retention  # type: ignore[attr-defined]
+
+    retention.purge(console.api.clock() + timedelta(hours=8, minutes=30))
+    with console.api.session() as session:
+        sessions_after_a_day = len(session.scalars(select(StaffSession)).all())
+    retention.purge(console.api.clock() + timedelta(days=31))
+    with console.api.session() as session:
+        left = [account.username for account in session.scalars(select(StaffAccount))]
+        sessions = session.scalars(select(StaffSession)).all()
+
+    assert sessions_after_a_day == 1  # expired at 8 h, kept a day after that
+    assert sessions == []
+    assert left == ["nurse"]
