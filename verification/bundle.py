@@ -107,7 +107,7 @@ def build_verification_bundle(
     def routers(clock: Clock) -> Sequence[APIRouter]:
         return [
             create_router(context, sessions, clock),
-            create_console_router(console, sessions, clock),
+            create_console_router(console, sessions, clock, retention),
         ]
 
     return VerificationBundle(

@@ -12,8 +12,9 @@ thread (:func:`exposure.http.blocking.run_blocking`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -25,7 +26,8 @@ from starlette.datastructures import UploadFile
 from exposure.db import SessionFactory, unit_of_work
 from exposure.db.unit_of_work import autocommit
 from exposure.http.blocking import run_blocking
-from verification.console import service
+from exposure.retention.runtime import ServiceRetention
+from verification.console import audit, service
 from verification.console.models import StaffRole
 from verification.console.service import ConsoleContext, StaffView
 from verification.errors import VerificationError
@@ -75,8 +77,36 @@ def _cross_site(request: Request) -> bool:
     return origin != own
 
 
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds >= 86400 and seconds % 3600 == 0:
+        days, hours = divmod(seconds // 3600, 24)
+        return f"{days} d" + (f" {hours} h" if hours else "")
+    if seconds >= 3600:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min"
+
+
+_templates.globals["duration"] = _duration
+
+
+def _start_page(staff: StaffView) -> str:
+    return f"{PREFIX}/lab" if staff.role in service.LAB_ROLES else f"{PREFIX}/audit"
+
+
+def _day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if len(text) == len("YYYY-MM-DD") else None
+    except ValueError:
+        return None
+
+
 def create_console_router(
-    context: ConsoleContext, session_factory: SessionFactory, clock: Clock
+    context: ConsoleContext,
+    session_factory: SessionFactory,
+    clock: Clock,
+    retention: ServiceRetention,
 ) -> APIRouter:
     """The console's pages, bound to their dependencies."""
     router = APIRouter(include_in_schema=False)
@@ -141,7 +171,7 @@ def create_console_router(
 
     async def home(request: Request) -> Response:
         staff = await signed_in(request)
-        target = f"{PREFIX}/sign-in" if staff is None else f"{PREFIX}/lab"
+        target = f"{PREFIX}/sign-in" if staff is None else _start_page(staff)
         return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
 
     def sign_in_page(request: Request, status: int = 200, failed: bool = False) -> Response:
@@ -191,7 +221,9 @@ def create_console_router(
             signed = await run_blocking(attempt_sign_in, *fields)
         except service.SignInFailed:
             return sign_in_page(request, status=401, failed=True)
-        response = RedirectResponse(f"{PREFIX}/lab", status_code=303, headers=_SECURITY_HEADERS)
+        response = RedirectResponse(
+            _start_page(signed.staff), status_code=303, headers=_SECURITY_HEADERS
+        )
         lifetime = int(context.session_lifetime.total_seconds())
         set_cookie(response, SESSION_COOKIE, signed.cookie, lifetime)
         response.delete_cookie(FORM_COOKIE, path=PREFIX)
@@ -317,6 +349,57 @@ def create_console_router(
         return lab_page(
             staff, cookie, code_uuid=uuid.strip(), code_status=found, now=clock(), expired=True
         )
+
+    # ---- the auditor's pages (read-only) ------------------------------------------------
+
+    async def audit_staff(request: Request) -> StaffView | Response:
+        staff = await signed_in(request)
+        if staff is None:
+            return RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
+        if staff.role not in audit.AUDIT_ROLES:
+            return refused(403, "Your role cannot read the retention log.")
+        return staff
+
+    async def compliance_page(request: Request) -> Response:
+        staff = await audit_staff(request)
+        if isinstance(staff, Response):
+            return staff
+        report = await run_blocking(audit.compliance, retention, staff, clock())
+        csrf = service.csrf_token(context, request.cookies[SESSION_COOKIE])
+        return _render("audit.html", staff=staff, csrf=csrf, report=report)
+
+    async def log_page(request: Request) -> Response:
+        staff = await audit_staff(request)
+        if isinstance(staff, Response):
+            return staff
+        query = request.query_params
+        wanted = audit.LogFilter(
+            kind=query.get("kind", ""),
+            since=_day(query.get("since", "")),
+            until=_day(query.get("until", "")),
+        )
+        view = await run_blocking(audit.log_view, retention, staff, wanted)
+        csrf = service.csrf_token(context, request.cookies[SESSION_COOKIE])
+        return _render("audit_log.html", staff=staff, csrf=csrf, view=view, wanted=wanted)
+
+    async def log_export(request: Request) -> Response:
+        staff = await audit_staff(request)
+        if isinstance(staff, Response):
+            return staff
+        document = await run_blocking(audit.export, retention, staff)
+        name = f"retention-log-{retention.service.value}-{clock():%Y%m%dT%H%MZ}.json"
+        return Response(
+            json.dumps(document, indent=1, sort_keys=True) + "\n",
+            media_type="application/json",
+            headers={
+                **_SECURITY_HEADERS,
+                "Content-Disposition": f'attachment; filename="{name}"',
+            },
+        )
+
+    router.add_api_route(f"{PREFIX}/audit", compliance_page, methods=["GET"])
+    router.add_api_route(f"{PREFIX}/audit/log", log_page, methods=["GET"])
+    router.add_api_route(f"{PREFIX}/audit/export", log_export, methods=["GET"])
 
     assets = resources.files("verification.console") / "static"
     static_files = {

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from exposure.db import unit_of_work
+from exposure.retention.log import verify_document
 from tests.functional.verification.conftest import Api, make_api
 from verification.console import service
 from verification.console.models import StaffAccount, StaffRole, StaffSession
@@ -339,3 +340,36 @@ def test_the_verification_purge_deletes_expired_sessions_and_disabled_accounts(
     assert sessions_after_a_day == 1  # expired at 8 h, kept a day after that
     assert sessions == []
     assert left == ["nurse"]
+
+
+def test_an_auditor_sees_compliance_the_log_and_downloads_a_log_that_verifies(
+    console: Console,
+) -> None:
+    console.add_staff("checker", StaffRole.AUDITOR)
+    retention = console.api.client.app.state.deployment.verification.retention  # type: ignore[attr-defined]
+    retention.purge(console.api.clock())
+    assert console.sign_in("checker") == 303
+
+    compliance = console.api.client.get("/console/audit")
+    log = console.api.client.get("/console/audit/log", params={"kind": "staff-sessions"})
+    download = console.api.client.get("/console/audit/export")
+    lab = console.api.client.get("/console/lab")
+
+    assert compliance.status_code == 200
+    assert 'id="chain-status">Verifies' in compliance.text
+    assert "disabled-staff-accounts" in compliance.text
+    assert log.text.count("<td>staff-sessions</td>") == 1
+    assert "<td>verification-codes</td>" not in log.text
+    assert "attachment" in download.headers["content-disposition"]
+    report = verify_document(download.json(), public_key=retention.public_keys)
+    assert report.ok
+    assert report.entries_checked >= 1
+    assert lab.status_code == 403
+
+
+def test_a_lab_user_cannot_read_the_retention_log(console: Console) -> None:
+    console.add_staff("nurse")
+    console.sign_in("nurse")
+
+    assert console.api.client.get("/console/audit").status_code == 403
+    assert console.api.client.get("/console/audit/export").status_code == 403
