@@ -7,6 +7,7 @@ from docs/console.md)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ def console_server(tmp_path: Path) -> Iterator[tuple[RunningServer, dict[str, st
     for realm, username, role in (
         ("lab", "nurse", "lab"),
         ("other", "stranger", "lab"),
+        ("lab", "checker", "auditor"),
     ):
         added = subprocess.run(
             [
@@ -73,13 +75,15 @@ def _shoot(page: Page, name: str) -> None:
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
 
 
-def _sign_in(page: Page, base_url: str, realm: str, username: str) -> None:
+def _sign_in(
+    page: Page, base_url: str, realm: str, username: str, heading: str = "Verification codes"
+) -> None:
     page.goto(f"{base_url}/console")
     page.get_by_label("Realm").fill(realm)
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("heading", name="Verification codes").wait_for()
+    page.get_by_role("heading", name=heading, exact=True).wait_for()
 
 
 def test_a_lab_user_issues_a_code_a_phone_redeems_and_sees_it_claimed(
@@ -174,3 +178,53 @@ def test_a_cross_site_form_post_is_refused(
 
     assert "Refused" in text
     assert 'id="code"' not in text
+
+
+def test_an_auditor_sees_a_purge_appear_and_a_tampered_log_shown_broken(
+    console_server: tuple[RunningServer, dict[str, str]],
+) -> None:
+    server, _keys = console_server
+    with browser_page() as page:
+        _sign_in(page, server.base_url, "lab", "checker", heading="Retention")
+        page.goto(f"{server.base_url}/console/audit/log")
+        before = page.locator("#log tbody tr").count()
+
+        # The server's own scheduler purged once at start; a manual run adds a run's worth.
+        purged = run_cli(server.data_dir, "jobs", "run", "purge")
+        assert purged.returncode == 0, purged.stderr
+        page.reload()
+        after = page.locator("#log tbody tr").count()
+        page.get_by_label("Kind").select_option("staff-sessions")
+        page.get_by_role("button", name="Filter").click()
+        page.locator("#log tbody tr").first.wait_for()
+        sessions_rows = page.locator("#log tbody tr").count()
+        intact = page.locator("#chain-status").inner_text()
+        page.goto(f"{server.base_url}/console/audit")
+        _shoot(page, "audit")
+        page.goto(f"{server.base_url}/console/audit/log")
+        _shoot(page, "audit-log")
+
+        _tamper(server.data_dir / "verification.sqlite3")
+        page.goto(f"{server.base_url}/console/audit")
+        broken = page.locator("#chain-status").inner_text()
+        _shoot(page, "audit-broken")
+
+    assert after > before
+    assert sessions_rows >= 1
+    assert intact.startswith("Verifies")
+    assert broken.startswith("BROKEN at entry 1: link")
+
+
+def _tamper(database: Path) -> None:
+    """Change what the first entry of the verification log says it removed."""
+    with sqlite3.connect(database) as connection:
+        (entry,) = connection.execute(
+            "SELECT entry FROM retention_log WHERE service = 'verification' AND seq = 1"
+        ).fetchone()
+        body = json.loads(entry)
+        body["rows"] = int(body["rows"]) + 1
+        changed = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        connection.execute(
+            "UPDATE retention_log SET entry = ? WHERE service = 'verification' AND seq = 1",
+            (changed,),
+        )
