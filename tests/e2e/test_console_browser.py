@@ -17,6 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
+from tests.accessibility import accessibility_problems
 from tests.browser import browser_page
 from tests.e2e.conftest import EXPOSURE, RunningServer, clean_environment, run_cli, start_server
 
@@ -69,9 +70,11 @@ def console_server(tmp_path: Path) -> Iterator[tuple[RunningServer, dict[str, st
 
 
 def _shoot(page: Page, name: str) -> None:
+    """Check the page's accessibility basics, then save it at phone and desktop widths."""
     SCREENSHOTS.mkdir(exist_ok=True)
     for label, size in (("phone", PHONE), ("desktop", DESKTOP)):
         page.set_viewport_size(size)
+        assert accessibility_problems(page) == [], f"{name} at {label} width"
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
 
 
