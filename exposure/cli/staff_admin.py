@@ -24,6 +24,11 @@ staff_app = typer.Typer(
 )
 
 
+class LanguageChoice(StrEnum):
+    vi = "vi"
+    en = "en"
+
+
 class RoleChoice(StrEnum):
     lab = "lab"
     realm_admin = "realm_admin"
@@ -52,6 +57,7 @@ def _row(account: StaffAccount) -> dict[str, Any]:
         "role": account.role,
         "totp": account.totp_sealed is not None,
         "time_zone": account.time_zone,
+        "language": account.language,
         "created_at": account.created_at,
         "disabled_at": account.disabled_at,
     }
@@ -65,6 +71,9 @@ def add_staff(
     time_zone: Annotated[
         str, typer.Option(help="IANA zone the person's dates are in.")
     ] = "Asia/Ho_Chi_Minh",
+    language: Annotated[
+        LanguageChoice, typer.Option(help="The console's language for this person.")
+    ] = LanguageChoice.vi,
     totp: Annotated[
         bool, typer.Option(help="Require an authenticator code; prints its secret once.")
     ] = False,
@@ -89,6 +98,7 @@ def add_staff(
                 with_totp=totp,
                 now=utc_now(),
                 actor=ACTOR,
+                language=language.value,
             )
         except service.StaffError as error:
             fail(str(error))

@@ -38,10 +38,10 @@ def console_server(tmp_path: Path) -> Iterator[tuple[RunningServer, dict[str, st
         created = run_cli(data_dir, "admin", "realm", "create", realm, "--json")
         assert created.returncode == 0, created.stderr
         keys[realm] = json.loads(created.stdout)["device_api_key"]
-    for realm, username, role in (
-        ("lab", "nurse", "lab"),
-        ("other", "stranger", "lab"),
-        ("lab", "checker", "auditor"),
+    for realm, username, role, language in (
+        ("lab", "nurse", "lab", "en"),
+        ("other", "stranger", "lab", "vi"),
+        ("lab", "checker", "auditor", "vi"),
     ):
         added = subprocess.run(
             [
@@ -53,6 +53,8 @@ def console_server(tmp_path: Path) -> Iterator[tuple[RunningServer, dict[str, st
                 username,
                 "--role",
                 role,
+                "--language",
+                language,
                 "--password-stdin",
                 "--json",
             ],
@@ -109,7 +111,7 @@ def test_a_lab_user_issues_a_code_a_phone_redeems_and_sees_it_claimed(
             f"{server.base_url}/api/verify", json={"code": code}, headers={"X-API-Key": keys["lab"]}
         )
         page.goto(f"{server.base_url}/console/lab/status?uuid={uuid}")
-        status = page.locator("#status-value").inner_text()
+        status = page.locator("#status-value").get_attribute("data-status")
         _shoot(page, "status")
 
     assert code.isdigit()
@@ -149,9 +151,9 @@ def test_staff_of_another_realm_cannot_see_the_code(
         page.get_by_role("button", name="Issue code", exact=True).click()
         uuid = page.locator("#code-uuid").inner_text().strip()
     with browser_page() as page:
-        _sign_in(page, server.base_url, "other", "stranger")
-        page.get_by_label("Code id").fill(uuid)
-        page.get_by_role("button", name="Check status").click()
+        _sign_in(page, server.base_url, "other", "stranger", heading="Mã xác minh")
+        page.get_by_label("Định danh mã").fill(uuid)
+        page.get_by_role("button", name="Kiểm tra trạng thái").click()
         page.locator("#status-error").wait_for()
 
         assert page.locator("#code-status").count() == 0
@@ -188,7 +190,7 @@ def test_an_auditor_sees_a_purge_appear_and_a_tampered_log_shown_broken(
 ) -> None:
     server, _keys = console_server
     with browser_page() as page:
-        _sign_in(page, server.base_url, "lab", "checker", heading="Retention")
+        _sign_in(page, server.base_url, "lab", "checker", heading="Lưu giữ dữ liệu")
         page.goto(f"{server.base_url}/console/audit/log")
         before = page.locator("#log tbody tr").count()
 
@@ -197,11 +199,11 @@ def test_an_auditor_sees_a_purge_appear_and_a_tampered_log_shown_broken(
         assert purged.returncode == 0, purged.stderr
         page.reload()
         after = page.locator("#log tbody tr").count()
-        page.get_by_label("Kind").select_option("staff-sessions")
-        page.get_by_role("button", name="Filter").click()
+        page.get_by_label("Loại").select_option("staff-sessions")
+        page.get_by_role("button", name="Lọc").click()
         page.locator("#log tbody tr").first.wait_for()
         sessions_rows = page.locator("#log tbody tr").count()
-        intact = page.locator("#chain-status").inner_text()
+        intact = page.locator("#chain-status").get_attribute("data-ok")
         page.goto(f"{server.base_url}/console/audit")
         _shoot(page, "audit")
         page.goto(f"{server.base_url}/console/audit/log")
@@ -210,12 +212,14 @@ def test_an_auditor_sees_a_purge_appear_and_a_tampered_log_shown_broken(
         _tamper(server.data_dir / "verification.sqlite3")
         page.goto(f"{server.base_url}/console/audit")
         broken = page.locator("#chain-status").inner_text()
+        broken_flag = page.locator("#chain-status").get_attribute("data-ok")
         _shoot(page, "audit-broken")
 
     assert after > before
     assert sessions_rows >= 1
-    assert intact.startswith("Verifies")
-    assert broken.startswith("BROKEN at entry 1: link")
+    assert intact == "true"
+    assert broken_flag == "false"
+    assert broken.startswith("HỎNG tại mục 1: link")  # the checker reads Vietnamese
 
 
 def _tamper(database: Path) -> None:

@@ -43,12 +43,15 @@ class StaffAccount(Base):
     totp_sealed: Mapped[bytes | None] = mapped_column(LargeBinary(128), nullable=True)
     #: IANA name; "today" for a symptom or test date is this zone's day.
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    #: The console's language for this person: "vi" or "en".
+    language: Mapped[str] = mapped_column(String(8), default="vi")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (
         UniqueConstraint("realm_id", "username", name="uq_verification_staff_realm_username"),
         CheckConstraint("role IN ('lab', 'realm_admin', 'auditor')", name="role"),
+        CheckConstraint("language IN ('vi', 'en')", name="language"),
     )
 
 

@@ -13,6 +13,7 @@ thread (:func:`exposure.http.blocking.run_blocking`).
 from __future__ import annotations
 
 import json
+import zoneinfo
 from collections.abc import Callable
 from datetime import date, datetime
 from importlib import resources
@@ -27,7 +28,7 @@ from exposure.db import SessionFactory, unit_of_work
 from exposure.db.unit_of_work import autocommit
 from exposure.http.blocking import run_blocking
 from exposure.retention.runtime import ServiceRetention
-from verification.console import audit, service
+from verification.console import audit, i18n, service
 from verification.console.models import StaffRole
 from verification.console.service import ConsoleContext, StaffView
 from verification.errors import VerificationError
@@ -61,8 +62,44 @@ _templates = Environment(
 )
 
 
-def _render(name: str, status: int = 200, **values: Any) -> HTMLResponse:
-    html = _templates.get_template(name).render(**values)
+LANGUAGE_COOKIE = "console_language"
+
+
+def _local_time(zone: str) -> Callable[[datetime], str]:
+    def local_time(moment: datetime) -> str:
+        return moment.astimezone(zoneinfo.ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M (UTC%z)")
+
+    return local_time
+
+
+def _language_of(request: Request, staff: StaffView | None) -> str:
+    """The signed-in person's language; before sign-in, the one chosen on the page (a
+    cookie), else the browser's."""
+    if staff is not None:
+        return staff.language
+    chosen = request.query_params.get("lang") or request.cookies.get(LANGUAGE_COOKIE, "")
+    if chosen in i18n.LANGUAGES:
+        return chosen
+    return i18n.best_language(request.headers.get("accept-language", ""))
+
+
+def _render(
+    request: Request,
+    staff: StaffView | None,
+    name: str,
+    status: int = 200,
+    **values: Any,
+) -> HTMLResponse:
+    language = _language_of(request, staff)
+    html = _templates.get_template(name).render(
+        language=language,
+        _=i18n.translator(language),
+        error_text=i18n.error_text,
+        role_names=i18n.ROLE_NAMES,
+        local_time=_local_time(staff.time_zone if staff else "UTC"),
+        staff=staff,
+        **values,
+    )
     return HTMLResponse(html, status_code=status, headers=_SECURITY_HEADERS)
 
 
@@ -135,13 +172,15 @@ def create_console_router(
     def _current(session: Any, cookie: str) -> StaffView | None:
         return service.current_staff(session, context, cookie, clock())
 
-    def refused(status: int, message: str) -> HTMLResponse:
-        return _render("refused.html", status=status, message=message)
+    def refused(
+        request: Request, status: int, message: str, staff: StaffView | None = None
+    ) -> HTMLResponse:
+        return _render(request, staff, "refused.html", status=status, message=message)
 
     async def checked_form(request: Request, cookie_name: str) -> dict[str, Any] | Response:
         """The POSTed form, or the refusal of a cross-site or CSRF-less post."""
         if _cross_site(request):
-            return refused(403, "This form was sent from another site and was refused.")
+            return refused(request, 403, i18n.REFUSED_CROSS_SITE)
         fields: dict[str, Any] = {}
         async with request.form(max_files=1, max_fields=20, max_part_size=MAX_UPLOAD_BYTES) as form:
             for name, value in form.items():
@@ -154,14 +193,18 @@ def create_console_router(
         submitted = fields.get("csrf", "")
         cookie = request.cookies.get(cookie_name, "")
         if not isinstance(submitted, str) or not service.csrf_matches(context, cookie, submitted):
-            return refused(403, "This form expired or was not sent by this page. Reload it.")
+            return refused(request, 403, i18n.REFUSED_CSRF)
         return fields
 
-    def lab_page(staff: StaffView, cookie: str, status: int = 200, **values: Any) -> HTMLResponse:
+    def lab_page(
+        request: Request, staff: StaffView, status: int = 200, **values: Any
+    ) -> HTMLResponse:
+        cookie = request.cookies.get(SESSION_COOKIE, "")
         return _render(
+            request,
+            staff,
             "lab.html",
             status=status,
-            staff=staff,
             csrf=service.csrf_token(context, cookie),
             today=service.local_today(staff, clock()).isoformat(),
             **values,
@@ -180,6 +223,8 @@ def create_console_router(
         if fresh:
             cookie = service.new_signed_token(context)
         response = _render(
+            request,
+            None,
             "sign_in.html",
             status=status,
             csrf=service.csrf_token(context, cookie),
@@ -187,6 +232,9 @@ def create_console_router(
         )
         if fresh:
             set_cookie(response, FORM_COOKIE, cookie, None)
+        chosen = request.query_params.get("lang", "")
+        if chosen in i18n.LANGUAGES:
+            set_cookie(response, LANGUAGE_COOKIE, chosen, 365 * 86400)
         return response
 
     async def sign_in_form(request: Request) -> Response:
@@ -246,14 +294,14 @@ def create_console_router(
         if staff is None:
             return RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
         if staff.role not in service.LAB_ROLES:
-            return refused(403, "Your role cannot issue codes.")
+            return refused(request, 403, i18n.REFUSED_NOT_LAB, staff)
         return staff
 
     async def lab(request: Request) -> Response:
         staff = await lab_staff(request)
         if isinstance(staff, Response):
             return staff
-        return lab_page(staff, request.cookies[SESSION_COOKIE])
+        return lab_page(request, staff)
 
     async def issue(request: Request) -> Response:
         # The form is checked first: a cross-site post is refused whoever it claims to be.
@@ -281,10 +329,11 @@ def create_console_router(
                 now=clock(),
             )
         except VerificationError as error:
-            return lab_page(staff, cookie, status=error.status, issue_error=error.message)
+            return lab_page(request, staff, status=error.status, issue_error=error.code)
         return _render(
+            request,
+            staff,
             "issued.html",
-            staff=staff,
             csrf=service.csrf_token(context, cookie),
             issued=issued,
             expires_in=int((issued.expires_at - clock()).total_seconds()),
@@ -301,34 +350,37 @@ def create_console_router(
         cookie = request.cookies[SESSION_COOKIE]
         raw = form.get("file")
         if not isinstance(raw, bytes):
-            return lab_page(staff, cookie, status=400, bulk_error="Choose a CSV file.")
+            return lab_page(request, staff, status=400, bulk_error=i18n.BULK_NO_FILE)
         if len(raw) > MAX_UPLOAD_BYTES:
-            return lab_page(staff, cookie, status=413, bulk_error="The file is too large.")
+            return lab_page(request, staff, status=413, bulk_error=i18n.BULK_TOO_LARGE)
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
-            return lab_page(staff, cookie, status=400, bulk_error="The file is not UTF-8 text.")
+            return lab_page(request, staff, status=400, bulk_error=i18n.BULK_NOT_UTF8)
         try:
             issued = await run_blocking(
                 in_transaction, service.issue_bulk, context, staff=staff, text=text, now=clock()
             )
         except service.BulkRejected as rejected:
-            return lab_page(staff, cookie, status=400, row_errors=rejected.errors)
+            return lab_page(request, staff, status=400, row_errors=rejected.errors)
         return _render(
-            "bulk_issued.html", staff=staff, csrf=service.csrf_token(context, cookie), issued=issued
+            request,
+            staff,
+            "bulk_issued.html",
+            csrf=service.csrf_token(context, cookie),
+            issued=issued,
         )
 
     async def status(request: Request) -> Response:
         staff = await lab_staff(request)
         if isinstance(staff, Response):
             return staff
-        cookie = request.cookies[SESSION_COOKIE]
         uuid = request.query_params.get("uuid", "")
         try:
             found = await run_blocking(in_transaction, service.code_status, staff=staff, uuid=uuid)
         except VerificationError as error:
-            return lab_page(staff, cookie, status=error.status, status_error=error.message)
-        return lab_page(staff, cookie, code_uuid=uuid.strip(), code_status=found, now=clock())
+            return lab_page(request, staff, status=error.status, status_error=error.code)
+        return lab_page(request, staff, code_uuid=uuid.strip(), code_status=found, now=clock())
 
     async def expire(request: Request) -> Response:
         # The form is checked first: a cross-site post is refused whoever it claims to be.
@@ -338,16 +390,15 @@ def create_console_router(
         staff = await lab_staff(request)
         if isinstance(staff, Response):
             return staff
-        cookie = request.cookies[SESSION_COOKIE]
         uuid = str(form.get("uuid", ""))
         try:
             found = await run_blocking(
                 in_transaction, service.expire_code, staff=staff, uuid=uuid, now=clock()
             )
         except VerificationError as error:
-            return lab_page(staff, cookie, status=error.status, status_error=error.message)
+            return lab_page(request, staff, status=error.status, status_error=error.code)
         return lab_page(
-            staff, cookie, code_uuid=uuid.strip(), code_status=found, now=clock(), expired=True
+            request, staff, code_uuid=uuid.strip(), code_status=found, now=clock(), expired=True
         )
 
     # ---- the auditor's pages (read-only) ------------------------------------------------
@@ -357,7 +408,7 @@ def create_console_router(
         if staff is None:
             return RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
         if staff.role not in audit.AUDIT_ROLES:
-            return refused(403, "Your role cannot read the retention log.")
+            return refused(request, 403, i18n.REFUSED_NOT_AUDITOR, staff)
         return staff
 
     async def compliance_page(request: Request) -> Response:
@@ -366,7 +417,7 @@ def create_console_router(
             return staff
         report = await run_blocking(audit.compliance, retention, staff, clock())
         csrf = service.csrf_token(context, request.cookies[SESSION_COOKIE])
-        return _render("audit.html", staff=staff, csrf=csrf, report=report)
+        return _render(request, staff, "audit.html", csrf=csrf, report=report, chain=report["log"])
 
     async def log_page(request: Request) -> Response:
         staff = await audit_staff(request)
@@ -380,7 +431,9 @@ def create_console_router(
         )
         view = await run_blocking(audit.log_view, retention, staff, wanted)
         csrf = service.csrf_token(context, request.cookies[SESSION_COOKIE])
-        return _render("audit_log.html", staff=staff, csrf=csrf, view=view, wanted=wanted)
+        return _render(
+            request, staff, "audit_log.html", csrf=csrf, view=view, wanted=wanted, chain=view.chain
+        )
 
     async def log_export(request: Request) -> Response:
         staff = await audit_staff(request)

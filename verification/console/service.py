@@ -35,6 +35,7 @@ from exposure.ratelimit import BucketLimit, bucket_key, give_back, take
 from exposure.text import has_control_character
 from verification.cache import ApiKeyView
 from verification.console import credentials, store
+from verification.console.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from verification.console.models import USERNAME_MAX_LENGTH, StaffAccount, StaffRole, StaffSession
 from verification.context import VerificationContext
 from verification.errors import (
@@ -90,6 +91,7 @@ class StaffView:
     username: str
     role: StaffRole
     time_zone: str
+    language: str
 
 
 @dataclass(frozen=True)
@@ -178,10 +180,13 @@ def create_staff(
     with_totp: bool,
     now: datetime,
     actor: str,
+    language: str = DEFAULT_LANGUAGE,
 ) -> NewStaff:
     """Add a staff account to ``realm``; raise :class:`StaffError` on bad input."""
     _check_username(username)
     _check_time_zone(time_zone)
+    if language not in LANGUAGES:
+        raise StaffError(f"the language must be one of {', '.join(LANGUAGES)}")
     if store.staff_by_username(session, realm.id, username) is not None:
         raise StaffError("this realm already has a staff account with that username")
     try:
@@ -194,6 +199,7 @@ def create_staff(
         role=role.value,
         password_hash=password_hash,
         time_zone=time_zone,
+        language=language,
         created_at=now,
     )
     secret = uri = None
@@ -292,6 +298,7 @@ def _view(account: StaffAccount, realm_name: str) -> StaffView:
         username=account.username,
         role=StaffRole(account.role),
         time_zone=account.time_zone,
+        language=account.language,
     )
 
 

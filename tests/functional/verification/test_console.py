@@ -112,7 +112,7 @@ def test_a_lab_user_issues_a_code_that_a_phone_redeems(console: Console) -> None
 
     assert verified["status"] == 200
     assert verified["testtype"] == "confirmed"
-    assert 'id="status-value">claimed<' in status.text
+    assert 'data-status="claimed"' in status.text
     with console.api.session() as session:
         stored = session.scalars(select(VerificationCode)).one()
         actions = [entry.action for entry in session.scalars(select(AuditEntry))]
@@ -157,7 +157,7 @@ def test_a_code_can_be_expired_from_the_console(console: Console) -> None:
     )
     verified = console.api.device("/api/verify", {"code": code})
 
-    assert 'id="status-value">expired<' in expired.text
+    assert 'data-status="expired"' in expired.text
     assert verified["errorCode"] == "code_expired"
 
 
@@ -290,8 +290,8 @@ def test_a_bulk_upload_with_a_bad_row_issues_nothing(console: Console) -> None:
     )
 
     assert response.status_code == 400
-    assert "<td>3</td><td>testType must be" in response.text  # the file's third line
-    assert "invalid_test_type" in response.text
+    assert "<td>3</td>" in response.text  # the file's third line
+    assert "(invalid_test_type)" in response.text
     with console.api.session() as session:
         assert session.scalars(select(VerificationCode)).all() == []
 
@@ -356,7 +356,7 @@ def test_an_auditor_sees_compliance_the_log_and_downloads_a_log_that_verifies(
     lab = console.api.client.get("/console/lab")
 
     assert compliance.status_code == 200
-    assert 'id="chain-status">Verifies' in compliance.text
+    assert 'id="chain-status" data-ok="true"' in compliance.text
     assert "disabled-staff-accounts" in compliance.text
     assert log.text.count("<td>staff-sessions</td>") == 1
     assert "<td>verification-codes</td>" not in log.text

@@ -38,10 +38,12 @@ def upgrade() -> None:
         sa.Column("totp_key_id", sa.String(16), nullable=True),
         sa.Column("totp_sealed", sa.LargeBinary(128), nullable=True),
         sa.Column("time_zone", sa.String(64), nullable=False),
+        sa.Column("language", sa.String(8), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("disabled_at", UTCDateTime(), nullable=True),
         sa.UniqueConstraint("realm_id", "username", name="uq_verification_staff_realm_username"),
         sa.CheckConstraint("role IN ('lab', 'realm_admin', 'auditor')", name="role"),
+        sa.CheckConstraint("language IN ('vi', 'en')", name="language"),
     )
     op.create_index("ix_verification_staff_realm_id", "verification_staff", ["realm_id"])
     op.create_table(
