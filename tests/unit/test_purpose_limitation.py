@@ -76,6 +76,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/console/lab/bulk"): Route("console: issues codes from a CSV, all or none"),
     ("GET", "/console/lab/status"): Route("console: a realm code's claimed flag and expiry"),
     ("POST", "/console/lab/expire"): Route("console: expires a realm code"),
+    ("GET", "/console/admin"): Route("console: a realm's policy, keys, staff, daily counts (>= 5)"),
     ("GET", "/console/audit"): Route("console: compliance per kind and the log's chain status"),
     ("GET", "/console/audit/log"): Route("console: retention-log entries (kinds, counts, times)"),
     ("GET", "/console/audit/export"): Route("console: the signed retention log, to verify offline"),

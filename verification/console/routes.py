@@ -28,7 +28,7 @@ from exposure.db import SessionFactory, unit_of_work
 from exposure.db.unit_of_work import autocommit
 from exposure.http.blocking import run_blocking
 from exposure.retention.runtime import ServiceRetention
-from verification.console import audit, i18n, service
+from verification.console import admin, audit, i18n, service
 from verification.console.models import StaffRole
 from verification.console.service import ConsoleContext, StaffView
 from verification.errors import VerificationError
@@ -450,6 +450,21 @@ def create_console_router(
             },
         )
 
+    # ---- the realm admin's overview (read-only) -----------------------------------------
+
+    async def admin_page(request: Request) -> Response:
+        staff = await signed_in(request)
+        if staff is None:
+            return RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
+        if staff.role not in admin.ADMIN_ROLES:
+            return refused(request, 403, i18n.REFUSED_NOT_ADMIN, staff)
+        overview = await run_blocking(in_transaction, admin.overview, staff, clock())
+        csrf = service.csrf_token(context, request.cookies[SESSION_COOKIE])
+        return _render(
+            request, staff, "admin.html", csrf=csrf, overview=overview, small=admin.SMALL_COUNT
+        )
+
+    router.add_api_route(f"{PREFIX}/admin", admin_page, methods=["GET"])
     router.add_api_route(f"{PREFIX}/audit", compliance_page, methods=["GET"])
     router.add_api_route(f"{PREFIX}/audit/log", log_page, methods=["GET"])
     router.add_api_route(f"{PREFIX}/audit/export", log_export, methods=["GET"])

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session
 
 from exposure.retention.policy import Purger
 from exposure.retention.store import batched_delete, oldest_of
 from verification.console.models import StaffAccount, StaffSession
+from verification.models import VerificationCode
 
 
 def add_staff(session: Session, account: StaffAccount) -> StaffAccount:
@@ -89,3 +90,30 @@ def purge_disabled_staff(batch_size: int) -> Purger:
 
 #: When the account disabled longest ago was disabled.
 oldest_disabled_staff = oldest_of(StaffAccount.disabled_at, StaffAccount.disabled_at.is_not(None))
+
+
+# ---- a realm's daily counts (read-only, for its admin) ----------------------------------
+
+
+def hourly_code_counts(
+    session: Session, realm_id: int, *, since: datetime, now: datetime
+) -> list[tuple[datetime, int, int, int]]:
+    """(hour issued, issued, claimed, expired unclaimed) of the realm's codes issued since
+    ``since``; codes keep only their hour of issue, so an hour is the finest there is."""
+    claimed = case((VerificationCode.claimed.is_(True), 1), else_=0)
+    expired = case(
+        ((VerificationCode.claimed.is_(False)) & (VerificationCode.long_expires_at <= now), 1),
+        else_=0,
+    )
+    rows = session.execute(
+        select(
+            VerificationCode.created_at,
+            func.count(),
+            func.coalesce(func.sum(claimed), 0),
+            func.coalesce(func.sum(expired), 0),
+        )
+        .where(VerificationCode.realm_id == realm_id, VerificationCode.created_at >= since)
+        .group_by(VerificationCode.created_at)
+        .order_by(VerificationCode.created_at)
+    ).all()
+    return [(hour, int(issued), int(used), int(lapsed)) for hour, issued, used, lapsed in rows]

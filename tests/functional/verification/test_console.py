@@ -373,3 +373,33 @@ def test_a_lab_user_cannot_read_the_retention_log(console: Console) -> None:
 
     assert console.api.client.get("/console/audit").status_code == 403
     assert console.api.client.get("/console/audit/export").status_code == 403
+
+
+def _issued_counts(page: str) -> list[str]:
+    table = page[page.index('id="counts"') : page.index("</table>", page.index('id="counts"'))]
+    first_row = table[table.index("<tbody>") :].split("</tr>")[0]
+    return re.findall(r"<td>([^<]*)</td>", first_row)[1:]
+
+
+def test_a_realm_admin_sees_daily_counts_with_small_ones_hidden(console: Console) -> None:
+    console.add_staff("boss", StaffRole.REALM_ADMIN)
+    console.sign_in("boss")
+    for _ in range(2):
+        console.issue()
+    few = console.api.client.get("/console/admin")
+    for _ in range(4):
+        console.issue()
+    more = console.api.client.get("/console/admin")
+
+    assert few.status_code == 200
+    assert _issued_counts(few.text) == ["&lt; 5", "&lt; 5", "&lt; 5"]
+    assert _issued_counts(more.text) == ["6", "&lt; 5", "&lt; 5"]
+    assert 'id="signing-keys"' in more.text
+    assert "boss" in more.text
+
+
+def test_only_a_realm_admin_sees_the_realm_page(console: Console) -> None:
+    console.add_staff("nurse")
+    console.sign_in("nurse")
+
+    assert console.api.client.get("/console/admin").status_code == 403

@@ -41,6 +41,7 @@ REFUSED_CROSS_SITE = "This form was sent from another site and was refused."
 REFUSED_CSRF = "This form expired or was not sent by this page. Reload it."
 REFUSED_NOT_LAB = "Your role cannot issue codes."
 REFUSED_NOT_AUDITOR = "Your role cannot read the retention log."
+REFUSED_NOT_ADMIN = "Only a realm admin can see this page."
 BULK_NO_FILE = "Choose a CSV file."
 BULK_TOO_LARGE = "The file is too large."
 BULK_NOT_UTF8 = "The file is not UTF-8 text."
@@ -51,6 +52,9 @@ ROLE_NAMES: Mapping[str, str] = {
     "auditor": "auditor",
 }
 
+#: Where a signing key stands in its rotation (verification.console.admin).
+KEY_STATES = ("retired", "published, not yet signing", "signing until replaced", "signing")
+
 #: Message ids used from Python (the templates' own are found in the templates).
 CODE_MESSAGES = frozenset(
     [
@@ -60,6 +64,8 @@ CODE_MESSAGES = frozenset(
         REFUSED_CSRF,
         REFUSED_NOT_LAB,
         REFUSED_NOT_AUDITOR,
+        REFUSED_NOT_ADMIN,
+        *KEY_STATES,
         BULK_NO_FILE,
         BULK_TOO_LARGE,
         BULK_NOT_UTF8,
