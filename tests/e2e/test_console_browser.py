@@ -42,6 +42,7 @@ def console_server(tmp_path: Path) -> Iterator[tuple[RunningServer, dict[str, st
         ("lab", "nurse", "lab", "en"),
         ("other", "stranger", "lab", "vi"),
         ("lab", "checker", "auditor", "vi"),
+        ("lab", "boss", "realm_admin", "en"),
     ):
         added = subprocess.run(
             [
@@ -235,3 +236,20 @@ def _tamper(database: Path) -> None:
             "UPDATE retention_log SET entry = ? WHERE service = 'verification' AND seq = 1",
             (changed,),
         )
+
+
+def test_a_realm_admin_sees_the_realm_s_keys_staff_and_counts(
+    console_server: tuple[RunningServer, dict[str, str]],
+) -> None:
+    server, _keys = console_server
+    with browser_page() as page:
+        _sign_in(page, server.base_url, "lab", "boss")
+        page.get_by_role("link", name="Realm", exact=True).click()
+        page.locator("#counts").wait_for()
+        staff = page.locator("#staff").inner_text()
+        states = page.locator("#signing-keys").inner_text()
+        _shoot(page, "admin")
+
+    assert "nurse" in staff
+    assert "stranger" not in staff  # another realm's
+    assert "signing" in states
