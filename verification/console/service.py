@@ -321,7 +321,10 @@ def sign_in(
     realm: Realm | None = None
     with contextlib.suppress(RealmNotFound):
         realm = realms.find_realm(session, realm_name)
-    if realm is not None and realm.disabled_at is None and len(username) <= USERNAME_MAX_LENGTH:
+    # A username no account can have is not looked up (PostgreSQL refuses NUL in text),
+    # but still costs the dummy hash below.
+    plausible = len(username) <= USERNAME_MAX_LENGTH and not has_control_character(username)
+    if realm is not None and realm.disabled_at is None and plausible:
         account = store.staff_by_username(session, realm.id, username)
     if account is not None and account.disabled_at is not None:
         account = None

@@ -168,6 +168,8 @@ def test_wrong_passwords_unknown_users_and_realms_get_one_answer(console: Consol
         console.sign_in("nurse", "wrong password!!"),
         console.sign_in("nobody"),
         console.sign_in("nurse", realm="no-such-realm"),
+        console.sign_in("nur\x00se"),
+        console.sign_in("x" * 500),
     }
 
     assert answers == {401}
