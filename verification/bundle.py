@@ -15,6 +15,8 @@ from datetime import datetime
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
+from crypto.codes import hmac_sha512
+from crypto.sealing import derived_keyring
 from exposure.auditors import auditor_authorizer
 from exposure.bundle import Clock, ServiceBundle, ServiceResources
 from exposure.db import unit_of_work
@@ -31,6 +33,8 @@ from exposure.retention.settings import RetentionSettings
 from exposure.settings import Service
 from verification import metrics, store
 from verification.api import CHAFF_PATHS, create_router
+from verification.console.routes import create_console_router
+from verification.console.service import ConsoleContext
 from verification.context import HASH_SECRET, VerificationContext
 from verification.errors import VerificationError
 from verification.retention import verification_policies
@@ -43,6 +47,7 @@ __all__ = ["VerificationBundle", "build_verification_bundle", "import_legacy_key
 @dataclass(frozen=True, kw_only=True)
 class VerificationBundle(ServiceBundle):
     context: VerificationContext
+    console: ConsoleContext
 
 
 def build_verification_bundle(
@@ -59,6 +64,21 @@ def build_verification_bundle(
         for reference in store.signing_key_references(session):
             resources.keys.signer(session, reference)
     context = VerificationContext.create(settings, secrets=secrets, key_store=resources.keys)
+    console = ConsoleContext(
+        verification=context,
+        # Rotating the hashing secret signs every staff member out: the cookies were
+        # signed under the old one.
+        cookie_key=hmac_sha512(secrets[0], b"exposure/verification/console-cookies"),
+        totp_keyring=derived_keyring(
+            secrets,
+            key_label=b"exposure/verification/console-totp",
+            id_label=b"exposure/verification/console-totp-id",
+        ),
+        secure_cookies=resources.settings.base_url.startswith("https://"),
+        session_lifetime=settings.console_session_lifetime,
+        sign_in_failures=settings.console_sign_in_failures,
+        sign_in_window=settings.console_sign_in_window,
+    )
     retention = ServiceRetention.build(
         Service.VERIFICATION,
         verification_policies(context, retention_settings),
@@ -85,7 +105,10 @@ def build_verification_bundle(
         return service_auditor(api_key) or realm_auditor(api_key)
 
     def routers(clock: Clock) -> Sequence[APIRouter]:
-        return [create_router(context, sessions, clock)]
+        return [
+            create_router(context, sessions, clock),
+            create_console_router(console, sessions, clock, retention),
+        ]
 
     return VerificationBundle(
         service=Service.VERIFICATION,
@@ -99,6 +122,7 @@ def build_verification_bundle(
         reseal_keys=resources.keys.rewrap,
         per_request_metrics=metrics.PER_REQUEST,
         context=context,
+        console=console,
     )
 
 

@@ -5,7 +5,8 @@ hashes are blanked 48 hours after it expires (the row keeps only what the lab's 
 check and the issuing statistics need) and the row is deleted 14 days after expiry; a
 token goes 24 hours after it expires; audit entries after 30 days; signing keys 36 hours
 after retirement, together with their sealed private key; disabled API keys after 14 days
-(once no code names them). Realms are configuration and stay until an operator removes them.
+(once no code names them); console sessions a day after they expire and disabled staff
+accounts after 30 days. Realms are configuration and stay until an operator removes them.
 The statements behind each purge are in :mod:`verification.store`.
 
 Example::
@@ -25,12 +26,15 @@ from exposure.retention.settings import (
     CODE_VALUES,
     CODES,
     DISABLED_API_KEYS,
+    DISABLED_STAFF,
     RETIRED_SIGNING_KEYS,
+    STAFF_SESSIONS,
     TOKENS,
     RetentionSettings,
 )
 from exposure.settings import Service
 from verification import store
+from verification.console import store as console_store
 from verification.context import VerificationContext
 
 __all__ = ["verification_policies"]
@@ -160,6 +164,40 @@ def verification_policies(
             enforced_by=f"{job} (once no code row names the key)",
             purge=delete_api_keys,
             oldest=store.oldest_disabled_api_key,
+        ),
+        RetentionPolicy(
+            kind="staff-sessions",
+            service=service,
+            tables=("verification_staff_sessions",),
+            purpose=(
+                "Keyed hash of a console session's token, so a signed-in staff member stays "
+                "signed in; deleted at once on sign-out or when the account is disabled."
+            ),
+            measured_from="expires_at",
+            action=Action.DELETE,
+            bounds=STAFF_SESSIONS,
+            deadline=settings.staff_sessions,
+            setting="EXPOSURE_RETENTION_STAFF_SESSIONS",
+            enforced_by=job,
+            purge=console_store.purge_expired_sessions(batch),
+            oldest=console_store.oldest_session,
+        ),
+        RetentionPolicy(
+            kind="disabled-staff-accounts",
+            service=service,
+            tables=("verification_staff",),
+            purpose=(
+                "Console staff accounts (username, role, argon2id password hash, sealed TOTP "
+                "secret, time zone), so lab staff, realm admins and auditors can sign in."
+            ),
+            measured_from="disabled_at",
+            action=Action.DELETE,
+            bounds=DISABLED_STAFF,
+            deadline=settings.disabled_staff,
+            setting="EXPOSURE_RETENTION_DISABLED_STAFF",
+            enforced_by=f"{job} (active accounts stay until an admin disables them)",
+            purge=console_store.purge_disabled_staff(batch),
+            oldest=console_store.oldest_disabled_staff,
         ),
         RetentionPolicy(
             kind="realms",

@@ -63,6 +63,19 @@ class VerificationSettings(BaseSettings):
         ),
     )
     maintenance_mode: bool = False
+    console_session_lifetime: Annotated[
+        timedelta, Field(ge=timedelta(minutes=5), le=timedelta(hours=24))
+    ] = Field(
+        default=timedelta(hours=8),
+        description="How long a staff member stays signed in to the console.",
+    )
+    console_sign_in_failures: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=5,
+        description="Sign-in attempts a (realm, username) may make per window before lockout.",
+    )
+    console_sign_in_window: Annotated[
+        timedelta, Field(ge=timedelta(minutes=1), le=timedelta(days=1))
+    ] = timedelta(minutes=15)
 
     @field_validator("signing_key_activation_delay")
     @classmethod

@@ -110,6 +110,11 @@ DECLARE
         ['verification', 'verification_signing_keys', 'SELECT, INSERT, DELETE'],
         -- Appended by /api/expirecode; never changed; purged.
         ['verification', 'verification_audit_entries', 'SELECT, INSERT, DELETE'],
+        -- Console staff: read to sign in; created and disabled by `exposure admin staff`;
+        -- disabled accounts purged.
+        ['verification', 'verification_staff', 'SELECT, DELETE'],
+        -- Console sessions: opened at sign-in, deleted at sign-out and by the purge.
+        ['verification', 'verification_staff_sessions', 'SELECT, INSERT, DELETE'],
         ['verification', 'leases', 'SELECT, INSERT, UPDATE, DELETE'],
         -- Rate limits, quotas and lockouts: counted by upsert, purged.
         ['verification', 'rate_limit_windows', 'SELECT, INSERT, UPDATE, DELETE'],

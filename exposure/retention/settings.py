@@ -39,6 +39,10 @@ AUDIT_ENTRIES = Deadline(default=30 * DAY, floor=7 * DAY, ceiling=400 * DAY)
 RETIRED_SIGNING_KEYS = Deadline(default=36 * HOUR, floor=24 * HOUR, ceiling=30 * DAY)
 #: Disabled API keys (reference: 14 days).
 DISABLED_API_KEYS = Deadline(default=14 * DAY, floor=DAY, ceiling=90 * DAY)
+#: Console sessions, after they expire (signing out or disabling deletes them at once).
+STAFF_SESSIONS = Deadline(default=DAY, floor=HOUR, ceiling=7 * DAY)
+#: Disabled console staff accounts (username, role, password hash).
+DISABLED_STAFF = Deadline(default=30 * DAY, floor=DAY, ceiling=400 * DAY)
 #: Revoked or expired health-authority public keys (reference: 30 days).
 REVOKED_AUTHORITY_KEYS = Deadline(default=30 * DAY, floor=DAY, ceiling=90 * DAY)
 #: Rate-limit windows, counted from their start; the longest window is one day.
@@ -94,6 +98,12 @@ class RetentionSettings(BaseSettings):
     )
     disabled_api_keys: timedelta = _bounded(
         DISABLED_API_KEYS, "Disabled API keys, from when they were disabled."
+    )
+    staff_sessions: timedelta = _bounded(
+        STAFF_SESSIONS, "Console sign-in sessions, from their expiry."
+    )
+    disabled_staff: timedelta = _bounded(
+        DISABLED_STAFF, "Disabled console staff accounts, from when they were disabled."
     )
     rate_limit_windows: timedelta = _bounded(
         RATE_LIMIT_WINDOWS, "Rate-limit counters, from the start of their window."

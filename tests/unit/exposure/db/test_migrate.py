@@ -7,6 +7,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
 import keyserver.models  # noqa: F401 - registers the key server tables on the metadata
+import verification.console.models
 import verification.models  # noqa: F401 - registers the verification tables on the metadata
 from exposure.db.migrate import (
     SERVICE_TARGETS,

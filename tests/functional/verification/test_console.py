@@ -1,0 +1,407 @@
+"""The console over TestClient, on both engines: sign-in, sessions, CSRF, lockout, and the
+lab's pages issuing, checking and expiring codes through the lab API's own functions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pyotp
+import pytest
+from sqlalchemy import select
+
+from exposure.db import unit_of_work
+from exposure.retention.log import verify_document
+from tests.functional.verification.conftest import Api, make_api
+from verification.console import service
+from verification.console.models import StaffAccount, StaffRole, StaffSession
+from verification.models import AuditEntry, VerificationCode
+from verification.service import realms
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Console:
+    api: Api
+    totp_secret: str
+
+    def add_staff(
+        self,
+        username: str,
+        role: StaffRole = StaffRole.LAB,
+        *,
+        realm: str = "lab",
+        with_totp: bool = False,
+    ) -> service.NewStaff:
+        deployment_console = self.api.client.app.state.deployment.verification.console  # type: ignore[attr-defined]
+        with unit_of_work(self.api.sessions) as session:
+            created = service.create_staff(
+                session,
+                deployment_console,
+                realm=realms.find_realm(session, realm),
+                username=username,
+                role=role,
+                password=PASSWORD,
+                time_zone="Asia/Ho_Chi_Minh",
+                with_totp=with_totp,
+                now=self.api.clock(),
+                actor="test",
+            )
+            session.expunge(created.account)
+        return created
+
+    def form_token(self, path: str) -> str:
+        page = self.api.client.get(path)
+        assert page.status_code == 200, page.text
+        found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert found is not None
+        return found.group(1)
+
+    def sign_in(
+        self, username: str, password: str = PASSWORD, *, realm: str = "lab", totp: str = ""
+    ) -> int:
+        csrf = self.form_token("/console/sign-in")
+        response = self.api.client.post(
+            "/console/sign-in",
+            data={
+                "csrf": csrf,
+                "realm": realm,
+                "username": username,
+                "password": password,
+                "totp": totp,
+            },
+            follow_redirects=False,
+        )
+        return response.status_code
+
+    def issue(self, **fields: str) -> str:
+        csrf = self.form_token("/console/lab")
+        data = {"csrf": csrf, "test_type": "confirmed", "date_kind": "symptom"}
+        data["date"] = self.api.clock().date().isoformat()
+        data.update(fields)
+        response = self.api.client.post("/console/lab/issue", data=data)
+        return response.text
+
+
+@pytest.fixture
+def console(database_url: str, tmp_path: Path) -> Iterator[Console]:
+    for api in make_api(database_url, tmp_path):
+        yield Console(api, "")
+
+
+def _code_of(page: str) -> tuple[str, str]:
+    code = re.search(r'id="code">(\d+)<', page)
+    uuid = re.search(r'id="code-uuid">([0-9a-f-]+)<', page)
+    assert code is not None, page
+    assert uuid is not None, page
+    return code.group(1), uuid.group(1)
+
+
+def test_a_lab_user_issues_a_code_that_a_phone_redeems(console: Console) -> None:
+    console.add_staff("nurse")
+    assert console.sign_in("nurse") == 303
+
+    page = console.issue()
+    code, uuid = _code_of(page)
+    verified = console.api.device("/api/verify", {"code": code})
+    status = console.api.client.get("/console/lab/status", params={"uuid": uuid})
+
+    assert verified["status"] == 200
+    assert verified["testtype"] == "confirmed"
+    assert 'data-status="claimed"' in status.text
+    with console.api.session() as session:
+        stored = session.scalars(select(VerificationCode)).one()
+        actions = [entry.action for entry in session.scalars(select(AuditEntry))]
+    assert stored.issued_by_api_key_id is None
+    assert "staff signed in" in actions
+    assert "issued verification code" in actions
+
+
+def test_the_issued_page_is_not_cached_and_the_cookie_is_strict(console: Console) -> None:
+    console.add_staff("nurse")
+    csrf = console.form_token("/console/sign-in")
+    response = console.api.client.post(
+        "/console/sign-in",
+        data={"csrf": csrf, "realm": "lab", "username": "nurse", "password": PASSWORD},
+        follow_redirects=False,
+    )
+    cookie = response.headers["set-cookie"].lower()
+    page = console.api.client.post(
+        "/console/lab/issue",
+        data={
+            "csrf": console.form_token("/console/lab"),
+            "test_type": "confirmed",
+            "date_kind": "test",
+            "date": console.api.clock().date().isoformat(),
+        },
+    )
+
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    assert "secure" not in cookie  # served over plain http in this test
+    assert page.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+def test_a_code_can_be_expired_from_the_console(console: Console) -> None:
+    console.add_staff("nurse")
+    console.sign_in("nurse")
+    code, uuid = _code_of(console.issue())
+
+    expired = console.api.client.post(
+        "/console/lab/expire", data={"csrf": console.form_token("/console/lab"), "uuid": uuid}
+    )
+    verified = console.api.device("/api/verify", {"code": code})
+
+    assert 'data-status="expired"' in expired.text
+    assert verified["errorCode"] == "code_expired"
+
+
+def test_wrong_passwords_unknown_users_and_realms_get_one_answer(console: Console) -> None:
+    console.add_staff("nurse")
+
+    answers = {
+        console.sign_in("nurse", "wrong password!!"),
+        console.sign_in("nobody"),
+        console.sign_in("nurse", realm="no-such-realm"),
+        console.sign_in("nur\x00se"),
+        console.sign_in("x" * 500),
+    }
+
+    assert answers == {401}
+    assert console.api.client.get("/console/lab", follow_redirects=False).status_code == 303
+
+
+def test_sign_in_locks_out_after_repeated_failures(console: Console) -> None:
+    console.add_staff("nurse")
+    failures = [console.sign_in("nurse", "wrong password!!") for _ in range(5)]
+
+    locked = console.sign_in("nurse")
+    console.api.clock.advance(timedelta(minutes=16))
+    later = console.sign_in("nurse")
+
+    assert failures == [401] * 5
+    assert locked == 401  # the right password, refused while locked out
+    assert later == 303
+
+
+def test_a_form_without_the_csrf_token_or_from_another_site_is_refused(console: Console) -> None:
+    console.add_staff("nurse")
+    console.sign_in("nurse")
+    today = console.api.clock().date().isoformat()
+    fields = {"test_type": "confirmed", "date_kind": "symptom", "date": today}
+
+    no_token = console.api.client.post("/console/lab/issue", data=fields)
+    wrong_token = console.api.client.post("/console/lab/issue", data={**fields, "csrf": "x"})
+    cross_site = console.api.client.post(
+        "/console/lab/issue",
+        data={**fields, "csrf": console.form_token("/console/lab")},
+        headers={"Origin": "https://evil.example"},
+    )
+
+    assert [no_token.status_code, wrong_token.status_code, cross_site.status_code] == [403] * 3
+    with console.api.session() as session:
+        assert session.scalars(select(VerificationCode)).all() == []
+
+
+def test_totp_is_required_when_the_account_has_one(console: Console) -> None:
+    created = console.add_staff("nurse", with_totp=True)
+    assert created.totp_secret is not None
+    now = console.api.clock().timestamp()
+    right = pyotp.TOTP(created.totp_secret).at(now)
+
+    assert console.sign_in("nurse") == 401
+    assert console.sign_in("nurse", totp="000000" if right != "000000" else "111111") == 401
+    assert console.sign_in("nurse", totp=right) == 303
+
+
+def test_signing_out_or_disabling_ends_the_session(console: Console) -> None:
+    console.add_staff("nurse")
+    console.sign_in("nurse")
+    signed_out = console.api.client.post(
+        "/console/sign-out",
+        data={"csrf": console.form_token("/console/lab")},
+        follow_redirects=False,
+    )
+    assert signed_out.status_code == 303
+    assert console.api.client.get("/console/lab", follow_redirects=False).status_code == 303
+
+    console.sign_in("nurse")
+    with unit_of_work(console.api.sessions) as session:
+        service.disable_staff(
+            session,
+            realm=realms.find_realm(session, "lab"),
+            username="nurse",
+            now=console.api.clock(),
+            actor="test",
+        )
+    assert console.api.client.get("/console/lab", follow_redirects=False).status_code == 303
+    with console.api.session() as session:
+        assert session.scalars(select(StaffSession)).all() == []
+        assert session.scalars(select(StaffAccount)).one().disabled_at is not None
+
+
+def test_a_lab_user_cannot_see_another_realm_s_codes(console: Console) -> None:
+    with unit_of_work(console.api.sessions) as session:
+        realms.create_realm(
+            session,
+            console.api.client.app.state.deployment.verification.context,  # type: ignore[attr-defined]
+            name="other",
+            now=console.api.clock(),
+            actor="test",
+        )
+    console.add_staff("nurse")
+    console.add_staff("stranger", realm="other")
+    console.sign_in("nurse")
+    _code, uuid = _code_of(console.issue())
+    console.api.client.cookies.clear()
+
+    console.sign_in("stranger", realm="other")
+    status = console.api.client.get("/console/lab/status", params={"uuid": uuid})
+    expire = console.api.client.post(
+        "/console/lab/expire", data={"csrf": console.form_token("/console/lab"), "uuid": uuid}
+    )
+
+    assert status.status_code == 404
+    assert uuid not in status.text
+    assert 'id="code-status"' not in status.text
+    assert expire.status_code == 404
+
+
+def test_an_auditor_cannot_issue_codes(console: Console) -> None:
+    console.add_staff("checker", StaffRole.AUDITOR)
+    console.sign_in("checker")
+
+    assert console.api.client.get("/console/lab").status_code == 403
+
+
+def test_a_bulk_upload_with_a_bad_row_issues_nothing(console: Console) -> None:
+    console.add_staff("nurse")
+    console.sign_in("nurse")
+    today = console.api.clock().date().isoformat()
+    csv_text = f"test_type,symptom_date,test_date\nconfirmed,{today},\nbogus,{today},\n"
+
+    response = console.api.client.post(
+        "/console/lab/bulk",
+        data={"csrf": console.form_token("/console/lab")},
+        files={"file": ("codes.csv", csv_text.encode(), "text/csv")},
+    )
+
+    assert response.status_code == 400
+    assert "<td>3</td>" in response.text  # the file's third line
+    assert "(invalid_test_type)" in response.text
+    with console.api.session() as session:
+        assert session.scalars(select(VerificationCode)).all() == []
+
+
+def test_a_good_bulk_upload_issues_every_row(console: Console) -> None:
+    console.add_staff("nurse")
+    console.sign_in("nurse")
+    today = console.api.clock().date().isoformat()
+    csv_text = f"confirmed,{today},\nlikely,,{today}\n"
+
+    response = console.api.client.post(
+        "/console/lab/bulk",
+        data={"csrf": console.form_token("/console/lab")},
+        files={"file": ("codes.csv", csv_text.encode(), "text/csv")},
+    )
+
+    assert response.status_code == 200
+    with console.api.session() as session:
+        assert len(session.scalars(select(VerificationCode)).all()) == 2
+
+
+def test_the_verification_purge_deletes_expired_sessions_and_disabled_accounts(
+    console: Console,
+) -> None:
+    console.add_staff("nurse")
+    console.add_staff("leaver")
+    console.sign_in("nurse")
+    with unit_of_work(console.api.sessions) as session:
+        service.disable_staff(
+            session,
+            realm=realms.find_realm(session, "lab"),
+            username="leaver",
+            now=console.api.clock(),
+            actor="test",
+        )
+    retention = console.api.client.app.state.deployment.verification.retention  # type: ignore[attr-defined]
+
+    retention.purge(console.api.clock() + timedelta(hours=8, minutes=30))
+    with console.api.session() as session:
+        sessions_after_a_day = len(session.scalars(select(StaffSession)).all())
+    retention.purge(console.api.clock() + timedelta(days=31))
+    with console.api.session() as session:
+        left = [account.username for account in session.scalars(select(StaffAccount))]
+        sessions = session.scalars(select(StaffSession)).all()
+
+    assert sessions_after_a_day == 1  # expired at 8 h, kept a day after that
+    assert sessions == []
+    assert left == ["nurse"]
+
+
+def test_an_auditor_sees_compliance_the_log_and_downloads_a_log_that_verifies(
+    console: Console,
+) -> None:
+    console.add_staff("checker", StaffRole.AUDITOR)
+    retention = console.api.client.app.state.deployment.verification.retention  # type: ignore[attr-defined]
+    retention.purge(console.api.clock())
+    assert console.sign_in("checker") == 303
+
+    compliance = console.api.client.get("/console/audit")
+    log = console.api.client.get("/console/audit/log", params={"kind": "staff-sessions"})
+    download = console.api.client.get("/console/audit/export")
+    lab = console.api.client.get("/console/lab")
+
+    assert compliance.status_code == 200
+    assert 'id="chain-status" data-ok="true"' in compliance.text
+    assert "disabled-staff-accounts" in compliance.text
+    assert log.text.count("<td>staff-sessions</td>") == 1
+    assert "<td>verification-codes</td>" not in log.text
+    assert "attachment" in download.headers["content-disposition"]
+    report = verify_document(download.json(), public_key=retention.public_keys)
+    assert report.ok
+    assert report.entries_checked >= 1
+    assert lab.status_code == 403
+
+
+def test_a_lab_user_cannot_read_the_retention_log(console: Console) -> None:
+    console.add_staff("nurse")
+    console.sign_in("nurse")
+
+    assert console.api.client.get("/console/audit").status_code == 403
+    assert console.api.client.get("/console/audit/export").status_code == 403
+
+
+def _issued_counts(page: str) -> list[str]:
+    table = page[page.index('id="counts"') : page.index("</table>", page.index('id="counts"'))]
+    first_row = table[table.index("<tbody>") :].split("</tr>")[0]
+    return re.findall(r"<td>([^<]*)</td>", first_row)[1:]
+
+
+def test_a_realm_admin_sees_daily_counts_with_small_ones_hidden(console: Console) -> None:
+    console.add_staff("boss", StaffRole.REALM_ADMIN)
+    console.sign_in("boss")
+    for _ in range(2):
+        console.issue()
+    few = console.api.client.get("/console/admin")
+    for _ in range(4):
+        console.issue()
+    more = console.api.client.get("/console/admin")
+
+    assert few.status_code == 200
+    assert _issued_counts(few.text) == ["&lt; 5", "&lt; 5", "&lt; 5"]
+    assert _issued_counts(more.text) == ["6", "&lt; 5", "&lt; 5"]
+    assert 'id="signing-keys"' in more.text
+    assert "boss" in more.text
+
+
+def test_only_a_realm_admin_sees_the_realm_page(console: Console) -> None:
+    console.add_staff("nurse")
+    console.sign_in("nurse")
+
+    assert console.api.client.get("/console/admin").status_code == 403
