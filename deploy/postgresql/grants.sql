@@ -8,7 +8,8 @@
 -- read. A service role cannot migrate: run `exposure serve` with
 -- EXPOSURE_MIGRATE_ON_START=false. Each role
 -- gets, per table, only the statements its service's code runs there: SELECT, INSERT,
--- UPDATE or DELETE, plus USAGE on the sequences behind the tables it inserts into. Nothing
+-- UPDATE or DELETE (UPDATE limited to the columns the code changes where it changes only
+-- some), plus USAGE on the sequences behind the tables it inserts into. Nothing
 -- else, ever: no TRUNCATE, REFERENCES or TRIGGER, no CREATE on the schema, and no ownership
 -- (so no ALTER or DROP). docs/operations.md has the same matrix with the reasons.
 --
@@ -48,7 +49,8 @@ DECLARE
         nullif(current_setting('exposure.verification_role', true), ''), 'exposure_verification');
     allowed constant text[] := ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'];
     -- What each service's code does on each table. One row per service and table;
-    -- privileges are a comma-separated subset of `allowed`.
+    -- privileges are a comma-separated subset of `allowed`; an UPDATE may name its only
+    -- columns, space-separated: 'UPDATE(disabled_at)', 'UPDATE(a b)'.
     matrix constant text[] := ARRAY[
         -- The key server -----------------------------------------------------------------
         -- Trust (publish checks, JWKS refresh reads the list); added by `exposure admin`.
@@ -96,11 +98,16 @@ DECLARE
         ['keyserver', 'alembic_version', 'SELECT'],
 
         -- The verification service ------------------------------------------------------
-        -- Realms and API keys are created and disabled by `exposure admin`; the service
-        -- reads them to authenticate (admin, device and auditor keys), and the purge
-        -- deletes disabled keys.
-        ['verification', 'verification_realms', 'SELECT'],
-        ['verification', 'verification_api_keys', 'SELECT, DELETE'],
+        -- Realms are created and disabled by `exposure admin`; the service reads them to
+        -- authenticate and issue. A realm admin sets its code lifetimes and daily quota in
+        -- the console (served by this process), so those three columns, and no other.
+        ['verification', 'verification_realms',
+            'SELECT, UPDATE(short_code_minutes long_code_minutes daily_issue_limit)'],
+        -- Read to authenticate (admin, device and auditor keys); a realm admin creates and
+        -- disables keys in the console (insert, and an update of disabled_at only: a role
+        -- that may insert a key gains nothing by re-enabling one); the purge deletes
+        -- disabled keys.
+        ['verification', 'verification_api_keys', 'SELECT, INSERT, UPDATE(disabled_at), DELETE'],
         -- Issued (insert), claimed and expired (update), purged (delete, and update to
         -- blank the code hashes of codes kept for their status).
         ['verification', 'verification_codes', 'SELECT, INSERT, UPDATE, DELETE'],
@@ -110,9 +117,10 @@ DECLARE
         ['verification', 'verification_signing_keys', 'SELECT, INSERT, DELETE'],
         -- Appended by /api/expirecode; never changed; purged.
         ['verification', 'verification_audit_entries', 'SELECT, INSERT, DELETE'],
-        -- Console staff: read to sign in; created and disabled by `exposure admin staff`;
-        -- disabled accounts purged.
-        ['verification', 'verification_staff', 'SELECT, DELETE'],
+        -- Console staff: read to sign in; created and disabled by a realm admin in the
+        -- console (as by `exposure admin staff`), so insert and an update of disabled_at
+        -- only; disabled accounts purged.
+        ['verification', 'verification_staff', 'SELECT, INSERT, UPDATE(disabled_at), DELETE'],
         -- Console sessions: opened at sign-in, deleted at sign-out and by the purge.
         ['verification', 'verification_staff_sessions', 'SELECT, INSERT, DELETE'],
         ['verification', 'leases', 'SELECT, INSERT, UPDATE, DELETE'],
@@ -179,7 +187,12 @@ BEGIN
             CONTINUE WHEN matrix[row_index][1] <> service;
             table_name := matrix[row_index][2];
             privileges := matrix[row_index][3];
-            IF NOT string_to_array(privileges, ', ') <@ allowed THEN
+            -- A column list is checked apart from its privilege and then written as SQL
+            -- wants it: 'UPDATE(a b)' is UPDATE limited to 'UPDATE (a, b)'.
+            IF NOT ARRAY(
+                SELECT regexp_replace(item, '\(.*\)$', '')
+                FROM unnest(string_to_array(privileges, ', ')) AS item
+            ) <@ allowed THEN
                 RAISE EXCEPTION 'refusing % on %: only % are ever granted',
                     privileges, table_name, array_to_string(allowed, ', ');
             END IF;
@@ -189,7 +202,8 @@ BEGIN
                 CONTINUE;
             END IF;
             EXECUTE format('GRANT %s ON TABLE %I.%I TO %I',
-                privileges, target_schema, table_name, service_role);
+                regexp_replace(replace(privileges, '(', ' ('), '(\w) (?=\w)', '\1, ', 'g'),
+                target_schema, table_name, service_role);
             -- Inserting takes ids from the table's serial or identity sequences.
             IF 'INSERT' = ANY (string_to_array(privileges, ', ')) THEN
                 FOR sequence_name IN

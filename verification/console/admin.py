@@ -1,6 +1,11 @@
-"""What a realm admin sees of their realm, read-only: its code policy and quota, its
-signing keys and where their rotation stands, its API keys, its staff, and its daily
-counts of codes issued, claimed and expired.
+"""What a realm admin sees of their realm and may change in it.
+
+Seen: its code policy and quota, its signing keys and where their rotation stands, its
+API keys, its staff, and its daily counts of codes issued, claimed and expired. Changed,
+each through the function ``exposure admin`` calls and with an audit entry: API keys
+created and disabled, staff accounts created and disabled, and how long codes live and
+how many a day the realm issues. Only in the admin's own realm: an id from another realm
+is answered as if it did not exist.
 
 Counts below :data:`SMALL_COUNT` are not shown, only that they are small: a day with one
 or two codes could point at the people tested that day.
@@ -14,9 +19,12 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from verification.console import store
+from exposure.text import has_control_character
+from verification.console import i18n, store
+from verification.console import service as console_service
 from verification.console.models import StaffAccount, StaffRole
-from verification.console.service import StaffView, require_role
+from verification.console.service import ConsoleContext, StaffView, require_role
+from verification.errors import InvalidRealmPolicy
 from verification.models import ApiKey, Realm, SigningKey
 from verification.service import realms, signing_keys
 
@@ -103,3 +111,150 @@ def overview(session: Session, staff: StaffView, now: datetime) -> RealmOverview
         staff=store.list_staff(session, realm.id),
         counts=daily_counts(session, realm.id, time_zone=staff.time_zone, now=now),
     )
+
+
+# ---- what a realm admin changes ----------------------------------------------------------
+
+API_KEY_NAME_MAX_LENGTH = 100
+
+
+class AdminRefused(Exception):  # noqa: N818 - reads as the refusal it is
+    """A realm admin's change that was not made: ``message`` is a message id of
+    :mod:`verification.console.i18n`, ``detail`` the service's own (English) reason."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+def _actor(staff: StaffView) -> str:
+    return f"staff:{staff.id}"
+
+
+def _own_realm(session: Session, staff: StaffView) -> Realm:
+    require_role(staff, *ADMIN_ROLES)
+    return realms.find_realm(session, str(staff.realm_id))
+
+
+def create_api_key(
+    session: Session,
+    context: ConsoleContext,
+    *,
+    staff: StaffView,
+    kind: str,
+    name: str,
+    now: datetime,
+) -> realms.NewApiKey:
+    """A new API key of the admin's realm; its value is in the answer and nowhere else."""
+    realm = _own_realm(session, staff)
+    try:
+        key_kind = realms.ApiKeyKind(kind)
+    except ValueError:
+        raise AdminRefused(i18n.ADMIN_BAD_KEY_KIND) from None
+    name = name.strip()
+    if not 0 < len(name) <= API_KEY_NAME_MAX_LENGTH or has_control_character(name):
+        raise AdminRefused(i18n.ADMIN_BAD_KEY_NAME)
+    return realms.create_api_key(
+        session,
+        context.verification,
+        realm=realm,
+        kind=key_kind,
+        name=name,
+        now=now,
+        actor=_actor(staff),
+    )
+
+
+def _number(text: str) -> int:
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        raise AdminRefused(i18n.ADMIN_NOT_A_NUMBER)
+    return int(text)
+
+
+def disable_api_key(session: Session, *, staff: StaffView, key_id: str, now: datetime) -> ApiKey:
+    """Disable an API key of the admin's own realm (a no-op when already disabled)."""
+    realm = _own_realm(session, staff)
+    wanted = _number(key_id)
+    if not any(key.id == wanted for key in realms.list_api_keys(session, realm_id=realm.id)):
+        raise AdminRefused(i18n.ADMIN_NO_SUCH_KEY)
+    return realms.disable_api_key(session, api_key_id=wanted, now=now, actor=_actor(staff))
+
+
+def create_staff(
+    session: Session,
+    context: ConsoleContext,
+    *,
+    staff: StaffView,
+    username: str,
+    role: str,
+    password: str,
+    now: datetime,
+) -> StaffAccount:
+    """A staff account in the admin's realm, in the admin's time zone and language (the
+    person changes neither yet); a second factor is added with ``exposure admin staff``."""
+    realm = _own_realm(session, staff)
+    try:
+        new_role = StaffRole(role)
+    except ValueError:
+        raise AdminRefused(i18n.ADMIN_BAD_ROLE) from None
+    try:
+        created = console_service.create_staff(
+            session,
+            context,
+            realm=realm,
+            username=username,
+            role=new_role,
+            password=password,
+            time_zone=staff.time_zone,
+            with_totp=False,
+            now=now,
+            actor=_actor(staff),
+            language=staff.language,
+        )
+    except console_service.StaffError as refused:
+        raise AdminRefused(i18n.ADMIN_STAFF_REFUSED, str(refused)) from None
+    return created.account
+
+
+def disable_staff(
+    session: Session, *, staff: StaffView, username: str, now: datetime
+) -> StaffAccount:
+    """Disable an account of the admin's realm and end its sessions; not the admin's own
+    (a realm could lose its last admin)."""
+    realm = _own_realm(session, staff)
+    if username == staff.username:
+        raise AdminRefused(i18n.ADMIN_NOT_YOURSELF)
+    try:
+        return console_service.disable_staff(
+            session, realm=realm, username=username, now=now, actor=_actor(staff)
+        )
+    except console_service.StaffError:
+        raise AdminRefused(i18n.ADMIN_NO_SUCH_STAFF) from None
+
+
+def change_code_limits(
+    session: Session,
+    *,
+    staff: StaffView,
+    short_code_minutes: str,
+    long_code_minutes: str,
+    daily_issue_limit: str,
+    now: datetime,
+) -> bool:
+    """Set the realm's code lifetimes and daily quota, within the bounds every realm has."""
+    realm = _own_realm(session, staff)
+    numbers = [_number(text) for text in (short_code_minutes, long_code_minutes, daily_issue_limit)]
+    try:
+        return realms.change_code_limits(
+            session,
+            realm,
+            short_code_minutes=numbers[0],
+            long_code_minutes=numbers[1],
+            daily_issue_limit=numbers[2],
+            now=now,
+            actor=_actor(staff),
+        )
+    except InvalidRealmPolicy as refused:
+        raise AdminRefused(i18n.ADMIN_LIMITS_REFUSED, refused.message) from None

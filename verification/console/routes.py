@@ -32,6 +32,7 @@ from verification.console import admin, audit, i18n, service
 from verification.console.models import StaffRole
 from verification.console.service import ConsoleContext, StaffView
 from verification.errors import VerificationError
+from verification.service import realms
 
 Clock = Callable[[], datetime]
 _T = TypeVar("_T")
@@ -450,20 +451,149 @@ def create_console_router(
             },
         )
 
-    # ---- the realm admin's overview (read-only) -----------------------------------------
+    # ---- the realm admin's page and changes --------------------------------------------
 
-    async def admin_page(request: Request) -> Response:
+    async def admin_staff(request: Request) -> StaffView | Response:
         staff = await signed_in(request)
         if staff is None:
             return RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
         if staff.role not in admin.ADMIN_ROLES:
             return refused(request, 403, i18n.REFUSED_NOT_ADMIN, staff)
+        return staff
+
+    async def render_admin(
+        request: Request, staff: StaffView, status: int = 200, **values: Any
+    ) -> HTMLResponse:
         overview = await run_blocking(in_transaction, admin.overview, staff, clock())
         csrf = service.csrf_token(context, request.cookies[SESSION_COOKIE])
         return _render(
-            request, staff, "admin.html", csrf=csrf, overview=overview, small=admin.SMALL_COUNT
+            request,
+            staff,
+            "admin.html",
+            status=status,
+            csrf=csrf,
+            overview=overview,
+            small=admin.SMALL_COUNT,
+            key_kinds=[kind.value for kind in realms.ApiKeyKind],
+            roles=[role.value for role in StaffRole],
+            **values,
         )
 
+    async def admin_page(request: Request) -> Response:
+        staff = await admin_staff(request)
+        if isinstance(staff, Response):
+            return staff
+        return await render_admin(request, staff)
+
+    async def admin_change(
+        request: Request, change: Callable[[Any, StaffView, dict[str, Any]], Any]
+    ) -> tuple[StaffView, Any] | Response:
+        """Run one of the admin's changes in a transaction, or answer with the admin page
+        saying why it was refused (nothing of it kept)."""
+        # The form is checked first: a cross-site post is refused whoever it claims to be.
+        form = await checked_form(request, SESSION_COOKIE)
+        if isinstance(form, Response):
+            return form
+        staff = await admin_staff(request)
+        if isinstance(staff, Response):
+            return staff
+        try:
+            result = await run_blocking(in_transaction, change, staff, form)
+        except admin.AdminRefused as refusal:
+            return await render_admin(
+                request,
+                staff,
+                status=400,
+                admin_error=refusal.message,
+                admin_error_detail=refusal.detail,
+            )
+        return staff, result
+
+    async def admin_changed(
+        request: Request, change: Callable[[Any, StaffView, dict[str, Any]], Any], done: str
+    ) -> Response:
+        outcome = await admin_change(request, change)
+        if isinstance(outcome, Response):
+            return outcome
+        return await render_admin(request, outcome[0], admin_done=done)
+
+    def field(form: dict[str, Any], name: str) -> str:
+        value = form.get(name, "")
+        return value if isinstance(value, str) else ""
+
+    async def create_api_key(request: Request) -> Response:
+        def change(session: Any, staff: StaffView, form: dict[str, Any]) -> realms.NewApiKey:
+            return admin.create_api_key(
+                session,
+                context,
+                staff=staff,
+                kind=field(form, "kind"),
+                name=field(form, "name"),
+                now=clock(),
+            )
+
+        outcome = await admin_change(request, change)
+        if isinstance(outcome, Response):
+            return outcome
+        staff, created = outcome
+        # The key's only showing: the answer to this POST, never cached, never logged.
+        return _render(
+            request,
+            staff,
+            "api_key_created.html",
+            csrf=service.csrf_token(context, request.cookies[SESSION_COOKIE]),
+            key=created.record,
+            plaintext=created.plaintext,
+        )
+
+    async def disable_api_key(request: Request) -> Response:
+        def change(session: Any, staff: StaffView, form: dict[str, Any]) -> object:
+            return admin.disable_api_key(
+                session, staff=staff, key_id=field(form, "id"), now=clock()
+            )
+
+        return await admin_changed(request, change, i18n.ADMIN_KEY_DISABLED)
+
+    async def create_staff(request: Request) -> Response:
+        def change(session: Any, staff: StaffView, form: dict[str, Any]) -> object:
+            return admin.create_staff(
+                session,
+                context,
+                staff=staff,
+                username=field(form, "username"),
+                role=field(form, "role"),
+                password=field(form, "password"),
+                now=clock(),
+            )
+
+        return await admin_changed(request, change, i18n.ADMIN_STAFF_CREATED)
+
+    async def disable_staff(request: Request) -> Response:
+        def change(session: Any, staff: StaffView, form: dict[str, Any]) -> object:
+            return admin.disable_staff(
+                session, staff=staff, username=field(form, "username"), now=clock()
+            )
+
+        return await admin_changed(request, change, i18n.ADMIN_STAFF_DISABLED)
+
+    async def change_limits(request: Request) -> Response:
+        def change(session: Any, staff: StaffView, form: dict[str, Any]) -> object:
+            return admin.change_code_limits(
+                session,
+                staff=staff,
+                short_code_minutes=field(form, "short_code_minutes"),
+                long_code_minutes=field(form, "long_code_minutes"),
+                daily_issue_limit=field(form, "daily_issue_limit"),
+                now=clock(),
+            )
+
+        return await admin_changed(request, change, i18n.ADMIN_LIMITS_CHANGED)
+
+    router.add_api_route(f"{PREFIX}/admin/api-keys", create_api_key, methods=["POST"])
+    router.add_api_route(f"{PREFIX}/admin/api-keys/disable", disable_api_key, methods=["POST"])
+    router.add_api_route(f"{PREFIX}/admin/staff", create_staff, methods=["POST"])
+    router.add_api_route(f"{PREFIX}/admin/staff/disable", disable_staff, methods=["POST"])
+    router.add_api_route(f"{PREFIX}/admin/limits", change_limits, methods=["POST"])
     router.add_api_route(f"{PREFIX}/admin", admin_page, methods=["GET"])
     router.add_api_route(f"{PREFIX}/audit", compliance_page, methods=["GET"])
     router.add_api_route(f"{PREFIX}/audit/log", log_page, methods=["GET"])

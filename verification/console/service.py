@@ -21,7 +21,6 @@ import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import cast
 
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
@@ -33,7 +32,6 @@ from crypto.randomness import random_bytes
 from crypto.sealing import Keyring, open_sealed, seal
 from exposure.ratelimit import BucketLimit, bucket_key, give_back, take
 from exposure.text import has_control_character
-from verification.cache import ApiKeyView
 from verification.console import credentials, store
 from verification.console.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from verification.console.models import USERNAME_MAX_LENGTH, StaffAccount, StaffRole, StaffSession
@@ -389,19 +387,6 @@ def require_role(staff: StaffView, *allowed: StaffRole) -> None:
 LAB_ROLES = (StaffRole.LAB, StaffRole.REALM_ADMIN)
 
 
-@dataclass(frozen=True)
-class _NoApiKey:
-    """Codes a person issues in the console name no API key (the column is nullable)."""
-
-    id: int | None = None
-    kind: str = "console"
-
-
-# codes.issue_code stores ``api_key.id`` in verification_codes.issued_by_api_key_id, a
-# nullable column; a staff member's code has no API key, so it is stored as NULL.
-_CONSOLE_ISSUER = cast(ApiKeyView, _NoApiKey())
-
-
 def utc_offset_minutes(time_zone: str, now: datetime) -> float:
     """The zone's offset from UTC at ``now``, in minutes (what ``tzOffset`` carries)."""
     offset = now.astimezone(zoneinfo.ZoneInfo(time_zone)).utcoffset()
@@ -444,7 +429,7 @@ def issue_code(
         session,
         context.verification,
         realm=realm,
-        api_key=_CONSOLE_ISSUER,
+        api_key=None,
         request=request,
         now=now,
     )

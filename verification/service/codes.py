@@ -187,7 +187,7 @@ def _pending_code(
     context: VerificationContext,
     *,
     realm: RealmView,
-    api_key: ApiKeyView,
+    api_key: ApiKeyView | None,
     request: IssueRequest,
     now: datetime,
 ) -> _PendingCode:
@@ -207,7 +207,7 @@ def _pending_code(
         "expires_at": expires_at,
         "long_expires_at": long_expires_at,
         "claimed": False,
-        "issued_by_api_key_id": api_key.id,
+        "issued_by_api_key_id": None if api_key is None else api_key.id,
         "external_issuer_id": request.external_issuer_id,
         "created_at": truncate(now, CREATED_AT_PRECISION),
     }
@@ -220,11 +220,14 @@ def issue_code(
     context: VerificationContext,
     *,
     realm: RealmView,
-    api_key: ApiKeyView,
+    api_key: ApiKeyView | None,
     request: IssueRequest,
     now: datetime,
 ) -> IssuedCode:
     """Issue a short and a long code for one positive (or negative) result.
+
+    ``api_key`` is the lab API key that asked, or None for a code a person issued in the
+    console (``issued_by_api_key_id`` is then NULL).
 
     The code is inserted first and the daily quota counted after it, so a uuid that was
     already used is refused before it spends quota (as the reference does); a refusal by

@@ -11,7 +11,7 @@ key works at once, and a stream of wrong keys cannot crowd out the real ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -220,6 +220,69 @@ def create_realm(
         session, context, realm=realm, kind=ApiKeyKind.DEVICE, name="device", now=now, actor=actor
     )
     return NewRealm(realm=realm, admin_key=admin_key, device_key=device_key)
+
+
+def policy_of(realm: Realm) -> RealmPolicy:
+    """The policy ``realm`` runs under now, as :meth:`RealmPolicy.validate` checks it."""
+    return RealmPolicy(
+        short_code_length=realm.short_code_length,
+        short_code_minutes=realm.short_code_minutes,
+        long_code_length=realm.long_code_length,
+        long_code_minutes=realm.long_code_minutes,
+        allow_user_report=TestType.USER_REPORT in realm.allowed_test_types.split(","),
+        require_date=realm.require_date,
+        certificate_issuer=realm.certificate_issuer,
+        certificate_audience=realm.certificate_audience,
+        certificate_lifetime_seconds=realm.certificate_lifetime_seconds,
+        daily_issue_limit=realm.daily_issue_limit,
+    )
+
+
+def change_code_limits(
+    session: Session,
+    realm: Realm,
+    *,
+    short_code_minutes: int,
+    long_code_minutes: int,
+    daily_issue_limit: int,
+    now: datetime,
+    actor: str,
+) -> bool:
+    """Set how long ``realm``'s new codes live and how many it issues a day, within the
+    bounds a new realm has (:meth:`RealmPolicy.validate`, raising
+    :class:`InvalidRealmPolicy`); return False when nothing changed.
+
+    Codes already issued keep their expiry. Processes that cached the realm for an API key
+    see the change within the cache's TTL.
+    """
+    wanted = replace(
+        policy_of(realm),
+        short_code_minutes=short_code_minutes,
+        long_code_minutes=long_code_minutes,
+        daily_issue_limit=daily_issue_limit,
+    )
+    wanted.validate()
+    before = (realm.short_code_minutes, realm.long_code_minutes, realm.daily_issue_limit)
+    after = (short_code_minutes, long_code_minutes, daily_issue_limit)
+    if before == after:
+        return False
+    names = ("short_code_minutes", "long_code_minutes", "daily_issue_limit")
+    realm.short_code_minutes, realm.long_code_minutes, realm.daily_issue_limit = after
+    session.flush()
+    audit.record(
+        session,
+        realm_id=realm.id,
+        actor=actor,
+        action="changed realm code limits",
+        target=f"realm:{realm.id}",
+        diff=" ".join(
+            f"{name}={old}->{new}"
+            for name, old, new in zip(names, before, after, strict=True)
+            if old != new
+        ),
+        now=now,
+    )
+    return True
 
 
 def find_realm(session: Session, name_or_id: str) -> Realm:

@@ -405,3 +405,224 @@ def test_only_a_realm_admin_sees_the_realm_page(console: Console) -> None:
     console.sign_in("nurse")
 
     assert console.api.client.get("/console/admin").status_code == 403
+
+
+# ---- the realm admin's changes ------------------------------------------------------------
+
+
+def _admin_post(console: Console, path: str, **fields: str) -> tuple[int, str]:
+    data = {"csrf": console.form_token("/console/admin"), **fields}
+    response = console.api.client.post(path, data=data)
+    return response.status_code, response.text
+
+
+def _audit_entries(console: Console) -> list[AuditEntry]:
+    with console.api.session() as session:
+        entries = list(session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+        session.expunge_all()
+    return entries
+
+
+def _other_realm(console: Console) -> int:
+    bundle = console.api.client.app.state.deployment.verification  # type: ignore[attr-defined]
+    with unit_of_work(bundle.session_factory) as session:
+        created = realms.create_realm(
+            session, bundle.context, name="other", now=console.api.clock(), actor="test"
+        )
+        return created.admin_key.record.id
+
+
+def _issue_with(console: Console, api_key: str) -> int:
+    response = console.api.client.post(
+        "/api/issue",
+        json={"testType": "confirmed", "symptomDate": console.api.clock().date().isoformat()},
+        headers={"X-API-Key": api_key},
+    )
+    return response.status_code
+
+
+def test_a_realm_admin_creates_an_api_key_shown_once_that_works(console: Console) -> None:
+    console.add_staff("boss", StaffRole.REALM_ADMIN)
+    console.sign_in("boss")
+
+    status, page = _admin_post(console, "/console/admin/api-keys", kind="admin", name="hospital")
+    key = re.search(r'id="api-key">([A-Za-z0-9_-]+)<', page)
+    assert status == 200
+    assert key is not None
+    overview = console.api.client.get("/console/admin").text
+
+    assert _issue_with(console, key.group(1)) == 200
+    assert key.group(1) not in overview
+    assert "hospital" in overview
+    entries = _audit_entries(console)
+    created = [entry for entry in entries if entry.action == "created admin API key"][-1]
+    assert created.actor.startswith("staff:")
+    assert all(key.group(1) not in f"{entry.diff} {entry.target}" for entry in entries)
+
+
+def test_a_realm_admin_disables_an_api_key_of_their_realm_only(console: Console) -> None:
+    console.add_staff("boss", StaffRole.REALM_ADMIN)
+    console.sign_in("boss")
+    _, page = _admin_post(console, "/console/admin/api-keys", kind="admin", name="spare")
+    key = re.search(r'id="api-key">([A-Za-z0-9_-]+)<', page)
+    key_id = re.search(r'id="api-key-id">(\d+)<', page)
+    assert key is not None
+    assert key_id is not None
+    foreign_id = _other_realm(console)
+
+    disabled = _admin_post(console, "/console/admin/api-keys/disable", id=key_id.group(1))
+    foreign = _admin_post(console, "/console/admin/api-keys/disable", id=str(foreign_id))
+    garbage = _admin_post(console, "/console/admin/api-keys/disable", id="1 OR 1=1")
+
+    assert disabled[0] == 200
+    assert 'id="admin-done"' in disabled[1]
+    assert _issue_with(console, key.group(1)) == 401
+    assert foreign[0] == garbage[0] == 400
+    with console.api.session() as session:
+        assert realms.get_api_key(session, foreign_id).disabled_at is None
+    assert "disabled admin API key" in [entry.action for entry in _audit_entries(console)]
+
+
+def test_an_api_key_with_a_bad_kind_or_name_is_not_created(console: Console) -> None:
+    console.add_staff("boss", StaffRole.REALM_ADMIN)
+    console.sign_in("boss")
+    with console.api.session() as session:
+        before = len(realms.list_api_keys(session))
+
+    kind = _admin_post(console, "/console/admin/api-keys", kind="root", name="x")
+    name = _admin_post(console, "/console/admin/api-keys", kind="device", name=" ")
+    long_name = _admin_post(console, "/console/admin/api-keys", kind="device", name="n" * 101)
+
+    assert [kind[0], name[0], long_name[0]] == [400] * 3
+    assert 'id="admin-error"' in kind[1]
+    with console.api.session() as session:
+        assert len(realms.list_api_keys(session)) == before
+
+
+def test_a_realm_admin_creates_and_disables_a_staff_account(console: Console) -> None:
+    console.add_staff("boss", StaffRole.REALM_ADMIN)
+    console.sign_in("boss")
+
+    created = _admin_post(
+        console, "/console/admin/staff", username="nurse2", role="lab", password=PASSWORD
+    )
+    with console.api.session() as session:
+        account = session.scalars(
+            select(StaffAccount).where(StaffAccount.username == "nurse2")
+        ).one()
+        assert account.password_hash.startswith("$argon2id$")
+        assert account.role == "lab"
+    console.api.client.cookies.clear()
+    assert console.sign_in("nurse2") == 303
+    console.api.client.cookies.clear()
+    console.sign_in("boss")
+    disabled = _admin_post(console, "/console/admin/staff/disable", username="nurse2")
+    yourself = _admin_post(console, "/console/admin/staff/disable", username="boss")
+
+    assert created[0] == 200
+    assert disabled[0] == 200
+    assert yourself[0] == 400
+    with console.api.session() as session:
+        assert (
+            session.scalars(select(StaffSession).where(StaffSession.staff_id == account.id)).all()
+            == []
+        )
+    assert console.sign_in("nurse2") == 401
+    actions = [entry.action for entry in _audit_entries(console)]
+    assert {"created staff account", "disabled staff account"} <= set(actions)
+    assert all(PASSWORD not in entry.diff for entry in _audit_entries(console))
+
+
+def test_a_weak_password_or_taken_username_creates_no_account(console: Console) -> None:
+    console.add_staff("boss", StaffRole.REALM_ADMIN)
+    console.sign_in("boss")
+
+    weak = _admin_post(console, "/console/admin/staff", username="n", role="lab", password="1")
+    taken = _admin_post(
+        console, "/console/admin/staff", username="boss", role="lab", password=PASSWORD
+    )
+    role = _admin_post(
+        console, "/console/admin/staff", username="n", role="root", password=PASSWORD
+    )
+
+    assert [weak[0], taken[0], role[0]] == [400] * 3
+    with console.api.session() as session:
+        assert [account.username for account in session.scalars(select(StaffAccount))] == ["boss"]
+
+
+def test_a_realm_admin_changes_code_lifetimes_and_quota_within_bounds(console: Console) -> None:
+    console.add_staff("boss", StaffRole.REALM_ADMIN)
+    console.sign_in("boss")
+    limits = {"short_code_minutes": "20", "long_code_minutes": "600", "daily_issue_limit": "50"}
+
+    changed = _admin_post(console, "/console/admin/limits", **limits)
+    refused = [
+        _admin_post(console, "/console/admin/limits", **{**limits, name: value})[0]
+        for name, value in [
+            ("short_code_minutes", "0"),
+            ("short_code_minutes", "100000"),
+            ("long_code_minutes", "10"),
+            ("daily_issue_limit", "0"),
+            ("daily_issue_limit", "many"),
+        ]
+    ]
+
+    assert changed[0] == 200
+    assert refused == [400] * 5
+    with console.api.session() as session:
+        realm = realms.find_realm(session, "lab")
+        stored = (realm.short_code_minutes, realm.long_code_minutes, realm.daily_issue_limit)
+    assert stored == (20, 600, 50)
+    entry = [e for e in _audit_entries(console) if e.action == "changed realm code limits"]
+    assert len(entry) == 1
+    assert "short_code_minutes=15->20" in entry[0].diff
+    code, _ = _code_of(console.issue())
+    with console.api.session() as session:
+        issued = session.scalars(select(VerificationCode)).one()
+        lifetime = issued.expires_at - console.api.clock()
+    assert code
+    assert abs(lifetime - timedelta(minutes=20)) < timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("role", [StaffRole.LAB, StaffRole.AUDITOR])
+def test_only_a_realm_admin_may_change_the_realm(console: Console, role: StaffRole) -> None:
+    console.add_staff("someone", role)
+    console.sign_in("someone")
+    start = "/console/lab" if role == StaffRole.LAB else "/console/audit"
+    csrf = console.form_token(start)
+    posts = {
+        "/console/admin/api-keys": {"kind": "admin", "name": "mine"},
+        "/console/admin/api-keys/disable": {"id": "1"},
+        "/console/admin/staff": {"username": "x", "role": "realm_admin", "password": PASSWORD},
+        "/console/admin/staff/disable": {"username": "someone"},
+        "/console/admin/limits": {
+            "short_code_minutes": "20",
+            "long_code_minutes": "600",
+            "daily_issue_limit": "50",
+        },
+    }
+
+    statuses = [
+        console.api.client.post(path, data={"csrf": csrf, **fields}).status_code
+        for path, fields in posts.items()
+    ]
+
+    assert statuses == [403] * len(posts)
+    with console.api.session() as session:
+        assert all(key.disabled_at is None for key in realms.list_api_keys(session))
+        assert len(realms.list_api_keys(session)) == 2
+        assert len(list(session.scalars(select(StaffAccount)))) == 1
+        assert realms.find_realm(session, "lab").daily_issue_limit != 50
+
+
+def test_an_admin_form_without_its_csrf_token_is_refused(console: Console) -> None:
+    console.add_staff("boss", StaffRole.REALM_ADMIN)
+    console.sign_in("boss")
+
+    response = console.api.client.post(
+        "/console/admin/api-keys", data={"kind": "admin", "name": "x"}
+    )
+
+    assert response.status_code == 403
+    with console.api.session() as session:
+        assert len(realms.list_api_keys(session)) == 2

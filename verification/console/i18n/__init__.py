@@ -42,6 +42,35 @@ REFUSED_CSRF = "This form expired or was not sent by this page. Reload it."
 REFUSED_NOT_LAB = "Your role cannot issue codes."
 REFUSED_NOT_AUDITOR = "Your role cannot read the retention log."
 REFUSED_NOT_ADMIN = "Only a realm admin can see this page."
+ADMIN_BAD_KEY_KIND = "An API key is an admin, device or auditor key."
+ADMIN_BAD_KEY_NAME = "A key name has 1 to 100 printable characters."
+ADMIN_NOT_A_NUMBER = "Type a whole number."
+ADMIN_NO_SUCH_KEY = "No API key with this id in your realm."
+ADMIN_BAD_ROLE = "Choose a role."
+ADMIN_STAFF_REFUSED = "The account was not created:"
+ADMIN_NOT_YOURSELF = "You cannot disable your own account."
+ADMIN_NO_SUCH_STAFF = "No staff account with this username in your realm."
+ADMIN_LIMITS_REFUSED = "The settings were not changed:"
+ADMIN_KEY_DISABLED = "The API key is disabled."
+ADMIN_STAFF_CREATED = "The staff account is created."
+ADMIN_STAFF_DISABLED = "The staff account is disabled and signed out."
+ADMIN_LIMITS_CHANGED = "The code settings are saved."
+#: Message ids of what a realm admin's change can be refused for, or did.
+ADMIN_REFUSALS = (
+    ADMIN_BAD_KEY_KIND,
+    ADMIN_BAD_KEY_NAME,
+    ADMIN_NOT_A_NUMBER,
+    ADMIN_NO_SUCH_KEY,
+    ADMIN_BAD_ROLE,
+    ADMIN_STAFF_REFUSED,
+    ADMIN_NOT_YOURSELF,
+    ADMIN_NO_SUCH_STAFF,
+    ADMIN_LIMITS_REFUSED,
+    ADMIN_KEY_DISABLED,
+    ADMIN_STAFF_CREATED,
+    ADMIN_STAFF_DISABLED,
+    ADMIN_LIMITS_CHANGED,
+)
 BULK_NO_FILE = "Choose a CSV file."
 BULK_TOO_LARGE = "The file is too large."
 BULK_NOT_UTF8 = "The file is not UTF-8 text."
@@ -66,6 +95,7 @@ CODE_MESSAGES = frozenset(
         REFUSED_NOT_AUDITOR,
         REFUSED_NOT_ADMIN,
         *KEY_STATES,
+        *ADMIN_REFUSALS,
         BULK_NO_FILE,
         BULK_TOO_LARGE,
         BULK_NOT_UTF8,
