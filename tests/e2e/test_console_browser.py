@@ -253,3 +253,56 @@ def test_a_realm_admin_sees_the_realm_s_keys_staff_and_counts(
     assert "nurse" in staff
     assert "stranger" not in staff  # another realm's
     assert "signing" in states
+
+
+def test_a_realm_admin_creates_an_api_key_read_once_that_issues_codes(
+    console_server: tuple[RunningServer, dict[str, str]],
+) -> None:
+    server, _keys = console_server
+    with browser_page() as page:
+        _sign_in(page, server.base_url, "lab", "boss")
+        page.get_by_role("link", name="Realm", exact=True).click()
+        page.locator("#key-name").fill("hospital")
+        page.get_by_label("Kind").select_option("admin")
+        page.get_by_role("button", name="Create API key").click()
+        page.locator("#api-key").wait_for()
+        api_key = page.locator("#api-key").inner_text().strip()
+        _shoot(page, "api-key-created")
+        page.get_by_role("link", name="Back to the realm").click()
+        page.locator("#api-keys").wait_for()
+        listed = page.locator("#api-keys").inner_text()
+        realm_page = page.content()
+
+    today = (datetime.now(UTC) + LAB_ZONE_OFFSET).date().isoformat()
+    issued = httpx.post(
+        f"{server.base_url}/api/issue",
+        json={"testType": "confirmed", "symptomDate": today, "tzOffset": 420},
+        headers={"X-API-Key": api_key},
+    )
+    assert len(api_key) >= 40
+    assert "hospital" in listed
+    assert api_key not in realm_page
+    assert issued.status_code == 200, issued.text
+    assert issued.json()["code"]
+    assert api_key not in server.stop()  # nor in the server's log
+
+
+def test_a_lab_user_posting_the_admin_form_is_refused(
+    console_server: tuple[RunningServer, dict[str, str]],
+) -> None:
+    server, _keys = console_server
+    with browser_page() as page:
+        _sign_in(page, server.base_url, "lab", "nurse")
+        csrf = page.locator('input[name="csrf"]').first.get_attribute("value") or ""
+        # The nurse's own, valid CSRF token, with the nurse's session cookie.
+        answer = page.request.post(
+            f"{server.base_url}/console/admin/api-keys",
+            form={"csrf": csrf, "kind": "admin", "name": "mine"},
+        )
+        text = answer.text()
+
+    assert answer.status == 403
+    assert 'id="api-key"' not in text
+    listed = run_cli(server.data_dir, "admin", "apikey", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert "mine" not in listed.stdout
