@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -154,3 +156,74 @@ def test_first_realm_creates_the_token_key_once(
 
     keys = store.signing_keys(db_session, purpose=signing_keys.TOKEN, realm_id=None, now=clock())
     assert [key.kid for key in keys] == ["t1"]
+
+
+def test_policy_of_a_realm_is_the_policy_it_was_created_with(
+    db_session: Session, context: VerificationContext, clock: Clock
+) -> None:
+    policy = realms.RealmPolicy(
+        short_code_length=10, allow_user_report=True, daily_issue_limit=5, require_date=False
+    )
+    created = realms.create_realm(
+        db_session, context, name="custom", now=clock(), actor="t", policy=policy
+    )
+
+    assert realms.policy_of(created.realm) == dataclasses.replace(
+        policy, certificate_issuer="exposure-verification/custom"
+    )
+
+
+def test_code_limits_change_within_bounds_and_are_audited(
+    db_session: Session, realm: NewRealm, clock: Clock
+) -> None:
+    changed = realms.change_code_limits(
+        db_session,
+        realm.realm,
+        short_code_minutes=30,
+        long_code_minutes=24 * 60,
+        daily_issue_limit=100,
+        now=clock(),
+        actor="staff:1",
+    )
+    again = realms.change_code_limits(
+        db_session,
+        realm.realm,
+        short_code_minutes=30,
+        long_code_minutes=24 * 60,
+        daily_issue_limit=100,
+        now=clock(),
+        actor="staff:1",
+    )
+
+    assert (changed, again) == (True, False)
+    entries = [
+        entry
+        for entry in store.audit_entries(db_session, realm_id=realm.realm.id)
+        if entry.action == "changed realm code limits"
+    ]
+    assert [(entry.actor, entry.diff) for entry in entries] == [
+        ("staff:1", "short_code_minutes=15->30 daily_issue_limit=20000->100")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("short", "long", "daily"),
+    [(0, 60, 10), (121, 24 * 60, 10), (30, 20, 10), (15, 24 * 60 + 1, 10), (15, 60, 0)],
+)
+def test_code_limits_out_of_bounds_change_nothing(
+    db_session: Session, realm: NewRealm, clock: Clock, short: int, long: int, daily: int
+) -> None:
+    with pytest.raises(InvalidRealmPolicy):
+        realms.change_code_limits(
+            db_session,
+            realm.realm,
+            short_code_minutes=short,
+            long_code_minutes=long,
+            daily_issue_limit=daily,
+            now=clock(),
+            actor="t",
+        )
+
+    stored = (realm.realm.short_code_minutes, realm.realm.long_code_minutes)
+    assert stored == (15, 24 * 60)
+    assert realm.realm.daily_issue_limit == 20_000
