@@ -729,12 +729,14 @@ def _console_form(client: TestClient, path: str) -> dict[str, str]:
 
 
 def test_a_realm_admin_s_console_changes_run_as_the_verification_role(
-    shared: GrantedSchema, tmp_path: Path
+    cluster: Cluster, tmp_path: Path
 ) -> None:
+    # A schema of its own: the shared one already has the realm the flows test made.
+    schema = create_granted_schema(cluster, ("heads",))
     clock = Clock()
     password = secrets.token_urlsafe(16)
-    realm = set_up_as_owner(shared, tmp_path / "admin", clock)
-    with open_as(shared, lambda _: shared.cluster.roles.owner, tmp_path / "admin", clock) as owner:
+    realm = set_up_as_owner(schema, tmp_path / "admin", clock)
+    with open_as(schema, lambda _: schema.cluster.roles.owner, tmp_path / "admin", clock) as owner:
         bundle = owner.verification
         assert bundle.console is not None
         with unit_of_work(bundle.session_factory) as session:
@@ -750,7 +752,7 @@ def test_a_realm_admin_s_console_changes_run_as_the_verification_role(
                 now=clock(),
                 actor="test",
             )
-    deployment = open_as(shared, shared.cluster.roles.login, tmp_path / "server", clock)
+    deployment = open_as(schema, schema.cluster.roles.login, tmp_path / "server", clock)
     try:
         with TestClient(create_app(deployment)) as client:
             signed_in = client.post(
