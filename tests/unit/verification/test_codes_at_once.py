@@ -512,7 +512,7 @@ def test_concurrent_lookups_at_once_claim_one_code_once_and_keep_the_limit(
         code = issued.code if index % 2 else issued.long_code
         if index >= 8:
             code = f"{index:08d}"  # a wrong code
-        start.wait(timeout=10)
+        start.wait(timeout=60)
         try:
             verified, _ = lab.verify_at_once(code, client="10.0.0.9")
             outcomes.append("token" if verified else "none")
@@ -528,15 +528,20 @@ def test_concurrent_lookups_at_once_claim_one_code_once_and_keep_the_limit(
         worker.join(timeout=60)
 
     counted = Counter(outcomes)
-    assert counted["token"] == 1
     assert sum(counted.values()) == racers, counted
+    # The right code is claimed at most once. It is claimed unless every slot was spent by
+    # wrong codes before any of its lookups ran (the threads' order is the scheduler's),
+    # and then it is refused like them and stays unclaimed.
+    tokens = counted["token"]
+    assert tokens in (0, 1), counted
+    assert lab.code_row(issued.uuid).claimed is bool(tokens)
     # Every lookup that failed kept its slot, and no more failed than the limit allows
-    # (the winner's slot, given back, may serve one more lookup).
+    # (a winner's slot, given back, may serve one more lookup).
     failed = counted["code_invalid"]
-    assert limit - 1 <= failed <= limit
-    assert counted["quota_exceeded"] == racers - failed - 1
+    assert limit - tokens <= failed <= limit
+    assert counted["quota_exceeded"] == racers - failed - tokens
     assert lab.lockout_used("10.0.0.9")[0] == failed
-    assert len(lab.tokens()) == 2
+    assert len(lab.tokens()) == 1 + tokens
 
 
 def _certificate_counted(
