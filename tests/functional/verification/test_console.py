@@ -626,3 +626,29 @@ def test_an_admin_form_without_its_csrf_token_is_refused(console: Console) -> No
     assert response.status_code == 403
     with console.api.session() as session:
         assert len(realms.list_api_keys(session)) == 2
+
+
+def test_the_session_cookie_is_secure_when_the_public_url_is_https(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Behind a TLS-terminating proxy the process itself speaks plain http; the public URL
+    # is what says the browser reached it over TLS.
+    monkeypatch.setenv("EXPOSURE_PUBLIC_URL", "https://verify.example")
+    for api in make_api(database_url, tmp_path):
+        api.client.base_url = "https://verify.example"  # the browser's view of the server
+        console = Console(api, "")
+        console.add_staff("nurse")
+        csrf = console.form_token("/console/sign-in")
+        response = api.client.post(
+            "/console/sign-in",
+            data={"csrf": csrf, "realm": "lab", "username": "nurse", "password": PASSWORD},
+            follow_redirects=False,
+        )
+
+        assert response.status_code == 303
+        [session_cookie] = [
+            cookie
+            for cookie in response.headers.get_list("set-cookie")
+            if cookie.startswith("console_session=")
+        ]
+        assert "secure" in session_cookie.lower().split("; ")
