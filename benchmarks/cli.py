@@ -366,7 +366,8 @@ def import_(
 
     A first database exports N seeded keys with the export worker (timed); a second imports
     the files from that directory with the import run (timed, with its peak memory), and
-    every key must be stored. Reports keys/s, the import/export time ratio and memory.
+    every key must be stored. Reports keys/s, the import/export time ratio and memory, and
+    on PostgreSQL the database's own write of the same rows (the floor under any import).
     """
     with _benchmark_errors(), progress() as shown:
         shown.step("running the benchmark")
@@ -382,6 +383,12 @@ def import_(
         "keys_per_second": round(result.keys_per_second),
         "export_seconds": round(result.export_seconds, 3),
         "import_to_export_ratio": round(result.export_ratio, 2),
+        "write_floor_seconds": (
+            round(result.write_floor_seconds, 3) if result.write_floor_seconds else None
+        ),
+        "import_to_floor_ratio": (
+            round(result.floor_ratio, 2) if result.floor_ratio is not None else None
+        ),
         "import_peak_mb": round(result.import_peak_mb, 1),
         "export_peak_mb": round(result.export_peak_mb, 1),
         "interpreter_baseline_mb": round(result.baseline_peak_mb, 1),

@@ -7,7 +7,9 @@ import run, from the export directory as a local source (an offline hand-over, s
 server's speed is measured): read the index, read each file, verify its signature, check
 and embargo every key, store them with their provenance and the file's record. The import
 is timed in a fresh process too, with its peak resident memory; the stored keys are then
-counted, so a fast but lossy import fails the run.
+counted, so a fast but lossy import fails the run. On PostgreSQL, the database's own write
+of the same rows into an empty twin of the key table is timed last: the floor under any
+import on this machine.
 
 Example::
 
@@ -41,6 +43,7 @@ from keyserver.settings import KeyserverSettings
 
 #: As of when the import runs: the exported window has closed.
 IMPORT_NOW = export_bench.WINDOW_START + export_bench.PERIOD + timedelta(hours=3)
+_FLOOR_TABLE = "bench_write_floor"
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,20 @@ class ImportBenchmarkResult:
     import_peak_mb: float
     export_peak_mb: float
     baseline_peak_mb: float
+    #: PostgreSQL alone writing the stored rows again into an empty table with the key
+    #: table's indexes, in key order (None on SQLite): the least any import can take.
+    write_floor_seconds: float | None = None
 
     @property
     def keys_per_second(self) -> float:
         return self.keys / self.import_seconds if self.import_seconds else 0.0
+
+    @property
+    def floor_ratio(self) -> float | None:
+        """Import time over the database's own write of the same rows, same run."""
+        if not self.write_floor_seconds:
+            return None
+        return self.import_seconds / self.write_floor_seconds
 
     @property
     def export_ratio(self) -> float:
@@ -119,6 +132,31 @@ def _prepare_importer(url: str, export_url: str, export_dir: Path) -> None:
         engine.dispose()
 
 
+def _write_floor_seconds(url: str) -> float:
+    """Time PostgreSQL copying the stored keys into an empty twin of the key table.
+
+    The twin has the same primary key, indexes and constraints (``LIKE ... INCLUDING
+    ALL``) and is logged like the real one; the rows arrive in key order, already parsed,
+    so nothing of the import's own work is in this figure.
+    """
+    table = Exposure.__tablename__
+    engine = export_bench._engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                f"CREATE TABLE bench_write_floor (LIKE {table} INCLUDING ALL)"
+            )
+            started = time.perf_counter()
+            connection.exec_driver_sql(
+                f"INSERT INTO {_FLOOR_TABLE} SELECT * FROM {table} ORDER BY key"  # noqa: S608
+            )
+            elapsed = time.perf_counter() - started
+            connection.exec_driver_sql(f"DROP TABLE {_FLOOR_TABLE}")
+    finally:
+        engine.dispose()
+    return elapsed
+
+
 def _stored(url: str) -> int:
     engine = export_bench._engine(url)
     try:
@@ -159,6 +197,7 @@ def run_import_benchmark(
             with spawn.Pool(1, maxtasksperchild=1) as pool:
                 import_seconds, import_peak, files = pool.apply(_import_in_child, (url,))
             stored = _stored(url)
+            floor = _write_floor_seconds(url) if database is Database.POSTGRESQL else None
         _, exported = export_bench._count_exported(export_dir)
     # Small batches are padded by the exporting side: those keys are imported too.
     if stored != exported or exported < keys:
@@ -173,4 +212,5 @@ def run_import_benchmark(
         import_peak_mb=import_peak,
         export_peak_mb=export_peak,
         baseline_peak_mb=baseline,
+        write_floor_seconds=floor,
     )

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -125,8 +126,20 @@ class Exposure(Base):
         CheckConstraint("interval_count BETWEEN 1 AND 144", name="interval_count"),
         CheckConstraint("transmission_risk BETWEEN 0 AND 8", name="transmission_risk"),
         Index("ix_keyserver_exposures_created_at", "created_at"),
-        Index("ix_keyserver_exposures_revised_at", "revised_at"),
-        Index("ix_keyserver_exposures_import_source_id", "import_source_id"),
+        # Most keys are never revised and most come from no import source: their NULLs
+        # stay out of these two indexes (every query on them compares with a value).
+        Index(
+            "ix_keyserver_exposures_revised_at",
+            "revised_at",
+            postgresql_where=text("revised_at IS NOT NULL"),
+            sqlite_where=text("revised_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_keyserver_exposures_import_source_id",
+            "import_source_id",
+            postgresql_where=text("import_source_id IS NOT NULL"),
+            sqlite_where=text("import_source_id IS NOT NULL"),
+        ),
     )
 
 

@@ -90,6 +90,13 @@ def _check_optional_text(name: str, value: object) -> None:
         raise ExportContentsError(f"{name} is not encodable as UTF-8") from None
 
 
+#: One key of an export as a plain tuple, in :class:`ExportKey`'s field order: key data,
+#: transmission risk level, rolling start interval number, rolling period, report type
+#: (the number of a :class:`ReportType`, which compares equal to it), days since onset of
+#: symptoms; ``None`` where the field is absent on the wire.
+KeyRecord = tuple[bytes, int | None, int, int, int | None, int | None]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExportKey:
     """One Temporary Exposure Key as it appears in an export (``TemporaryExposureKey``).

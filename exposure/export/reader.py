@@ -24,6 +24,9 @@ import io
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,6 +44,7 @@ from exposure.export.model import (
     ExportKey,
     ExportMembers,
     ExportSignature,
+    KeyRecord,
     ParsedExport,
     ReportType,
     SignatureInfo,
@@ -183,13 +187,7 @@ def parse_export_bin(export_bin: bytes) -> ExportContents:
     Raises :class:`ExportFormatError`: ``bad_header`` unless the first 16 bytes are exactly
     ``EK Export v1    ``, ``bad_protobuf`` if the rest does not decode or holds invalid text.
     """
-    if not export_bin.startswith(EXPORT_HEADER):
-        raise ExportFormatError(
-            ExportErrorCode.BAD_HEADER,
-            "export.bin does not start with the 16-byte 'EK Export v1' header",
-        )
-    message = export_pb2.TemporaryExposureKeyExport()
-    _parse_protobuf(message, export_bin[len(EXPORT_HEADER) :], EXPORT_BIN_NAME)
+    message = _parse_export_message(export_bin)
     return ExportContents(
         start_timestamp=_optional(message, "start_timestamp", message.start_timestamp),
         end_timestamp=_optional(message, "end_timestamp", message.end_timestamp),
@@ -200,6 +198,74 @@ def parse_export_bin(export_bin: bytes) -> ExportContents:
         keys=tuple(_key(key) for key in message.keys),
         revised_keys=tuple(_key(key) for key in message.revised_keys),
     )
+
+
+@dataclass(frozen=True)
+class ExportKeyRecords:
+    """The keys of an export.bin as plain tuples, read a chunk at a time.
+
+    For bulk readers (an importer takes files of 500,000 keys): :func:`parse_export_bin`
+    makes one value object per key, which costs more than everything else an import does
+    with the key. Each :data:`~exposure.export.model.KeyRecord` holds exactly what the
+    :class:`~exposure.export.model.ExportKey` of the same entry holds, field for field, with
+    ``None`` for a field absent on the wire; the keys come first, then the revised keys.
+    """
+
+    region: str | None
+    key_count: int
+    revised_key_count: int
+    _message: export_pb2.TemporaryExposureKeyExport
+
+    def __len__(self) -> int:
+        return self.key_count + self.revised_key_count
+
+    def repeated_keys(self) -> dict[bytes, int]:
+        """Each key data that appears more than once (in either list), with its count."""
+        seen: set[bytes] = set()
+        repeated: dict[bytes, int] = {}
+        for keys in (self._message.keys, self._message.revised_keys):
+            for key in keys:
+                data = key.key_data
+                if data in seen:
+                    repeated[data] = repeated.get(data, 1) + 1
+                else:
+                    seen.add(data)
+        return repeated
+
+    def chunks(self, size: int) -> Iterator[list[KeyRecord]]:
+        """Every record, keys then revised keys, in lists of at most ``size``."""
+        if size < 1:
+            raise ValueError("size must be positive")
+        for keys in (self._message.keys, self._message.revised_keys):
+            # Iterated, not sliced: a slice of a repeated field costs as much again.
+            entries = iter(keys)
+            while chunk := [_record(key) for key in islice(entries, size)]:
+                yield chunk
+
+
+def parse_key_records(export_bin: bytes) -> ExportKeyRecords:
+    """Decode export.bin for :class:`ExportKeyRecords`: its region and its keys as tuples.
+
+    Raises :class:`ExportFormatError` as :func:`parse_export_bin` does.
+    """
+    message = _parse_export_message(export_bin)
+    return ExportKeyRecords(
+        region=_optional_text(message, "region", message.region),
+        key_count=len(message.keys),
+        revised_key_count=len(message.revised_keys),
+        _message=message,
+    )
+
+
+def _parse_export_message(export_bin: bytes) -> export_pb2.TemporaryExposureKeyExport:
+    if not export_bin.startswith(EXPORT_HEADER):
+        raise ExportFormatError(
+            ExportErrorCode.BAD_HEADER,
+            "export.bin does not start with the 16-byte 'EK Export v1' header",
+        )
+    message = export_pb2.TemporaryExposureKeyExport()
+    _parse_protobuf(message, export_bin[len(EXPORT_HEADER) :], EXPORT_BIN_NAME)
+    return message
 
 
 def parse_signature_list(export_sig: bytes) -> tuple[ExportSignature, ...]:
@@ -344,6 +410,25 @@ def _legacy_signature_info_fields(message: export_pb2.SignatureInfo) -> dict[int
         if number in _LEGACY_FIELDS and wire_type == _LENGTH_DELIMITED:
             found[number] = bytes(unknown.data).decode("utf-8", "backslashreplace")
     return found
+
+
+def _record(message: export_pb2.TemporaryExposureKey) -> KeyRecord:
+    # The same reading as _key, without the value objects (see ExportKeyRecords); the report
+    # type stays a number because an enum member hashes in Python, and bulk readers key
+    # dictionaries by these values.
+    has_field = message.HasField
+    return (
+        message.key_data,
+        message.transmission_risk_level if has_field("transmission_risk_level") else None,
+        message.rolling_start_interval_number,
+        message.rolling_period,
+        message.report_type if has_field("report_type") else None,
+        (
+            message.days_since_onset_of_symptoms
+            if has_field("days_since_onset_of_symptoms")
+            else None
+        ),
+    )
 
 
 def _key(message: export_pb2.TemporaryExposureKey) -> ExportKey:

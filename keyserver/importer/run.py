@@ -14,7 +14,8 @@ For each source valid at ``now``:
    (``unknown_key``, or ``bad_signature`` when a signature names one of them), a key is not
    16 bytes (``bad_key_length``) or holds values no producer writes (``invalid_key``).
 3. **Store.** The keys of a file that passed, checked and embargoed by the same rules as
-   a publish (:func:`keyserver.service.transform.imported_key`) and stored by
+   a publish (:func:`keyserver.service.transform.imported_key_values`) a chunk at a time
+   as they stream to the database, and stored by
    :func:`keyserver.service.publish.store_import` (never twice, revised only by the peer
    that sent them), **in the transaction that inserts the file's record**. A process
    killed mid-file leaves neither, and the next run imports the file once; two importers
@@ -31,7 +32,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -42,21 +43,24 @@ from sqlalchemy.orm import Session
 from crypto.signing import load_public_key
 from exposure.db import SessionFactory, unit_of_work
 from exposure.export import (
+    KEY_LENGTH,
+    ExportErrorCode,
     ExportFormatError,
+    ExportKeyRecords,
     ExportSignature,
+    KeyRecord,
     check_signatures,
-    parse_export_bin,
+    parse_key_records,
     parse_signature_list,
     read_export_members,
 )
-from exposure.export.model import ExportKey
 from exposure.export.model import ReportType as ExportReportType
 from exposure.tek import ReportType
 from keyserver.importer.fetch import Fetcher, FetchError, join_location
 from keyserver.importer.index import parse_index
 from keyserver.models import IMPORT_IMPORTED, IMPORT_REFUSED, ImportFile, ImportSource
-from keyserver.service.publish import store_import
-from keyserver.service.transform import KeyRejected, KeyWindow, ValidatedKey, imported_key
+from keyserver.service.publish import ImportedKey, store_import
+from keyserver.service.transform import KeyRejected, KeyWindow, imported_key_values
 from keyserver.settings import KeyserverSettings
 from keyserver.store import imports as import_store
 
@@ -66,6 +70,10 @@ _logger = logging.getLogger(__name__)
 
 #: What ``step_hook`` is called with: after a file's keys are stored, before the commit.
 STEPS = ("keys_stored",)
+#: Keys decoded, checked and sent to the database at a time: memory holds one chunk. Small
+#: enough that a chunk's tuples die young: with 50,000, Python's cycle collector, which
+#: walks every surviving object, cost half again the decoding time.
+_CHUNK_KEYS = 5_000
 _REGION = re.compile(r"[A-Z0-9-]{1,20}")
 #: Why a source's run stopped early.
 INDEX_WENT_BACK = "index_went_back"
@@ -74,6 +82,7 @@ UNSIGNED = "unsigned"
 UNKNOWN_KEY = "unknown_key"
 BAD_SIGNATURE = "bad_signature"
 INVALID_KEY = "invalid_key"
+BAD_KEY_LENGTH = ExportErrorCode.BAD_KEY_LENGTH.value
 
 
 @dataclass
@@ -132,8 +141,102 @@ class _Refusal:
 
 @dataclass(frozen=True)
 class _Accepted:
-    keys: list[ValidatedKey]
-    dropped: int
+    """A file whose signature verified and whose keys decode: checked while stored."""
+
+    records: ExportKeyRecords
+    region: str
+
+
+class _FileRefused(Exception):  # noqa: N818 - a verdict on the file, raised mid-store
+    """A key of an accepted file breaks a rule no valid producer breaks: refuse it whole."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+#: A key's values as stored (risk, created_at, report type, days since onset); None when
+#: the key is dropped.
+_Verdict = tuple[int, datetime, str, int | None] | None
+
+
+@dataclass
+class _KeyChecks:
+    """A file's checked keys, a chunk at a time, as often as the store goes through them.
+
+    When a key comes more than once, its last copy counts (a file's revised keys follow its
+    keys): a pass that gives each key once skips the earlier copies and counts them as
+    duplicates. A key that is not 16 bytes, or holds values no producer writes, refuses
+    the whole file (:class:`_FileRefused`) when the pass meets it.
+    """
+
+    records: ExportKeyRecords
+    default_report_type: str
+    window: KeyWindow
+    max_symptom_onset_days: int
+    dropped: int = 0
+    superseded: int = 0
+    _verdicts: dict[tuple[object, ...], _Verdict] = field(default_factory=dict)
+
+    def __call__(self, once: bool) -> Iterator[list[ImportedKey]]:
+        # Each pass counts afresh.
+        self.dropped = self.superseded = 0
+        copies_left = self.records.repeated_keys() if once else {}
+        verdicts = self._verdicts
+        for chunk in self.records.chunks(_CHUNK_KEYS):
+            checked: list[ImportedKey] = []
+            append = checked.append
+            for record in chunk:
+                key_data = record[0]
+                if len(key_data) != KEY_LENGTH:
+                    raise _FileRefused(BAD_KEY_LENGTH)
+                if copies_left and key_data in copies_left:
+                    copies_left[key_data] -= 1
+                    if copies_left[key_data]:
+                        self.superseded += 1
+                        continue
+                values = record[1:]
+                try:
+                    verdict = verdicts[values]
+                except KeyError:
+                    verdict = verdicts[values] = self._verdict(record)
+                if verdict is None:
+                    self.dropped += 1
+                    continue
+                risk, created_at, report_type, onset = verdict
+                append((key_data, record[2], record[3], risk, created_at, report_type, onset))
+            yield checked
+
+    def _verdict(self, record: KeyRecord) -> _Verdict:
+        """What the rules make of a key with these values: the same for every such key.
+
+        Every rule looks at the values besides the key data, but for its length, which the
+        pass checks for every key; a file's keys share few distinct values (start intervals
+        are midnights), so each set of values is judged once.
+        """
+        key_data, risk, start, count, export_type, days_since_onset = record
+        report_type = _report_type(
+            None if export_type is None else ExportReportType(export_type),
+            self.default_report_type,
+        )
+        if report_type is None:
+            return None
+        try:
+            risk, created_at, days_since_onset = imported_key_values(
+                key_data,
+                start=start,
+                count=count,
+                transmission_risk=risk,
+                report_type=report_type,
+                days_since_onset=days_since_onset,
+                window=self.window,
+                max_symptom_onset_days=self.max_symptom_onset_days,
+            )
+        except KeyRejected as rejected:
+            if rejected.malformed:
+                raise _FileRefused(INVALID_KEY) from None
+            return None
+        return (risk, created_at, report_type, days_since_onset)
 
 
 def _no_hook(_step: str) -> None:
@@ -240,7 +343,7 @@ def _run_source(
                 return
             _record(session_factory, source, name, _Refusal(error.code), run, settings, now)
             continue
-        verdict = _examine(data or b"", source, settings, now)
+        verdict = _examine(data or b"", source, settings)
         _record(session_factory, source, name, verdict, run, settings, now, step_hook)
     # Every file the index lists is handled: an unchanged index may now be answered 304.
     source_validators = (index.etag, index.last_modified)
@@ -250,10 +353,8 @@ def _run_source(
             stored.index_etag, stored.index_last_modified = source_validators
 
 
-def _examine(
-    data: bytes, source: _Source, settings: KeyserverSettings, now: datetime
-) -> _Refusal | _Accepted:
-    """Refuse the file, or return every key to store; nothing is stored here.
+def _examine(data: bytes, source: _Source, settings: KeyserverSettings) -> _Refusal | _Accepted:
+    """Refuse the file, or accept it for its keys to be checked as they are stored.
 
     The signature is checked over the raw export.bin before a single key is decoded, as a
     phone does: a file nobody we trust signed costs no more than that.
@@ -266,53 +367,20 @@ def _examine(
         refusal = _signature_refusal(members.export_bin, signatures, source)
         if refusal is not None:
             return _Refusal(refusal)
-        contents = parse_export_bin(members.export_bin)
+        records = parse_key_records(members.export_bin)
     except ExportFormatError as error:
         return _Refusal(error.code.value)
-    if contents.key_length_problems():
-        return _Refusal("bad_key_length")
-    region = (contents.region or "").strip().upper()
+    region = (records.region or "").strip().upper()
     if not _REGION.fullmatch(region):
         region = source.region
-    window = KeyWindow.at(now, settings)
-    keys: list[ValidatedKey] = []
-    dropped = 0
-    # Revised keys after the keys: when a key is in both, its revision is the last word.
-    # Few distinct report types per file: each is mapped once.
-    report_types: dict[ExportReportType | None, str | None] = {}
-    for exported in (*contents.keys, *contents.revised_keys):
-        if exported.report_type not in report_types:
-            report_types[exported.report_type] = _report_type(exported, source.report_type)
-        report_type = report_types[exported.report_type]
-        if report_type is None:
-            dropped += 1
-            continue
-        try:
-            keys.append(
-                imported_key(
-                    exported.key_data,
-                    start=exported.rolling_start_interval_number,
-                    count=exported.rolling_period,
-                    transmission_risk=exported.transmission_risk_level,
-                    report_type=report_type,
-                    days_since_onset=exported.days_since_onset_of_symptoms,
-                    region=region,
-                    window=window,
-                    settings=settings,
-                )
-            )
-        except KeyRejected as rejected:
-            if rejected.malformed:
-                return _Refusal(INVALID_KEY)
-            dropped += 1
-    return _Accepted(keys=keys, dropped=dropped)
+    return _Accepted(records=records, region=region)
 
 
-def _report_type(exported: ExportKey, default: str) -> str | None:
+def _report_type(export_type: ExportReportType | None, default: str) -> str | None:
     """The stored report type of an exported key; None for one relayed from elsewhere."""
-    if exported.report_type is None or exported.report_type == ExportReportType.UNKNOWN:
+    if export_type is None or export_type == ExportReportType.UNKNOWN:
         return default
-    diagnosis = ReportType.from_export(exported.report_type)
+    diagnosis = ReportType.from_export(export_type)
     return diagnosis.value if diagnosis is not None else None
 
 
@@ -354,38 +422,22 @@ def _record(
     now: datetime,
     step_hook: Callable[[str], None] = _no_hook,
 ) -> None:
-    """Store the file's record and, when accepted, its keys: one transaction."""
+    """Store the file's record and, when accepted, its keys: one transaction.
+
+    A key no valid producer writes, met while the keys stream in, rolls the whole
+    transaction back; the file is then recorded as refused, in a transaction of its own.
+    """
     try:
-        with unit_of_work(session_factory) as session:
-            record = import_store.add_import_file(
-                session,
-                ImportFile(
-                    source_id=source.id,
-                    filename=name,
-                    status=IMPORT_REFUSED if isinstance(verdict, _Refusal) else IMPORT_IMPORTED,
-                    reason=verdict.reason if isinstance(verdict, _Refusal) else None,
-                    keys_inserted=0,
-                    keys_revised=0,
-                    keys_duplicate=0,
-                    keys_dropped=0,
-                    created_at=now,
-                ),
-            )
-            if isinstance(verdict, _Accepted):
-                outcome = store_import(
-                    session,
-                    verdict.keys,
-                    source_id=source.id,
-                    file_id=record.id,
-                    settings=settings,
-                    now=now,
-                )
-                record.keys_inserted = outcome.inserted
-                record.keys_revised = outcome.revised
-                record.keys_duplicate = outcome.duplicates
-                record.keys_dropped = verdict.dropped
-                step_hook("keys_stored")
+        record = _store_file(session_factory, source, name, verdict, settings, now, step_hook)
+    except _FileRefused as refused:
+        verdict = _Refusal(refused.reason)
+        try:
+            record = _store_file(session_factory, source, name, verdict, settings, now)
+        except IntegrityError:
+            record = None
     except IntegrityError:
+        record = None
+    if record is None:
         # Another importer handled the file first (its lease had expired): nothing of
         # this attempt was kept, and its record stands.
         _logger.info("import %s: a file was handled concurrently", source.name)
@@ -399,6 +451,54 @@ def _record(
     run.keys_revised += record.keys_revised
     run.keys_duplicate += record.keys_duplicate
     run.keys_dropped += record.keys_dropped
+
+
+def _store_file(
+    session_factory: SessionFactory,
+    source: _Source,
+    name: str,
+    verdict: _Refusal | _Accepted,
+    settings: KeyserverSettings,
+    now: datetime,
+    step_hook: Callable[[str], None] = _no_hook,
+) -> ImportFile:
+    with unit_of_work(session_factory) as session:
+        record = import_store.add_import_file(
+            session,
+            ImportFile(
+                source_id=source.id,
+                filename=name,
+                status=IMPORT_REFUSED if isinstance(verdict, _Refusal) else IMPORT_IMPORTED,
+                reason=verdict.reason if isinstance(verdict, _Refusal) else None,
+                keys_inserted=0,
+                keys_revised=0,
+                keys_duplicate=0,
+                keys_dropped=0,
+                created_at=now,
+            ),
+        )
+        if isinstance(verdict, _Accepted):
+            checks = _KeyChecks(
+                records=verdict.records,
+                default_report_type=source.report_type,
+                window=KeyWindow.at(now, settings),
+                max_symptom_onset_days=settings.max_symptom_onset_days,
+            )
+            outcome = store_import(
+                session,
+                checks,
+                region=verdict.region,
+                source_id=source.id,
+                file_id=record.id,
+                settings=settings,
+                now=now,
+            )
+            record.keys_inserted = outcome.inserted
+            record.keys_revised = outcome.revised
+            record.keys_duplicate = outcome.duplicates + checks.superseded
+            record.keys_dropped = checks.dropped
+            step_hook("keys_stored")
+    return record
 
 
 def _finish_source(

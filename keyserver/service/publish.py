@@ -20,7 +20,7 @@ the second, and a key stored concurrently is skipped by either.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -297,47 +297,33 @@ class ImportOutcome:
     duplicates: int = 0
 
 
-def _imported_row(key: ValidatedKey, regions: str, source_id: int, file_id: int) -> tuple[Any, ...]:
-    """The key's values in :data:`store.IMPORT_COLUMNS` order, ``regions`` encoded."""
-    return (
-        key.key,
-        key.transmission_risk,
-        regions,
-        key.traveler,
-        key.interval_number,
-        key.interval_count,
-        key.created_at,
-        ORIGIN_IMPORT,
-        None,
-        key.report_type,
-        key.days_since_symptom_onset,
-        source_id,
-        file_id,
-    )
+#: One checked key of an imported file, as :func:`store_import` takes it: key, interval
+#: number, interval count, transmission risk, created_at, report type, days since onset.
+#: Plain tuples, because a file may hold 750,000 keys.
+ImportedKey = tuple[bytes, int, int, int, datetime, str, int | None]
 
 
-def _import_revises(stored: store.StoredKey, incoming: ValidatedKey, source_id: int) -> bool:
+def _import_revises(stored: store.StoredKey, incoming: ImportedKey, source_id: int) -> bool:
     """Whether a peer's key revises the stored one; anything else is a duplicate.
 
     A peer never revises a key it did not send (ours, or another peer's), nor one whose
     interval it states differently; its own keys follow the transitions a phone's do, once.
     """
+    _, start, count, _, _, report_type, _ = incoming
     if stored.origin != ORIGIN_IMPORT or stored.import_source_id != source_id:
         return False
-    if (stored.interval_number, stored.interval_count) != (
-        incoming.interval_number,
-        incoming.interval_count,
-    ):
+    if (stored.interval_number, stored.interval_count) != (start, count):
         return False
-    if stored.report_type == incoming.report_type or stored.revised_report_type is not None:
+    if stored.report_type == report_type or stored.revised_report_type is not None:
         return False
-    return allowed_transition(stored.report_type, incoming.report_type)
+    return allowed_transition(stored.report_type, report_type)
 
 
 def store_import(
     session: Session,
-    keys: Sequence[ValidatedKey],
+    keys: Callable[[bool], Iterable[Sequence[ImportedKey]]],
     *,
+    region: str,
     source_id: int,
     file_id: int,
     settings: KeyserverSettings,
@@ -345,51 +331,92 @@ def store_import(
 ) -> ImportOutcome:
     """Store the keys of one imported file in the caller's transaction.
 
-    New keys are inserted with their provenance (source and file), except negative ones,
+    ``keys(once)`` gives the file's checked keys a chunk at a time, and can be called more
+    than once: with ``once`` each key comes once (the caller keeps a repeated key's last
+    copy), without it as the file has them, which costs the caller less. New keys are
+    inserted with their provenance (source and file) and ``region``, except negative ones,
     which only revise. A key already stored is never stored again; it is revised only when
     this same source sent it and the transition is allowed (:func:`allowed_transition`).
-    When a key comes more than once, its last copy counts (a file's revised keys follow
-    its keys). A file may hold 750,000 keys: they go to the database in bulk.
+
+    A file of keys nobody stored yet, each given once, the common case, streams into the
+    key table without a lookup (:func:`store.insert_imported_if_all_new`). Otherwise the
+    file is gone through again, each key once, a chunk at a time, each chunk's stored keys
+    looked up and decided on. Either way memory holds one chunk's keys, besides a file's
+    negative keys.
     """
-    last: dict[bytes, ValidatedKey] = {}
-    for key in keys:
-        last.pop(key.key, None)
-        last[key.key] = key
-    outcome = ImportOutcome(duplicates=len(keys) - len(last))
-    if not last:
+    regions = store.encode_regions((region,))
+    negative = ReportType.NEGATIVE.value
+    negatives: list[ImportedKey] = []
+
+    def rows_of(chunk: Iterable[ImportedKey]) -> Iterator[tuple[Any, ...]]:
+        for key, start, count, risk, created_at, report_type, days_since_onset in chunk:
+            yield (
+                key,
+                risk,
+                regions,
+                False,
+                start,
+                count,
+                created_at,
+                ORIGIN_IMPORT,
+                None,
+                report_type,
+                days_since_onset,
+                source_id,
+                file_id,
+            )
+
+    def new_rows() -> Iterator[tuple[Any, ...]]:
+        for chunk in keys(False):
+            negatives.extend(key for key in chunk if key[5] == negative)
+            yield from rows_of(key for key in chunk if key[5] != negative)
+
+    # A key given twice fails this like a stored key does: the unique index refuses both.
+    inserted = store.insert_imported_if_all_new(session, new_rows())
+    if inserted is not None:
+        outcome = ImportOutcome(inserted=inserted)
+        # Negative keys only revise: each is either stored already or ignored.
+        _decide_stored(session, negatives, outcome, source_id, settings, now)
         return outcome
-    # A file's keys share their regions: each set is encoded once.
-    encoded: dict[tuple[str, ...], str] = {}
-    rows = []
-    for key in last.values():
-        if key.regions not in encoded:
-            encoded[key.regions] = store.encode_regions(key.regions)
-        rows.append(_imported_row(key, encoded[key.regions], source_id, file_id))
-    store.stage_imported(session, rows)
-    existing = store.staged_stored(session)
+    outcome = ImportOutcome()
+    for chunk in keys(True):
+        stored = _decide_stored(session, chunk, outcome, source_id, settings, now)
+        fresh = [key for key in chunk if key[5] != negative and key[0] not in stored]
+        inserted = store.insert_imported(session, list(rows_of(fresh)))
+        outcome.inserted += inserted
+        # A key another transaction stored meanwhile was skipped.
+        outcome.duplicates += len(fresh) - inserted
+    return outcome
+
+
+def _decide_stored(
+    session: Session,
+    keys: Sequence[ImportedKey],
+    outcome: ImportOutcome,
+    source_id: int,
+    settings: KeyserverSettings,
+    now: datetime,
+) -> set[bytes]:
+    """Revise or count as duplicates those of ``keys`` that are stored; return them."""
+    stored_keys = store.stored_among(session, [key[0] for key in keys])
     revised_at = truncate(now, settings.truncate_window)
-    new = 0
-    for key in last.values():
-        stored = existing.get(key.key)
+    for incoming in keys:
+        key, _, _, risk, _, report_type, days_since_onset = incoming
+        stored = stored_keys.get(key)
         if stored is None:
-            new += key.report_type != ReportType.NEGATIVE
             continue
-        if not _import_revises(stored, key, source_id):
+        if not _import_revises(stored, incoming, source_id):
             outcome.duplicates += 1
             continue
         store.revise_exposure(
             session,
-            key.key,
-            report_type=key.report_type,
+            key,
+            report_type=report_type,
             revised_at=revised_at,
-            days_since_symptom_onset=key.days_since_symptom_onset,
-            transmission_risk=key.transmission_risk,
+            days_since_symptom_onset=days_since_onset,
+            transmission_risk=risk,
             health_authority_id=stored.health_authority_id,
             regions=stored.regions,
         )
         outcome.revised += 1
-    outcome.inserted = store.insert_staged(session)
-    store.drop_staging(session)
-    # A key another transaction stored meanwhile was skipped by ON CONFLICT.
-    outcome.duplicates += new - outcome.inserted
-    return outcome
+    return set(stored_keys)

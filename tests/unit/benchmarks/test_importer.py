@@ -23,6 +23,14 @@ def test_every_exported_key_is_imported_and_timed(database: Database) -> None:
     assert result.export_seconds > 0
     assert result.import_peak_mb >= result.baseline_peak_mb > 0
     assert result.export_ratio == pytest.approx(result.import_seconds / result.export_seconds)
+    if database is Database.POSTGRESQL:
+        assert result.write_floor_seconds is not None
+        assert result.write_floor_seconds > 0
+        assert result.floor_ratio == pytest.approx(
+            result.import_seconds / result.write_floor_seconds
+        )
+    else:
+        assert (result.write_floor_seconds, result.floor_ratio) == (None, None)
 
 
 def test_a_benchmark_of_nothing_is_refused() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 from hypothesis import given
@@ -13,6 +14,7 @@ from exposure.export import (
     ExportSignature,
     encode_export_bin,
     encode_signature_list,
+    parse_key_records,
     parse_signature_list,
     read_export,
     write_export_zip,
@@ -64,3 +66,35 @@ def test_zip_round_trip_keeps_export_bin_and_signatures(
 @given(st.lists(export_signatures, max_size=4))
 def test_signature_list_round_trip(signatures: list[ExportSignature]) -> None:
     assert list(parse_signature_list(encode_signature_list(signatures))) == signatures
+
+
+@given(export_contents, st.integers(min_value=1, max_value=5), st.integers(0, 8))
+def test_key_records_hold_what_the_value_objects_hold(
+    contents: ExportContents, chunk_size: int, repeated: int
+) -> None:
+    # Some keys again among the revised keys, as a revising producer writes them.
+    contents = replace(contents, revised_keys=(*contents.revised_keys, *contents.keys[:repeated]))
+    export_bin = encode_export_bin(contents)
+    parsed = read_export(export_bin).contents
+
+    records = parse_key_records(export_bin)
+    chunks = list(records.chunks(chunk_size))
+
+    assert [
+        (
+            key.key_data,
+            key.transmission_risk_level,
+            key.rolling_start_interval_number,
+            key.rolling_period,
+            key.report_type,
+            key.days_since_onset_of_symptoms,
+        )
+        for key in (*parsed.keys, *parsed.revised_keys)
+    ] == [record for chunk in chunks for record in chunk]
+    assert all(0 < len(chunk) <= chunk_size for chunk in chunks)
+    copies = Counter(key.key_data for key in (*parsed.keys, *parsed.revised_keys))
+    assert records.repeated_keys() == {key: count for key, count in copies.items() if count > 1}
+    assert (records.region, len(records)) == (
+        parsed.region,
+        len(parsed.keys) + len(parsed.revised_keys),
+    )

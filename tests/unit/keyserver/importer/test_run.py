@@ -25,6 +25,7 @@ from exposure.tek import interval_number, truncate
 from keyserver.export.batcher import create_batches
 from keyserver.export.blobstore import FilesystemBlobStore
 from keyserver.export.worker import run_worker
+from keyserver.importer import run as run_module
 from keyserver.importer.run import ImportReport
 from keyserver.importer.sources import SourceKey, add_import_source
 from keyserver.models import Exposure, ImportSource
@@ -475,6 +476,63 @@ def test_another_source_cannot_revise_a_peers_key(env: Env) -> None:
 
     assert (runs["second"].keys_revised, runs["second"].keys_duplicate) == (0, 1)
     assert env.stored()[keys[0].key_data].revised_report_type is None
+
+
+# ---- a file streams to the database a chunk at a time ----------------------------------------
+
+
+@pytest.fixture
+def two_key_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files of a few keys span several chunks, as files of 500,000 keys do."""
+    monkeypatch.setattr(run_module, "_CHUNK_KEYS", 2)
+
+
+@pytest.mark.usefixtures("two_key_chunks")
+def test_a_malformed_key_in_a_later_chunk_refuses_the_whole_file(env: Env) -> None:
+    peer = PeerSigner()
+    malformed = day_keys(NOW, 1, transmission_risk_level=99)
+    env.peer.publish("v1/a.zip", peer.export([*day_keys(NOW, 5), *malformed], NOW))
+    env.peer.index(["v1/a.zip"])
+    add_source(env.factory, env.peer, [peer.source_key()], now=NOW)
+
+    [run] = env.run().sources
+
+    assert run.files_refused == {"invalid_key": 1}
+    assert (run.files_imported, run.keys_inserted) == (0, 0)
+    assert records(env.factory) == {"v1/a.zip": ("refused", "invalid_key")}
+    assert stored_count(env.factory) == 0
+
+
+@pytest.mark.usefixtures("two_key_chunks")
+def test_the_last_copy_of_a_key_counts_within_and_across_chunks(env: Env) -> None:
+    peer = PeerSigner()
+    likely = day_keys(NOW, 4, report_type=ReportType.CONFIRMED_CLINICAL_DIAGNOSIS)
+    confirmed_again, revoked = (
+        ExportKey(
+            key_data=key.key_data,
+            rolling_start_interval_number=key.rolling_start_interval_number,
+            rolling_period=key.rolling_period,
+            report_type=report_type,
+        )
+        for key, report_type in (
+            (likely[0], ReportType.CONFIRMED_TEST),
+            (likely[1], ReportType.REVOKED),
+        )
+    )
+    # Chunks: [0, 1], [2, 2 again], [3], then the revised keys [0 confirmed, 1 revoked].
+    keys = [likely[0], likely[1], likely[2], likely[2], likely[3]]
+    env.peer.publish("v1/a.zip", peer.export(keys, NOW, revised=[confirmed_again, revoked]))
+    env.peer.index(["v1/a.zip"])
+    add_source(env.factory, env.peer, [peer.source_key()], now=NOW)
+
+    [run] = env.run().sources
+
+    # Three copies were replaced by later ones; a revoked key is never inserted.
+    assert (run.keys_inserted, run.keys_duplicate, run.keys_revised) == (3, 3, 0)
+    stored = env.stored()
+    assert set(stored) == {likely[0].key_data, likely[2].key_data, likely[3].key_data}
+    assert stored[likely[0].key_data].report_type == "confirmed"
+    assert stored[likely[2].key_data].report_type == "likely"
 
 
 def test_the_source_defaults_apply_where_the_file_says_nothing(env: Env) -> None:
