@@ -12,7 +12,7 @@ REVISION_PROTO_DIR := keyserver/proto
 PROTO_SRC := ../shared/interop/proto
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run demo test fuzz lint typecheck check proto clean
+.PHONY: help venv run demo test fuzz screenshots lint typecheck check proto clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test: $(STAMP) ## run the whole test suite (PostgreSQL tests need EXPOSURE_TEST_
 
 fuzz: $(STAMP) ## before a release: the hypothesis tests, unseeded, FUZZ_FACTOR (20) times the examples
 	HYPOTHESIS_PROFILE=fuzz HYPOTHESIS_FUZZ_FACTOR=$(FUZZ_FACTOR) $(BIN)/python -m pytest -m hypothesis
+
+screenshots: $(STAMP) ## rewrite docs/console/*.png from the console's browser tests (needs Chromium)
+	EXPOSURE_WRITE_SCREENSHOTS=1 $(BIN)/python -m pytest -p no:cacheprovider tests/e2e/test_console_browser.py
 
 lint: $(STAMP) ## ruff check, format check and the import contracts (pyproject.toml)
 	$(BIN)/ruff check .

@@ -1,12 +1,12 @@
 """What the HTTP benchmarks share: a server of their own, CPU accounting, the /health phase.
 
-Each HTTP benchmark starts ``exposure serve`` as a subprocess on a free loopback port, with
-a fresh data directory and either a temporary SQLite database or a fresh PostgreSQL schema,
-and removes all of it however the run ends. A ``prepare`` step runs after the data
-directory and database exist and before the server starts; the benchmarks use it to start
-an :class:`ExposureCommands` interpreter, whose slow import of the CLI then overlaps the
-server's start, and run their setup (``exposure admin ...``, as an operator would) once
-the server answers.
+Each HTTP benchmark starts ``exposure serve`` as a subprocess on a free loopback port
+(:mod:`exposure.launcher`, which the demo uses too), with a fresh data directory and either
+a temporary SQLite database or a fresh PostgreSQL schema, and removes all of it however the
+run ends. A ``prepare`` step runs after the data directory and database exist and before
+the server starts; the benchmarks use it to start an :class:`ExposureCommands` interpreter,
+whose slow import of the CLI then overlaps the server's start, and run their setup
+(``exposure admin ...``, as an operator would) once the server answers.
 
 The server limits requests per client address, and every client here is 127.0.0.1, so the
 server runs with the largest per-minute limit its settings accept. Only loopback traffic
@@ -23,8 +23,6 @@ import inspect
 import json
 import math
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,16 +35,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from benchmarks.loadgen import Client, LoadGenerator, build_request
 from crypto.randomness import random_bytes
+from exposure import launcher
 from exposure.compose import DeploymentSettings
 from exposure.db import create_database_engine
-from exposure.keys.kek import new_kek
+from exposure.launcher import REQUESTS_PER_MINUTE, log_tail
 from exposure.settings import ExposureSettings, Service
 
 __all__ = [
@@ -65,7 +63,6 @@ __all__ = [
     "check_server_workers",
     "cost_ratio",
     "cpu_snapshot",
-    "exposure_command",
     "json_objects",
     "log_tail",
     "measure_health",
@@ -74,21 +71,17 @@ __all__ = [
     "running_server",
     "serve_supports_workers",
     "server_settings",
-    "start_process",
     "summarize_latencies",
     "with_search_path",
 ]
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-#: The largest per-(realm, client) request limit the verification settings accept.
-REQUESTS_PER_MINUTE = 100_000
-HOST = "127.0.0.1"
+#: Where the benchmark server listens (and the only address benchmarks send to).
+HOST = launcher.LOOPBACK
 
 _T = TypeVar("_T")
 _STARTUP_TIMEOUT = 90.0
-_STOP_TIMEOUT = 20.0
 _COMMAND_TIMEOUT = 90.0
-_LOG_TAIL_CHARACTERS = 4_000
 _HEALTH_LABEL = "health"
 
 
@@ -367,42 +360,6 @@ def with_search_path(url: str, schema: str) -> str:
     return f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def exposure_command(*arguments: str) -> list[str]:
-    """The ``exposure`` command of this very interpreter and installation."""
-    return [sys.executable, "-c", "from exposure.cli import main; main()", *arguments]
-
-
-def _server_environment(data_dir: Path, port: int, database_url: str | None) -> dict[str, str]:
-    # Nothing of the caller's EXPOSURE_* configuration leaks into the benchmark server.
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith("EXPOSURE_")
-    }
-    environment.update(
-        {
-            "EXPOSURE_DATA_DIR": str(data_dir),
-            "EXPOSURE_HOST": HOST,
-            "EXPOSURE_PORT": str(port),
-            "EXPOSURE_LOG_LEVEL": "warning",
-            # Benchmarks may run beside another server; they read no metrics.
-            "EXPOSURE_METRICS_PORT": "0",
-            "EXPOSURE_VERIFICATION_REQUESTS_PER_MINUTE": str(REQUESTS_PER_MINUTE),
-        }
-    )
-    if database_url is not None:
-        environment["EXPOSURE_DATABASE_URL"] = database_url
-        # Off the embedded shape each service needs its KEK; a fresh one per server.
-        environment["EXPOSURE_KEYSERVER_KEK"] = new_kek()
-        environment["EXPOSURE_VERIFICATION_KEK"] = new_kek()
-    return environment
-
-
 def server_settings(server: BenchServer) -> DeploymentSettings:
     """The settings ``server`` runs with, read from its environment as it reads them."""
     saved = dict(os.environ)
@@ -529,64 +486,6 @@ def json_objects(output: str) -> list[dict[str, Any]] | None:
         objects.append(data)
 
 
-def log_tail(path: Path) -> str:
-    """The end of the server's log (empty if it cannot be read)."""
-    try:
-        content = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return content[-_LOG_TAIL_CHARACTERS:]
-
-
-def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-    deadline = time.monotonic() + _STARTUP_TIMEOUT
-    with httpx.Client(base_url=base_url, timeout=5.0, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise BenchmarkError(
-                    f"exposure serve exited with {process.returncode}:\n{log_tail(log)}"
-                )
-            try:
-                if client.get("/health").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-    raise BenchmarkError(f"exposure serve did not become healthy:\n{log_tail(log)}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Ask the server to shut down; kill its process group if it does not in time."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            # The server leads its own group (start_new_session): this reaches its workers.
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-@contextmanager
-def start_process(
-    command: Sequence[str], environment: dict[str, str], base_url: str, log_path: Path
-) -> Iterator[int]:
-    """Start ``command``, wait until ``base_url``/health answers 200, yield its pid, stop it."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own command, no shell
-            list(command),
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            _wait_until_healthy(process, base_url, log_path)
-            yield process.pid
-        finally:
-            _stop(process)
-
-
 @contextmanager
 def running_server(
     database: Database,
@@ -609,25 +508,30 @@ def running_server(
         url: str | None = None
         if database is Database.POSTGRESQL:
             url = stack.enter_context(postgres_schema(database_url or DEFAULT_POSTGRES_URL))
-        port = _free_port()
-        base_url = f"http://{HOST}:{port}"
-        data_dir = scratch / "data"
-        environment = _server_environment(data_dir, port, url)
-        prepared = prepare(ServerSetup(environment, data_dir, url, base_url, scratch))
-        command = exposure_command("serve", target, "--host", HOST, "--port", str(port))
-        if server_workers != 1:
-            command += ["--workers", str(server_workers)]
-        log_path = scratch / "server.log"
-        pid = stack.enter_context(start_process(command, environment, base_url, log_path))
+        plan = launcher.plan_server(
+            scratch / "data",
+            log_path=scratch / "server.log",
+            database_url=url,
+            target=target,
+            workers=server_workers,
+            log_level="warning",
+        )
+        prepared = prepare(
+            ServerSetup(plan.environment, plan.data_dir, url, plan.base_url, scratch)
+        )
+        try:
+            pid = stack.enter_context(launcher.start_server(plan, start_timeout=_STARTUP_TIMEOUT))
+        except launcher.ServerDidNotStart as error:
+            raise BenchmarkError(str(error)) from None
         server = BenchServer(
-            host=HOST,
-            port=port,
-            base_url=base_url,
+            host=plan.host,
+            port=plan.port,
+            base_url=plan.base_url,
             pid=pid,
-            log_path=log_path,
-            environment=environment,
+            log_path=plan.log_path,
+            environment=plan.environment,
             database=database,
-            data_dir=data_dir,
+            data_dir=plan.data_dir,
             database_url=url,
             scratch=scratch,
         )

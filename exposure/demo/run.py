@@ -30,14 +30,8 @@ keeps it away from the services' code and the database.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import secrets
-import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -76,6 +70,7 @@ from exposure.demo.simulation import (
     plan_world,
     scan_schedule,
 )
+from exposure.launcher import ServerDidNotStart, plan_server, start_server
 
 __all__ = [
     "DEMO_EXPORT_PERIOD",
@@ -93,8 +88,6 @@ Item = TypeVar("Item")
 DEMO_EXPORT_PERIOD = timedelta(seconds=5)
 #: The demo's export series (its own, next to bootstrap's 4-hour ``v1``).
 DEMO_EXPORT_ROOT = "demo"
-#: The setting that makes the server a throwaway demo one (docs/privacy.md).
-DEMO_TIMING_SETTING = "EXPOSURE_KEYSERVER_THROWAWAY_DEMO_TIMING"
 #: After a window ends, the server batches it this much later: the setting's delay
 #: (``DEMO_CLOSE_DELAY`` in keyserver/settings.py, which the demo, an outsider, may not
 #: import). Were it longer, the file would miss keys and the demo would say found != expected.
@@ -242,27 +235,6 @@ def demo_risk() -> tuple[RiskModel, ExposureRule]:
 # ---- the server and the operator's CLI ------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _exposure_command() -> tuple[str, ...]:
-    beside = Path(sys.executable).parent / "exposure"
-    if beside.exists():
-        return (str(beside),)
-    found = shutil.which("exposure")
-    if found is None:
-        raise DemoFailed("the exposure command is not installed next to this Python")
-    return (found,)
-
-
-def _new_kek() -> str:
-    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-
-
 @dataclass
 class _Deployment:
     base_url: str
@@ -288,80 +260,34 @@ class _Deployment:
         return parsed
 
 
-def _environment(data_dir: Path, port: int, database_url: str | None) -> dict[str, str]:
-    environment = {
-        key: value for key, value in os.environ.items() if not key.startswith("EXPOSURE_")
-    }
-    environment.update(
-        {
-            "EXPOSURE_DATA_DIR": str(data_dir),
-            "EXPOSURE_PORT": str(port),
-            "EXPOSURE_METRICS_PORT": "0",
-            DEMO_TIMING_SETTING: "true",
-            # Every simulated phone calls from 127.0.0.1, which the per-client limit would
-            # take for one phone calling a thousand times.
-            "EXPOSURE_VERIFICATION_REQUESTS_PER_MINUTE": "100000",
-        }
-    )
-    if database_url:
-        environment.update(
-            {
-                "EXPOSURE_DATABASE_URL": database_url,
-                "EXPOSURE_KEYSERVER_KEK": _new_kek(),
-                "EXPOSURE_VERIFICATION_KEK": _new_kek(),
-            }
-        )
-    return environment
-
-
 @contextmanager
 def _server(options: DemoOptions) -> Iterator[_Deployment]:
-    temporary = None
-    if options.data_dir is None:
-        temporary = tempfile.TemporaryDirectory(prefix="exposure-demo-")
-        data_dir = Path(temporary.name)
-    else:
-        data_dir = options.data_dir
-    port = _free_port()
-    environment = _environment(data_dir, port, options.database_url)
-    command = options.exposure_command or _exposure_command()
-    log_path = data_dir / "demo-server.log"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own command
-            [*command, "serve", "--port", str(port), "--no-jobs"],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    with ExitStack() as resources:
+        if options.data_dir is None:
+            temporary = tempfile.TemporaryDirectory(prefix="exposure-demo-")
+            data_dir = Path(resources.enter_context(temporary))
+        else:
+            data_dir = options.data_dir
+            data_dir.mkdir(parents=True, exist_ok=True)
+        plan = plan_server(
+            data_dir,
+            # In the data directory: kept with it when the caller named one.
+            log_path=data_dir / "demo-server.log",
+            database_url=options.database_url,
+            # The demo runs the jobs itself, when the window it waits for has closed.
+            scheduled_jobs=False,
+            throwaway_demo_timing=True,
+            exposure=options.exposure_command,
         )
-    deployment = _Deployment(f"http://127.0.0.1:{port}", environment, command)
-    try:
-        _wait_until_up(deployment.base_url, process, log_path)
-        yield deployment
-    finally:
-        process.terminate()
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if temporary is not None:
-            temporary.cleanup()
-
-
-def _wait_until_up(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + _SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            lines = log_path.read_text(errors="replace").strip().splitlines()
-            raise DemoFailed(f"the server exited early: {lines[-1] if lines else ''}")
-        try:
-            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise DemoFailed(f"the server did not answer within {_SERVER_START_TIMEOUT:.0f} s")
+            resources.enter_context(start_server(plan, start_timeout=_SERVER_START_TIMEOUT))
+        except ServerDidNotStart as error:
+            if error.exit_code is not None:
+                raise DemoFailed(f"the server exited early: {error.last_log_line}") from None
+            raise DemoFailed(
+                f"the server did not answer within {_SERVER_START_TIMEOUT:.0f} s"
+            ) from None
+        yield _Deployment(plan.base_url, plan.environment, plan.exposure)
 
 
 # ---- the demo ----------------------------------------------------------------------------

@@ -1,13 +1,16 @@
 """The staff console in a real browser (system Chromium) against a real ``exposure serve``:
 a lab user issues a code and a phone redeems it; a bulk upload with a bad row issues
 nothing; another realm's staff cannot see the code; a cross-site form post is refused.
-Screenshots of the main pages, at phone and desktop widths, go to docs/console/ (linked
-from docs/console.md)."""
+Each main page is photographed at phone and desktop widths; the pictures replace the ones
+in docs/console/ (linked from docs/console.md) only when EXPOSURE_WRITE_SCREENSHOTS=1
+(``make screenshots``), so that a test run leaves the tree as it found it."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import struct
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +25,9 @@ from tests.browser import browser_page
 from tests.e2e.conftest import EXPOSURE, RunningServer, clean_environment, run_cli, start_server
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+#: Set to 1 to rewrite the committed screenshots in docs/console/ (``make screenshots``).
+WRITE_SCREENSHOTS_VARIABLE = "EXPOSURE_WRITE_SCREENSHOTS"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PASSWORD = "a long console password"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
@@ -72,13 +78,27 @@ def console_server(tmp_path: Path) -> Iterator[tuple[RunningServer, dict[str, st
         running.stop()
 
 
+def _png_width(image: bytes) -> int:
+    """The width a PNG declares in its header chunk (IHDR), which comes first."""
+    assert image.startswith(_PNG_SIGNATURE)
+    assert image[12:16] == b"IHDR"
+    width: int = struct.unpack(">I", image[16:20])[0]
+    return width
+
+
 def _shoot(page: Page, name: str) -> None:
-    """Check the page's accessibility basics, then save it at phone and desktop widths."""
-    SCREENSHOTS.mkdir(exist_ok=True)
+    """Check the page's accessibility basics, then photograph it at phone and desktop
+    widths; the pictures are written to docs/console/ only when asked for."""
+    write = os.environ.get(WRITE_SCREENSHOTS_VARIABLE) == "1"
     for label, size in (("phone", PHONE), ("desktop", DESKTOP)):
         page.set_viewport_size(size)
         assert accessibility_problems(page) == [], f"{name} at {label} width"
-        page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
+        # Taken in memory either way: rendering the whole page is part of the test.
+        image = page.screenshot(full_page=True)
+        assert _png_width(image) == size["width"], f"{name} at {label} width"
+        if write:
+            SCREENSHOTS.mkdir(exist_ok=True)
+            (SCREENSHOTS / f"{name}-{label}.png").write_bytes(image)
 
 
 def _sign_in(

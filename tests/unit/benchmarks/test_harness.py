@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import unquote
 
 import pytest
@@ -15,26 +16,11 @@ from sqlalchemy import text
 
 from benchmarks import harness
 from benchmarks.loadgen import LoadGenerator, run_event_loop
+from exposure import launcher
 from exposure.db import create_database_engine
 from exposure.settings import Service
 from tests.conftest import postgres_base_url
 from tests.unit.benchmarks.fake_http import answer, fake_server, target
-
-# A stand-in server: answers /health like exposure serve, starts in a blink.
-TINY_SERVER = """
-import http.server, sys
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = b'{"status":"ok"}'
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-"""
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -100,47 +86,29 @@ def test_several_server_processes_need_serve_workers(monkeypatch: pytest.MonkeyP
         harness.check_server_workers(0)
 
 
-def _fail_while_serving(tmp_path: Path, seen: list[int]) -> None:
-    port = harness._free_port()
-    with harness.start_process(
-        [sys.executable, "-c", TINY_SERVER, str(port)],
-        dict(os.environ),
-        f"http://127.0.0.1:{port}",
-        tmp_path / "log",
-    ) as pid:
-        seen.append(pid)
-        os.kill(pid, 0)  # it runs
-        raise RuntimeError("the run fails midway")
+def test_a_server_that_does_not_start_is_a_benchmark_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(_plan: launcher.ServerPlan, **_timeouts: float) -> NoReturn:
+        raise launcher.ServerDidNotStart("exposure serve exited with 3", "no database", 3)
 
-
-def test_the_server_is_stopped_when_the_run_fails(tmp_path: Path) -> None:
-    seen: list[int] = []
-    with pytest.raises(RuntimeError, match="fails midway"):
-        _fail_while_serving(tmp_path, seen)
-    with pytest.raises(ProcessLookupError):
-        os.kill(seen[0], 0)
-
-
-def test_a_server_that_dies_at_start_is_reported(tmp_path: Path) -> None:
-    command = [sys.executable, "-c", "import sys; print('no database'); sys.exit(3)"]
+    monkeypatch.setattr(launcher, "start_server", refuse)
     with (
-        pytest.raises(harness.BenchmarkError, match="exited with 3"),
-        harness.start_process(command, dict(os.environ), "http://127.0.0.1:9", tmp_path / "log"),
+        pytest.raises(harness.BenchmarkError, match="exited with 3:\nno database"),
+        harness.running_server(harness.Database.SQLITE, None, 1, lambda _setup: None),
     ):
-        pass
+        pytest.fail("the server must not be yielded")
 
 
 def test_server_workers_reach_the_serve_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    started: list[list[str]] = []
+    started: list[tuple[str, ...]] = []
 
     @contextmanager
-    def pretend_to_start(
-        command: list[str], _environment: dict[str, str], _base_url: str, _log: Path
-    ) -> Iterator[int]:
-        started.append(command)
+    def pretend_to_start(plan: launcher.ServerPlan, **_timeouts: float) -> Iterator[int]:
+        started.append(plan.command)
         yield 4242
 
-    monkeypatch.setattr(harness, "start_process", pretend_to_start)
+    monkeypatch.setattr(launcher, "start_server", pretend_to_start)
     with harness.running_server(harness.Database.SQLITE, None, 2, lambda _setup: "ready") as (
         server,
         prepared,
@@ -149,7 +117,7 @@ def test_server_workers_reach_the_serve_command(monkeypatch: pytest.MonkeyPatch)
         assert server.scratch.is_dir()
         assert server.database_url_for(Service.KEYSERVER).startswith("sqlite:///")
     [command] = started
-    assert command[-6:] == ["--host", "127.0.0.1", "--port", str(server.port), "--workers", "2"]
+    assert command[-6:] == ("--host", "127.0.0.1", "--port", str(server.port), "--workers", "2")
     assert not server.scratch.exists()
 
 
