@@ -59,7 +59,8 @@ def test_cli_runs_flows_on_postgresql() -> None:
     health_ms = data["health"]["cpu"]["server_per_request_ms"]
     for step in steps.values():
         assert step["requests"] == step["ok"] == 12
-        assert step["cpu"]["server_seconds"] > 0
+        # Read from /proc in clock ticks: twelve requests may fit in less than one.
+        assert step["cpu"]["server_seconds"] >= 0
         assert step["cost_ratio"] == pytest.approx(
             expected_cost_ratio(step["cpu"]["server_per_request_ms"], health_ms), abs=0.01
         )
