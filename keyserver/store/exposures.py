@@ -336,18 +336,36 @@ def _copy_rows(connection: Connection, table: str, rows: Iterable[tuple[Any, ...
     return copied
 
 
+def _sqlite_bind_processor(column_type: Any, dialect: Dialect) -> Any:
+    return column_type.dialect_impl(dialect).bind_processor(dialect)
+
+
 def _insert_imported_sqlite(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
     dialect = connection.dialect
-    processors = [
-        Exposure.__table__.c[name].type.bind_processor(dialect) for name in IMPORT_COLUMNS
-    ]
-    converted = [
-        tuple(
-            value if processor is None or value is None else processor(value)
-            for processor, value in zip(processors, row, strict=True)
-        )
-        for row in rows
-    ]
+    # The key goes as the bytes it is (sqlite3 binds bytes as a BLOB); every other column
+    # with a conversion (the timestamp, the flag) holds a few distinct values per file, so
+    # each value is converted once. The dialect's own form of each type: a timestamp must
+    # be stored as the text every other statement writes and compares with.
+    converters = {
+        position: processor
+        for position, name in enumerate(IMPORT_COLUMNS)
+        if name != "key"
+        and (processor := _sqlite_bind_processor(Exposure.__table__.c[name].type, dialect))
+        is not None
+    }
+    converted_values: dict[int, dict[Any, Any]] = {position: {} for position in converters}
+
+    def converted(row: tuple[Any, ...]) -> list[Any]:
+        values = list(row)
+        for position, processor in converters.items():
+            value = values[position]
+            if value is not None:
+                known = converted_values[position]
+                if value not in known:
+                    known[value] = processor(value)
+                values[position] = known[value]
+        return values
+
     placeholders = ", ".join("?" for _ in IMPORT_COLUMNS)
     sqlite_connection: Any = connection.connection.driver_connection
     before = sqlite_connection.total_changes
@@ -356,7 +374,7 @@ def _insert_imported_sqlite(connection: Connection, rows: Sequence[tuple[Any, ..
         driver_cursor.executemany(
             f"INSERT INTO {Exposure.__tablename__} ({_COLUMN_LIST}) "  # noqa: S608 - constants
             f"VALUES ({placeholders}) ON CONFLICT (key) DO NOTHING",
-            converted,
+            map(converted, rows),
         )
     finally:
         driver_cursor.close()

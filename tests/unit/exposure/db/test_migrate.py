@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, select, text
 
 import keyserver.models  # noqa: F401 - registers the key server tables on the metadata
 import verification.console.models
@@ -18,6 +20,7 @@ from exposure.db.migrate import (
 )
 from exposure.db.models import metadata
 from exposure.settings import Service
+from keyserver.models import Exposure
 
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:
@@ -54,3 +57,31 @@ def test_each_service_database_can_be_upgraded_on_its_own(engine: Engine) -> Non
     assert applied_revisions(engine)
     assert all(SERVICE_TARGETS[service] for service in Service)
     assert "leases" in inspect(engine).get_table_names()
+
+
+def test_keys_imported_before_k0004_are_found_by_their_instant(engine: Engine) -> None:
+    # Earlier versions stored an imported key's created_at on SQLite as text without its
+    # microseconds, which sorts before the same instant written by every other statement.
+    downgrade_to_base(engine)
+    upgrade(engine, ("k0003_keyserver_imports",))
+    key = bytes(range(16))
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO keyserver_exposures (key, transmission_risk, regions, traveler, "
+                "interval_number, interval_count, created_at, origin, report_type) VALUES "
+                "(:key, 2, ',VN,', false, 2900000, 144, :created_at, 'import', 'confirmed')"
+            ),
+            {"key": key, "created_at": "2026-11-02 03:00:00"},
+        )
+
+    upgrade(engine, ("heads",))
+
+    instant = datetime(2026, 11, 2, 3, tzinfo=UTC)
+    with engine.connect() as connection:
+        found = connection.scalars(
+            select(Exposure.key).where(
+                Exposure.created_at >= instant, Exposure.created_at < instant + timedelta(hours=1)
+            )
+        ).all()
+    assert found == [key]

@@ -535,6 +535,29 @@ def test_the_last_copy_of_a_key_counts_within_and_across_chunks(env: Env) -> Non
     assert stored[likely[2].key_data].report_type == "likely"
 
 
+def test_imported_keys_are_found_by_their_window_like_published_ones(env: Env) -> None:
+    # An export selects keys by comparing created_at with its window's bounds: an imported
+    # key stored in another form of the same instant (SQLite keeps timestamps as text)
+    # would fall into the window before its own.
+    peer = PeerSigner()
+    keys = day_keys(NOW, 3)
+    env.peer.publish("v1/a.zip", peer.export(keys, NOW))
+    env.peer.index(["v1/a.zip"])
+    add_source(env.factory, env.peer, [peer.source_key()], now=NOW)
+    env.run()
+    window_start = truncate(NOW, env.settings.created_at_window)
+
+    with unit_of_work(env.factory) as session:
+        in_window = session.scalars(
+            select(Exposure.key).where(
+                Exposure.created_at >= window_start,
+                Exposure.created_at < window_start + env.settings.created_at_window,
+            )
+        ).all()
+
+    assert sorted(in_window) == sorted(key.key_data for key in keys)
+
+
 def test_the_source_defaults_apply_where_the_file_says_nothing(env: Env) -> None:
     peer = PeerSigner()
     keys = day_keys(NOW, 2)  # no report type, no risk
