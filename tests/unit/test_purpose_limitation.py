@@ -307,6 +307,10 @@ KEY_READERS: dict[str, str] = {
     "benchmarks/purge.py": "benchmark: seeds expired keys in its scratch database",
     "keyserver/store/imports.py": "import: counts and deletes a source's keys, never returns",
     "exposure/db/migrations/versions/k0003_keyserver_imports.py": "adds columns (DDL only)",
+    "exposure/db/migrations/versions/k0004_keyserver_partial_indexes.py": (
+        "partial indexes (DDL); on SQLite rewrites imported keys' created_at text in place, "
+        "returns no rows"
+    ),
     # keyserver/service/revision.py would be allowed too, but it never touches the table.
 }
 
