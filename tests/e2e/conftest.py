@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from exposure.db import create_database_engine
+from exposure.launcher import free_loopback_port
 from tests.conftest import postgres_base_url
 
 EXPOSURE = Path(sys.executable).parent / "exposure"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -49,7 +42,7 @@ def start_server(
 
     ``environment`` adds settings to the clean environment (a PostgreSQL URL, its KEKs).
     """
-    port = _free_port()
+    port = free_loopback_port()
     process = subprocess.Popen(
         [str(EXPOSURE), "serve", "--port", str(port), *arguments],
         env={**clean_environment(data_dir), **(environment or {})},

@@ -37,7 +37,8 @@ import httpx
 import pytest
 
 from crypto.tekmac import SignedKey, compute_tekmac
-from tests.e2e.conftest import EXPOSURE, _free_port, clean_environment
+from exposure.launcher import free_loopback_port
+from tests.e2e.conftest import EXPOSURE, clean_environment
 from tests.e2e.test_publish_flow import _keys
 
 LOOPBACK = "127.0.0.1"
@@ -255,7 +256,7 @@ def _start(recorder: Recorder) -> Server:
 
 @pytest.fixture
 def recorder(tmp_path: Path) -> Recorder:
-    return Recorder(tmp_path / "var", _free_port())
+    return Recorder(tmp_path / "var", free_loopback_port())
 
 
 # ---- the flow ---------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from crypto.tekmac import SignedKey, compute_tekmac
 from exposure.db import create_database_engine
 from exposure.keys.kek import new_kek
-from tests.e2e.conftest import _free_port
+from exposure.launcher import free_loopback_port
 from tests.e2e.test_log_privacy import (
     Recorder,
     Secrets,
@@ -133,7 +133,7 @@ def _terminate_connections(database_url: str, until: float) -> int:
 def test_a_database_outage_under_load_leaks_no_value_into_the_logs(
     postgres_database: str, tmp_path: Path
 ) -> None:
-    recorder = Recorder(tmp_path / "var", _free_port())
+    recorder = Recorder(tmp_path / "var", free_loopback_port())
     recorder.extra = {
         "EXPOSURE_DATABASE_URL": postgres_database,
         "EXPOSURE_KEYSERVER_KEK": new_kek(),

@@ -15,14 +15,15 @@ import httpx
 import pytest
 
 from crypto.tekmac import SignedKey, compute_tekmac
-from tests.e2e.conftest import EXPOSURE, _free_port, clean_environment, run_cli
+from exposure.launcher import free_loopback_port
+from tests.e2e.conftest import EXPOSURE, clean_environment, run_cli
 from tests.e2e.test_publish_flow import _certificate, _keys
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     """A server with its metrics listener on a port of its own: (public, metrics, data)."""
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = free_loopback_port(), free_loopback_port()
     data_dir = tmp_path / "var"
     environment = clean_environment(data_dir)
     environment["EXPOSURE_METRICS_PORT"] = str(metrics_port)

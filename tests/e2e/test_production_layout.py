@@ -23,7 +23,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ from exposure.db import create_database_engine
 from exposure.export.reader import read_export
 from exposure.export.verify import verify_export
 from exposure.keys.kek import new_kek
+from exposure.launcher import free_loopback_port
 from tests.conftest import postgres_base_url
 from tests.e2e.test_publish_flow import _keys
 
@@ -55,13 +55,6 @@ GRANTS_SQL = Path(__file__).resolve().parents[2] / "deploy" / "postgresql" / "gr
 APP_ID = "vn.gov.exposure"
 REGION = "VN"
 BUCKET = "exposure-exports"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -185,7 +178,7 @@ class Server:
 
 def serve(env: dict[str, str], service: str, port: int | None = None) -> Server:
     """``exposure serve SERVICE`` on ``port`` (a free one by default), once it is ready."""
-    port = port or _free_port()
+    port = port or free_loopback_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [str(EXPOSURE), "serve", service, "--port", str(port)],
@@ -281,7 +274,7 @@ def test_the_documented_production_layout(
         f'CREATE DATABASE "{verification_db}" OWNER "{owner}"',
     )
     keks = {"EXPOSURE_KEYSERVER_KEK": new_kek(), "EXPOSURE_VERIFICATION_KEK": new_kek()}
-    verification_port = _free_port()
+    verification_port = free_loopback_port()
     verification_url = f"http://127.0.0.1:{verification_port}"
 
     # 2. As the owner, from the operator's own directory: migrate, then grant, per database.
@@ -380,7 +373,7 @@ def test_the_documented_production_layout(
         wrong = environment(
             tmp_path / "wrong-kek", **{**keyserver_settings, "EXPOSURE_KEYSERVER_KEK": new_kek()}
         )
-        refused = exposure(wrong, "serve", "keyserver", "--port", str(_free_port()))
+        refused = exposure(wrong, "serve", "keyserver", "--port", str(free_loopback_port()))
         assert refused.returncode == 5, refused.stderr
         assert refused.stderr.startswith("error: EXPOSURE_KEYSERVER_KEK does not open")
         assert len(refused.stderr.strip().splitlines()) == 1

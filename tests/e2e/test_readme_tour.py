@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import _free_port, clean_environment
+from exposure.launcher import free_loopback_port
+from tests.e2e.conftest import clean_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 BASH = shutil.which("bash") or "/bin/bash"
@@ -55,13 +56,13 @@ def test_the_tour_runs_as_written_to_a_verified_zip(tmp_path: Path) -> None:
     for name in ("Makefile", "pyproject.toml", ".venv"):
         (tmp_path / name).symlink_to(ROOT / name)
     (tmp_path / "tmp").mkdir()
-    port = _free_port()
+    port = free_loopback_port()
     environment = clean_environment(tmp_path / "unused")
     del environment["EXPOSURE_DATA_DIR"]  # the tour makes its own
     environment.update(
         {
             "EXPOSURE_PORT": str(port),
-            "EXPOSURE_METRICS_PORT": str(_free_port()),
+            "EXPOSURE_METRICS_PORT": str(free_loopback_port()),
             "TMPDIR": str(tmp_path / "tmp"),
         }
     )

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import EXPOSURE, _free_port, clean_environment
+from exposure.launcher import free_loopback_port
+from tests.e2e.conftest import EXPOSURE, clean_environment
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 2.0
@@ -22,7 +23,7 @@ MAX_CONNECTIONS = 20
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_loopback_port()
     environment = clean_environment(tmp_path / "var")
     environment.update(
         {
