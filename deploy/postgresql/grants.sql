@@ -118,9 +118,11 @@ DECLARE
         -- Appended by /api/expirecode; never changed; purged.
         ['verification', 'verification_audit_entries', 'SELECT, INSERT, DELETE'],
         -- Console staff: read to sign in; created and disabled by a realm admin in the
-        -- console (as by `exposure admin staff`), so insert and an update of disabled_at
-        -- only; disabled accounts purged.
-        ['verification', 'verification_staff', 'SELECT, INSERT, UPDATE(disabled_at), DELETE'],
+        -- console (as by `exposure admin staff`), an authenticator app added by its owner,
+        -- so insert and an update of disabled_at and the sealed TOTP secret only; disabled
+        -- accounts purged.
+        ['verification', 'verification_staff',
+         'SELECT, INSERT, UPDATE(disabled_at totp_key_id totp_sealed), DELETE'],
         -- Console sessions: opened at sign-in, deleted at sign-out and by the purge.
         ['verification', 'verification_staff_sessions', 'SELECT, INSERT, DELETE'],
         ['verification', 'leases', 'SELECT, INSERT, UPDATE, DELETE'],

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+import pyotp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
@@ -788,6 +789,23 @@ def test_a_realm_admin_s_console_changes_run_as_the_verification_role(
                     path, data={**_console_form(client, "/console/admin"), **fields}
                 )
                 assert answer.status_code == 200, (path, answer.text)
+            # The admin then adds an authenticator app to their own account.
+            account = client.get("/console/account").text
+            pending = re.search(r'name="pending" value="([^"]+)"', account)
+            secret = re.search(r'id="second-factor-secret">([A-Z2-7]+)<', account)
+            assert pending is not None
+            assert secret is not None
+            code = pyotp.TOTP(secret.group(1)).at(clock().timestamp())
+            added = client.post(
+                "/console/account/second-factor",
+                data={
+                    **_console_form(client, "/console/account"),
+                    "pending": pending.group(1),
+                    "code": code,
+                },
+            )
+            assert added.status_code == 200, added.text
+            assert 'name="pending"' not in added.text
     finally:
         deployment.close()
 

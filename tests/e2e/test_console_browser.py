@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pyotp
 import pytest
 from playwright.sync_api import Page
 
@@ -326,3 +327,37 @@ def test_a_lab_user_posting_the_admin_form_is_refused(
     listed = run_cli(server.data_dir, "admin", "apikey", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert "mine" not in listed.stdout
+
+
+def test_a_lab_user_adds_an_authenticator_app_and_then_signs_in_with_it(
+    console_server: tuple[RunningServer, dict[str, str]],
+) -> None:
+    server, _ = console_server
+    with browser_page() as page:
+        _sign_in(page, server.base_url, "lab", "nurse")
+        page.get_by_role("link", name="Your account").click()
+        page.get_by_role("heading", name="Authenticator app").wait_for()
+        qr_code = page.get_by_role("img", name="QR code of the key for your authenticator app")
+        qr_visible = qr_code.is_visible()
+        _shoot(page, "account")
+        secret = page.locator("#second-factor-secret").inner_text().strip()
+        page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
+        page.get_by_role("button", name="Save").click()
+        page.get_by_text("The authenticator app is added.").wait_for()
+        page.get_by_role("button", name="Sign out").click()
+
+        page.get_by_label("Realm").fill("lab")
+        page.get_by_label("Username").fill("nurse")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        without_code = page.locator("#sign-in-error").count()
+        page.get_by_label("Realm").fill("lab")
+        page.get_by_label("Username").fill("nurse")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_label("Authenticator code (if you have one)").fill(pyotp.TOTP(secret).now())
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("heading", name="Verification codes", exact=True).wait_for()
+
+    assert qr_visible
+    assert len(secret) == 32
+    assert without_code == 1

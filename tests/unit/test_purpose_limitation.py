@@ -76,6 +76,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/console/lab/bulk"): Route("console: issues codes from a CSV, all or none"),
     ("GET", "/console/lab/status"): Route("console: a realm code's claimed flag and expiry"),
     ("POST", "/console/lab/expire"): Route("console: expires a realm code"),
+    ("GET", "/console/account"): Route("console: one's own account; a new app secret, sealed"),
+    ("POST", "/console/account/second-factor"): Route("console: adds one's authenticator app"),
     ("GET", "/console/admin"): Route("console: a realm's policy, keys, staff, daily counts (>= 5)"),
     ("POST", "/console/admin/api-keys"): Route("console: creates a realm API key, shown once"),
     ("POST", "/console/admin/api-keys/disable"): Route("console: disables a realm API key"),

@@ -19,9 +19,11 @@ from datetime import date, datetime
 from importlib import resources
 from typing import Any, TypeVar
 
+import segno
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 from starlette.datastructures import UploadFile
 
 from exposure.db import SessionFactory, unit_of_work
@@ -129,6 +131,16 @@ def _duration(seconds: int | None) -> str:
 _templates.globals["duration"] = _duration
 
 
+def _qr_code(text: str) -> Markup:
+    """``text`` as an inline SVG QR code (an authenticator app scans it); inline, so the
+    page's content security policy needs no exception for it."""
+    # segno's SVG holds only its own path data and the fixed title: no markup of ours.
+    return Markup(segno.make(text, error="m").svg_inline(scale=5, light="#fff", border=4))  # noqa: S704
+
+
+_templates.globals["qr_code"] = _qr_code
+
+
 def _start_page(staff: StaffView) -> str:
     return f"{PREFIX}/lab" if staff.role in service.LAB_ROLES else f"{PREFIX}/audit"
 
@@ -196,6 +208,10 @@ def create_console_router(
         if not isinstance(submitted, str) or not service.csrf_matches(context, cookie, submitted):
             return refused(request, 403, i18n.REFUSED_CSRF)
         return fields
+
+    def field(form: dict[str, Any], name: str) -> str:
+        value = form.get(name, "")
+        return value if isinstance(value, str) else ""
 
     def lab_page(
         request: Request, staff: StaffView, status: int = 200, **values: Any
@@ -451,6 +467,68 @@ def create_console_router(
             },
         )
 
+    # ---- the staff member's own account ------------------------------------------------
+
+    async def account_page(
+        request: Request,
+        staff: StaffView,
+        status: int = 200,
+        pending: service.PendingSecondFactor | None = None,
+        **values: Any,
+    ) -> HTMLResponse:
+        has_one = await run_blocking(in_transaction, service.has_second_factor, staff)
+        if not has_one and pending is None:
+            pending = service.new_second_factor(context, staff)
+        return _render(
+            request,
+            staff,
+            "account.html",
+            status=status,
+            csrf=service.csrf_token(context, request.cookies[SESSION_COOKIE]),
+            has_second_factor=has_one,
+            pending=None if has_one else pending,
+            **values,
+        )
+
+    async def account(request: Request) -> Response:
+        staff = await signed_in(request)
+        if staff is None:
+            return RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
+        return await account_page(request, staff)
+
+    async def add_second_factor(request: Request) -> Response:
+        # The form is checked first: a cross-site post is refused whoever it claims to be.
+        form = await checked_form(request, SESSION_COOKIE)
+        if isinstance(form, Response):
+            return form
+        staff = await signed_in(request)
+        if staff is None:
+            return RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
+        sealed, code = field(form, "pending"), field(form, "code")
+        try:
+            await run_blocking(
+                in_transaction,
+                service.add_second_factor,
+                context,
+                staff=staff,
+                sealed=sealed,
+                code=code,
+                now=clock(),
+            )
+        except service.SecondFactorRefused as refusal:
+            pending = None
+            if refusal.code == service.SECOND_FACTOR_CODE_WRONG:
+                # The same secret again: the person has already added it to their app.
+                pending = service.pending_second_factor(context, staff, sealed)
+            status = 409 if refusal.code == service.SECOND_FACTOR_EXISTS else 400
+            return await account_page(
+                request, staff, status=status, pending=pending, second_factor_error=refusal.code
+            )
+        return await account_page(request, staff, second_factor_added=True)
+
+    router.add_api_route(f"{PREFIX}/account", account, methods=["GET"])
+    router.add_api_route(f"{PREFIX}/account/second-factor", add_second_factor, methods=["POST"])
+
     # ---- the realm admin's page and changes --------------------------------------------
 
     async def admin_staff(request: Request) -> StaffView | Response:
@@ -516,10 +594,6 @@ def create_console_router(
         if isinstance(outcome, Response):
             return outcome
         return await render_admin(request, outcome[0], admin_done=done)
-
-    def field(form: dict[str, Any], name: str) -> str:
-        value = form.get(name, "")
-        return value if isinstance(value, str) else ""
 
     async def create_api_key(request: Request) -> Response:
         def change(session: Any, staff: StaffView, form: dict[str, Any]) -> realms.NewApiKey:

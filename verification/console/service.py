@@ -26,7 +26,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from crypto.codes import hmac_sha512
-from crypto.encoding import b64url_encode
+from crypto.encoding import b64url_decode, b64url_encode
 from crypto.errors import InvalidSealedData
 from crypto.randomness import random_bytes
 from crypto.sealing import Keyring, open_sealed, seal
@@ -242,6 +242,111 @@ def disable_staff(
             now=now,
         )
     return account
+
+
+# ---- a second factor the staff member adds themselves ----------------------------------
+
+
+class SecondFactorRefused(Exception):  # noqa: N818 - reads as the refusal it is
+    """Why an authenticator app was not added, by a stable code (``code``)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+#: The account already has one; removing it is an operator's (disable, create anew).
+SECOND_FACTOR_EXISTS = "second_factor_exists"
+#: The code typed is not the app's current one for the secret shown.
+SECOND_FACTOR_CODE_WRONG = "second_factor_code_wrong"
+#: The page's sealed secret was changed, or belongs to another account.
+SECOND_FACTOR_FORM_INVALID = "second_factor_form_invalid"
+
+
+@dataclass(frozen=True)
+class PendingSecondFactor:
+    """A secret shown to its account's owner, not yet stored: the page carries it sealed
+    (``sealed``), so nothing is kept until the app proves it has it."""
+
+    secret: str
+    uri: str
+    sealed: str
+
+
+def _pending_aad(staff: StaffView) -> bytes:
+    # Not the stored secret's AAD: a page's sealed secret cannot pass for an account's.
+    return f"exposure/verification/console-totp-pending/{staff.id}/{staff.username}".encode()
+
+
+def _pending(context: ConsoleContext, staff: StaffView, secret: str) -> PendingSecondFactor:
+    box = seal(context.totp_keyring, secret.encode(), _pending_aad(staff))
+    return PendingSecondFactor(
+        secret=secret,
+        uri=credentials.totp_uri(secret, username=staff.username, issuer=staff.realm_name),
+        sealed=f"{box.key_id}.{b64url_encode(box.data)}",
+    )
+
+
+def new_second_factor(context: ConsoleContext, staff: StaffView) -> PendingSecondFactor:
+    """A fresh authenticator secret for ``staff`` to add to their app."""
+    return _pending(context, staff, credentials.new_totp_secret())
+
+
+def pending_second_factor(
+    context: ConsoleContext, staff: StaffView, sealed: str
+) -> PendingSecondFactor:
+    """The secret a page carried sealed, to show again; raise :class:`SecondFactorRefused`
+    when it was changed or sealed for another account."""
+    key_id, _, data = sealed.rpartition(".")
+    try:
+        secret = open_sealed(
+            context.totp_keyring, key_id, b64url_decode(data), _pending_aad(staff)
+        ).decode("ascii")
+    except (InvalidSealedData, ValueError):
+        raise SecondFactorRefused(SECOND_FACTOR_FORM_INVALID) from None
+    return _pending(context, staff, secret)
+
+
+def has_second_factor(session: Session, staff: StaffView) -> bool:
+    account = store.staff_by_id(session, staff.id)
+    return account is not None and account.totp_sealed is not None
+
+
+def add_second_factor(
+    session: Session,
+    context: ConsoleContext,
+    *,
+    staff: StaffView,
+    sealed: str,
+    code: str,
+    now: datetime,
+) -> None:
+    """Store the page's secret on ``staff``'s account once ``code`` shows the app has it;
+    from the next sign-in on, the account needs the app's code.
+
+    Raises :class:`SecondFactorRefused` (nothing stored) when the account has one already,
+    the page's secret is not intact or the code is not the secret's current one.
+    """
+    account = store.staff_by_id_for_update(session, staff.id)
+    if account is None:
+        raise SecondFactorRefused(SECOND_FACTOR_FORM_INVALID)
+    if account.totp_sealed is not None:
+        raise SecondFactorRefused(SECOND_FACTOR_EXISTS)
+    pending = pending_second_factor(context, staff, sealed)
+    if not credentials.totp_matches(pending.secret, code.strip(), at=now.timestamp()):
+        raise SecondFactorRefused(SECOND_FACTOR_CODE_WRONG)
+    box = seal(
+        context.totp_keyring, pending.secret.encode(), _totp_aad(account.realm_id, account.username)
+    )
+    account.totp_key_id, account.totp_sealed = box.key_id, box.data
+    audit.record(
+        session,
+        realm_id=account.realm_id,
+        actor=f"staff:{account.id}",
+        action="staff added a second factor",
+        target=f"staff:{account.id}",
+        now=now,
+    )
 
 
 # ---- sign-in and sessions ---------------------------------------------------------------

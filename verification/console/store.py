@@ -31,6 +31,11 @@ def staff_by_id(session: Session, staff_id: int) -> StaffAccount | None:
     return session.get(StaffAccount, staff_id)
 
 
+def staff_by_id_for_update(session: Session, staff_id: int) -> StaffAccount | None:
+    """The account, locked until the transaction ends (two changes of it run one by one)."""
+    return session.get(StaffAccount, staff_id, with_for_update=True)
+
+
 def list_staff(session: Session, realm_id: int | None = None) -> list[StaffAccount]:
     query = select(StaffAccount).order_by(StaffAccount.realm_id, StaffAccount.username)
     if realm_id is not None:

@@ -652,3 +652,149 @@ def test_the_session_cookie_is_secure_when_the_public_url_is_https(
             if cookie.startswith("console_session=")
         ]
         assert "secure" in session_cookie.lower().split("; ")
+
+
+# ---- a staff member adds an authenticator app -----------------------------------------------
+
+
+def _account_form(console: Console) -> tuple[str, str, str]:
+    """The account page's CSRF token, sealed pending secret and shown secret."""
+    page = console.api.client.get("/console/account")
+    assert page.status_code == 200, page.text
+    found = [
+        re.search(pattern, page.text)
+        for pattern in (
+            r'name="csrf" value="([^"]+)"',
+            r'name="pending" value="([^"]+)"',
+            r'id="second-factor-secret">([A-Z2-7]+)<',
+        )
+    ]
+    assert all(found), page.text
+    csrf, pending, secret = (match.group(1) for match in found if match)
+    return csrf, pending, secret
+
+
+def _add_app(console: Console, csrf: str, pending: str, code: str) -> tuple[int, str]:
+    response = console.api.client.post(
+        "/console/account/second-factor", data={"csrf": csrf, "pending": pending, "code": code}
+    )
+    return response.status_code, response.text
+
+
+def _sealed_totp(console: Console, username: str) -> bytes | None:
+    with console.api.session() as session:
+        account = session.scalars(
+            select(StaffAccount).where(StaffAccount.username == username)
+        ).one()
+        return account.totp_sealed
+
+
+def _wrong(code: str) -> str:
+    return "000000" if code != "000000" else "111111"
+
+
+def test_a_staff_member_adds_an_authenticator_app_then_needs_its_code(console: Console) -> None:
+    console.add_staff("nurse")
+    assert console.sign_in("nurse") == 303
+    csrf, pending, secret = _account_form(console)
+    page = console.api.client.get("/console/account").text
+    assert "<svg" in page  # the QR code, inline
+    now = console.api.clock().timestamp()
+
+    status, answer = _add_app(console, csrf, pending, pyotp.TOTP(secret).at(now))
+
+    assert status == 200, answer
+    assert 'id="second-factor-state"' in answer
+    assert 'name="pending"' not in answer
+    assert secret not in answer
+    assert _sealed_totp(console, "nurse") is not None
+    assert [entry.action for entry in _audit_entries(console)][-1] == (
+        "staff added a second factor"
+    )
+    assert all(secret not in (entry.diff or "") for entry in _audit_entries(console))
+    console.api.client.cookies.clear()
+    assert console.sign_in("nurse") == 401
+    assert console.sign_in("nurse", totp=pyotp.TOTP(secret).at(now)) == 303
+
+
+def test_a_wrong_code_stores_nothing_and_shows_the_same_secret(console: Console) -> None:
+    console.add_staff("nurse")
+    console.sign_in("nurse")
+    csrf, pending, secret = _account_form(console)
+    right = pyotp.TOTP(secret).at(console.api.clock().timestamp())
+
+    status, answer = _add_app(console, csrf, pending, _wrong(right))
+
+    assert status == 400
+    assert 'id="second-factor-error"' in answer
+    assert f'id="second-factor-secret">{secret}<' in answer
+    assert _sealed_totp(console, "nurse") is None
+    assert _add_app(console, csrf, pending, right)[0] == 200
+
+
+def test_a_changed_or_borrowed_page_secret_is_refused(console: Console) -> None:
+    console.add_staff("nurse")
+    console.add_staff("doctor")
+    console.sign_in("doctor")
+    _, doctors_pending, doctors_secret = _account_form(console)
+    console.api.client.cookies.clear()
+    console.sign_in("nurse")
+    csrf, pending, _ = _account_form(console)
+    code = pyotp.TOTP(doctors_secret).at(console.api.clock().timestamp())
+    key_id, _, data = pending.rpartition(".")
+    flipped = f"{key_id}.{data[:-2]}{'A' if data[-2] != 'A' else 'B'}{data[-1]}"
+
+    answers = [
+        _add_app(console, csrf, doctors_pending, code),  # sealed for the doctor
+        _add_app(console, csrf, flipped, code),
+        _add_app(console, csrf, "not sealed", code),
+    ]
+
+    assert [status for status, _ in answers] == [400, 400, 400]
+    assert all('id="second-factor-error"' in page for _, page in answers)
+    assert _sealed_totp(console, "nurse") is None
+
+
+def test_an_account_with_an_app_cannot_add_another(console: Console) -> None:
+    created = console.add_staff("nurse", with_totp=True)
+    assert created.totp_secret is not None
+    now = console.api.clock().timestamp()
+    console.sign_in("nurse", totp=pyotp.TOTP(created.totp_secret).at(now))
+    page = console.api.client.get("/console/account")
+    assert page.status_code == 200
+    assert 'name="pending"' not in page.text
+    before = _sealed_totp(console, "nurse")
+    # A page opened before the app was added, posted afterwards.
+    with console.api.session() as session:
+        staff = service.current_staff(
+            session,
+            console.api.client.app.state.deployment.verification.console,  # type: ignore[attr-defined]
+            console.api.client.cookies["console_session"],
+            console.api.clock(),
+        )
+    assert staff is not None
+    stale = service.new_second_factor(
+        console.api.client.app.state.deployment.verification.console,  # type: ignore[attr-defined]
+        staff,
+    )
+    csrf = console.form_token("/console/account")
+
+    status, answer = _add_app(console, csrf, stale.sealed, pyotp.TOTP(stale.secret).at(now))
+
+    assert status == 409
+    assert 'id="second-factor-error"' in answer
+    assert _sealed_totp(console, "nurse") == before
+
+
+def test_the_account_page_needs_a_session_and_its_form_a_csrf_token(console: Console) -> None:
+    anonymous = console.api.client.get("/console/account", follow_redirects=False)
+    assert anonymous.status_code == 303
+    console.add_staff("nurse")
+    console.sign_in("nurse")
+    _, pending, secret = _account_form(console)
+    code = pyotp.TOTP(secret).at(console.api.clock().timestamp())
+
+    status, _ = _add_app(console, "forged", pending, code)
+
+    assert status == 403
+    assert _sealed_totp(console, "nurse") is None

@@ -34,6 +34,9 @@ ERROR_TEXTS: Mapping[str, str] = {
     "code_not_found": "No code with this id in your realm.",
     "code_already_claimed": "The code was already used.",
     "unparsable_request": "The request could not be read (a wrong id or a malformed row).",
+    "second_factor_exists": "Your account already has an authenticator app.",
+    "second_factor_code_wrong": "That is not the app's current code. Type the newest one.",
+    "second_factor_form_invalid": "This page expired or was changed. Start again.",
 }
 UNKNOWN_ERROR = "The request failed."
 
