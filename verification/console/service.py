@@ -166,6 +166,24 @@ def _totp_aad(realm_id: int, username: str) -> bytes:
     return f"exposure/verification/console-totp/{realm_id}/{username}".encode()
 
 
+def _keep_totp_secret(context: ConsoleContext, account: StaffAccount, secret: str) -> None:
+    """Store ``secret`` on ``account``, sealed and bound to its realm and username."""
+    box = seal(context.totp_keyring, secret.encode(), _totp_aad(account.realm_id, account.username))
+    account.totp_key_id, account.totp_sealed = box.key_id, box.data
+
+
+def _record_own_action(session: Session, account: StaffAccount, action: str, now: datetime) -> None:
+    """An audit entry of something a staff member did to their own account."""
+    audit.record(
+        session,
+        realm_id=account.realm_id,
+        actor=f"staff:{account.id}",
+        action=action,
+        target=f"staff:{account.id}",
+        now=now,
+    )
+
+
 def create_staff(
     session: Session,
     context: ConsoleContext,
@@ -203,8 +221,7 @@ def create_staff(
     secret = uri = None
     if with_totp:
         secret = credentials.new_totp_secret()
-        box = seal(context.totp_keyring, secret.encode(), _totp_aad(realm.id, username))
-        account.totp_key_id, account.totp_sealed = box.key_id, box.data
+        _keep_totp_secret(context, account, secret)
         uri = credentials.totp_uri(secret, username=username, issuer=realm.name)
     store.add_staff(session, account)
     audit.record(
@@ -335,18 +352,8 @@ def add_second_factor(
     pending = pending_second_factor(context, staff, sealed)
     if not credentials.totp_matches(pending.secret, code.strip(), at=now.timestamp()):
         raise SecondFactorRefused(SECOND_FACTOR_CODE_WRONG)
-    box = seal(
-        context.totp_keyring, pending.secret.encode(), _totp_aad(account.realm_id, account.username)
-    )
-    account.totp_key_id, account.totp_sealed = box.key_id, box.data
-    audit.record(
-        session,
-        realm_id=account.realm_id,
-        actor=f"staff:{account.id}",
-        action="staff added a second factor",
-        target=f"staff:{account.id}",
-        now=now,
-    )
+    _keep_totp_secret(context, account, pending.secret)
+    _record_own_action(session, account, "staff added a second factor", now)
 
 
 # ---- sign-in and sessions ---------------------------------------------------------------
@@ -447,14 +454,7 @@ def sign_in(
             expires_at=now + context.session_lifetime,
         ),
     )
-    audit.record(
-        session,
-        realm_id=realm.id,
-        actor=f"staff:{account.id}",
-        action="staff signed in",
-        target=f"staff:{account.id}",
-        now=now,
-    )
+    _record_own_action(session, account, "staff signed in", now)
     return SignedIn(staff=_view(account, realm.name), cookie=cookie)
 
 
