@@ -136,3 +136,22 @@ def disable_staff(realm: RealmArgument, username: UsernameArgument) -> None:
             fail(str(error))
         line = f"disabled staff account {account.id} ({account.username}) of realm {found.name}"
     typer.echo(line)
+
+
+@staff_app.command("remove-second-factor")
+def remove_second_factor(realm: RealmArgument, username: UsernameArgument) -> None:
+    """Remove an account's authenticator app (a lost phone) and sign it out everywhere; its
+    owner adds a new one on the console's account page."""
+    with verification() as (_deployment, session):
+        found = realms.find_realm(session, realm)
+        try:
+            account = service.remove_second_factor(
+                session, realm=found, username=username, now=utc_now(), actor=ACTOR
+            )
+        except service.StaffError as error:
+            fail(str(error))
+        line = (
+            f"staff account {account.id} ({account.username}) of realm {found.name} signs in "
+            "without an authenticator app until its owner adds one"
+        )
+    typer.echo(line)

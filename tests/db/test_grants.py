@@ -753,6 +753,18 @@ def test_a_realm_admin_s_console_changes_run_as_the_verification_role(
                 now=clock(),
                 actor="test",
             )
+            console_service.create_staff(
+                session,
+                bundle.console,
+                realm=realms.find_realm(session, str(realm.id)),
+                username="lost.phone",
+                role=StaffRole.LAB,
+                password=password,
+                time_zone="Asia/Ho_Chi_Minh",
+                with_totp=True,
+                now=clock(),
+                actor="test",
+            )
     deployment = open_as(schema, schema.cluster.roles.login, tmp_path / "server", clock)
     try:
         with TestClient(create_app(deployment)) as client:
@@ -775,6 +787,7 @@ def test_a_realm_admin_s_console_changes_run_as_the_verification_role(
                     {"username": "nurse", "role": "lab", "password": password},
                 ),
                 ("/console/admin/staff/disable", {"username": "nurse"}),
+                ("/console/admin/staff/remove-second-factor", {"username": "lost.phone"}),
                 (
                     "/console/admin/limits",
                     {

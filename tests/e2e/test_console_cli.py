@@ -1,5 +1,6 @@
-"""``exposure admin staff``: accounts made, listed and disabled from the command line, the
-password read from standard input (never an argument), refusals in one line."""
+"""``exposure admin staff``: accounts made, listed, their authenticator app removed and
+disabled from the command line, the password read from standard input (never an
+argument), refusals in one line."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def test_staff_are_added_listed_and_disabled(tmp_path: Path) -> None:
     again = _staff(data_dir, "add", "lab", "nurse", "--password-stdin", password=PASSWORD)
     weak = _staff(data_dir, "add", "lab", "intern", "--password-stdin", password="short")
     listed = run_cli(data_dir, "admin", "staff", "list", "--realm", "lab", "--json")
+    removed = run_cli(data_dir, "admin", "staff", "remove-second-factor", "lab", "nurse")
+    without = run_cli(data_dir, "admin", "staff", "list", "--json")
+    nobody = run_cli(data_dir, "admin", "staff", "remove-second-factor", "lab", "nobody")
     disabled = run_cli(data_dir, "admin", "staff", "disable", "lab", "nurse")
     after = run_cli(data_dir, "admin", "staff", "list", "--json")
     unknown_realm = run_cli(data_dir, "admin", "staff", "list", "--realm", "nowhere")
@@ -61,6 +65,12 @@ def test_staff_are_added_listed_and_disabled(tmp_path: Path) -> None:
     assert [row["username"] for row in rows] == ["nurse"]
     assert "password_hash" not in listed.stdout
     assert "$argon2" not in listed.stdout
+    assert rows[0]["totp"] is True
+    assert removed.returncode == 0, removed.stderr
+    assert "without an authenticator app" in removed.stdout
+    assert json.loads(without.stdout)[0]["totp"] is False
+    assert (nobody.returncode, nobody.stderr.count("\n")) == (1, 1)
+    assert "no staff account" in nobody.stderr
     assert disabled.returncode == 0
     assert "disabled staff account" in disabled.stdout
     assert json.loads(after.stdout)[0]["disabled_at"] is not None

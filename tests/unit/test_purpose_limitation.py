@@ -84,6 +84,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/console/admin/limits"): Route("console: changes the realm's code limits"),
     ("POST", "/console/admin/staff"): Route("console: creates a staff account of the realm"),
     ("POST", "/console/admin/staff/disable"): Route("console: disables a staff account"),
+    ("POST", "/console/admin/staff/remove-second-factor"): Route(
+        "console: removes a staff account's authenticator app, ends its sessions"
+    ),
     ("GET", "/console/audit"): Route("console: compliance per kind and the log's chain status"),
     ("GET", "/console/audit/log"): Route("console: retention-log entries (kinds, counts, times)"),
     ("GET", "/console/audit/export"): Route("console: the signed retention log, to verify offline"),
@@ -184,6 +187,7 @@ COMMANDS: dict[str, str] = {
     "admin staff add": "adds a console staff account; prints its id (and a TOTP secret once)",
     "admin staff list": "staff usernames, roles, time zones; never a password hash",
     "admin staff disable": "disables a staff account and ends its sessions",
+    "admin staff remove-second-factor": "removes an account's authenticator app; one line",
     "admin signing-key add": "creates an export signing key; prints the public key",
     "admin signing-key rotate": "rotates a certificate or export signing key",
     "admin signing-key list": "public facts of signing keys",

@@ -193,7 +193,7 @@ def create_staff(
     now: datetime,
 ) -> StaffAccount:
     """A staff account in the admin's realm, in the admin's time zone and language (the
-    person changes neither yet); a second factor is added with ``exposure admin staff``."""
+    person changes neither yet); its owner adds a second factor on their account page."""
     realm = _own_realm(session, staff)
     try:
         new_role = StaffRole(role)
@@ -228,6 +228,23 @@ def disable_staff(
         raise AdminRefused(i18n.ADMIN_NOT_YOURSELF)
     try:
         return console_service.disable_staff(
+            session, realm=realm, username=username, now=now, actor=_actor(staff)
+        )
+    except console_service.StaffError:
+        raise AdminRefused(i18n.ADMIN_NO_SUCH_STAFF) from None
+
+
+def remove_second_factor(
+    session: Session, *, staff: StaffView, username: str, now: datetime
+) -> StaffAccount:
+    """Remove the authenticator app of an account of the admin's realm (a lost phone) and
+    end its sessions; not the admin's own, so that a stolen session cannot weaken the
+    admin's sign-in: another admin, or an operator, does that."""
+    realm = _own_realm(session, staff)
+    if username == staff.username:
+        raise AdminRefused(i18n.ADMIN_NOT_YOUR_OWN_APP)
+    try:
+        return console_service.remove_second_factor(
             session, realm=realm, username=username, now=now, actor=_actor(staff)
         )
     except console_service.StaffError:

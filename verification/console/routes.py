@@ -650,6 +650,14 @@ def create_console_router(
 
         return await admin_changed(request, change, i18n.ADMIN_STAFF_DISABLED)
 
+    async def remove_second_factor(request: Request) -> Response:
+        def change(session: Any, staff: StaffView, form: dict[str, Any]) -> object:
+            return admin.remove_second_factor(
+                session, staff=staff, username=field(form, "username"), now=clock()
+            )
+
+        return await admin_changed(request, change, i18n.ADMIN_APP_REMOVED)
+
     async def change_limits(request: Request) -> Response:
         def change(session: Any, staff: StaffView, form: dict[str, Any]) -> object:
             return admin.change_code_limits(
@@ -667,6 +675,9 @@ def create_console_router(
     router.add_api_route(f"{PREFIX}/admin/api-keys/disable", disable_api_key, methods=["POST"])
     router.add_api_route(f"{PREFIX}/admin/staff", create_staff, methods=["POST"])
     router.add_api_route(f"{PREFIX}/admin/staff/disable", disable_staff, methods=["POST"])
+    router.add_api_route(
+        f"{PREFIX}/admin/staff/remove-second-factor", remove_second_factor, methods=["POST"]
+    )
     router.add_api_route(f"{PREFIX}/admin/limits", change_limits, methods=["POST"])
     router.add_api_route(f"{PREFIX}/admin", admin_page, methods=["GET"])
     router.add_api_route(f"{PREFIX}/audit", compliance_page, methods=["GET"])

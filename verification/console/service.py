@@ -261,6 +261,29 @@ def disable_staff(
     return account
 
 
+def remove_second_factor(
+    session: Session, *, realm: Realm, username: str, now: datetime, actor: str
+) -> StaffAccount:
+    """Take an account's authenticator app away (its phone was lost) and end its sessions:
+    it signs in with its password alone until its owner adds a new app. A no-op when it has
+    none; raise :class:`StaffError` when there is no such account."""
+    account = store.staff_by_username(session, realm.id, username)
+    if account is None:
+        raise StaffError("no staff account with that username in this realm")
+    if account.totp_sealed is not None:
+        account.totp_key_id, account.totp_sealed = None, None
+        store.delete_sessions_of(session, account.id)
+        audit.record(
+            session,
+            realm_id=realm.id,
+            actor=actor,
+            action="removed staff second factor",
+            target=f"staff:{account.id}",
+            now=now,
+        )
+    return account
+
+
 # ---- a second factor the staff member adds themselves ----------------------------------
 
 

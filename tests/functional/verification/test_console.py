@@ -595,6 +595,7 @@ def test_only_a_realm_admin_may_change_the_realm(console: Console, role: StaffRo
         "/console/admin/api-keys/disable": {"id": "1"},
         "/console/admin/staff": {"username": "x", "role": "realm_admin", "password": PASSWORD},
         "/console/admin/staff/disable": {"username": "someone"},
+        "/console/admin/staff/remove-second-factor": {"username": "someone"},
         "/console/admin/limits": {
             "short_code_minutes": "20",
             "long_code_minutes": "600",
@@ -798,3 +799,36 @@ def test_the_account_page_needs_a_session_and_its_form_a_csrf_token(console: Con
 
     assert status == 403
     assert _sealed_totp(console, "nurse") is None
+
+
+def test_a_realm_admin_removes_a_lost_app_and_the_account_is_signed_out(
+    console: Console,
+) -> None:
+    console.add_staff("boss", StaffRole.REALM_ADMIN)
+    created = console.add_staff("nurse", with_totp=True)
+    assert created.totp_secret is not None
+    now = console.api.clock().timestamp()
+    assert console.sign_in("nurse", totp=pyotp.TOTP(created.totp_secret).at(now)) == 303
+    console.api.client.cookies.clear()
+    console.sign_in("boss")
+    page = console.api.client.get("/console/admin").text
+    assert 'action="/console/admin/staff/remove-second-factor"' in page
+
+    own = _admin_post(console, "/console/admin/staff/remove-second-factor", username="boss")
+    unknown = _admin_post(console, "/console/admin/staff/remove-second-factor", username="x")
+    removed = _admin_post(console, "/console/admin/staff/remove-second-factor", username="nurse")
+
+    assert own[0] == 400
+    assert 'id="admin-error"' in own[1]
+    assert unknown[0] == 400
+    assert removed[0] == 200
+    assert 'id="admin-done"' in removed[1]
+    assert _sealed_totp(console, "nurse") is None
+    with console.api.session() as session:
+        signed_in = {row.staff_id for row in session.scalars(select(StaffSession))}
+    assert created.account.id not in signed_in  # the nurse's session ended
+    assert signed_in  # the admin's did not
+    assert [entry.action for entry in _audit_entries(console)][-1] == (
+        "removed staff second factor"
+    )
+    assert console.sign_in("nurse") == 303

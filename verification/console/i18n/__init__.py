@@ -52,11 +52,15 @@ ADMIN_NO_SUCH_KEY = "No API key with this id in your realm."
 ADMIN_BAD_ROLE = "Choose a role."
 ADMIN_STAFF_REFUSED = "The account was not created:"
 ADMIN_NOT_YOURSELF = "You cannot disable your own account."
+ADMIN_NOT_YOUR_OWN_APP = "You cannot remove your own authenticator app; another realm admin can."
 ADMIN_NO_SUCH_STAFF = "No staff account with this username in your realm."
 ADMIN_LIMITS_REFUSED = "The settings were not changed:"
 ADMIN_KEY_DISABLED = "The API key is disabled."
 ADMIN_STAFF_CREATED = "The staff account is created."
 ADMIN_STAFF_DISABLED = "The staff account is disabled and signed out."
+ADMIN_APP_REMOVED = (
+    "The authenticator app is removed and the account signed out; its owner can add a new one."
+)
 ADMIN_LIMITS_CHANGED = "The code settings are saved."
 #: Message ids of what a realm admin's change can be refused for, or did.
 ADMIN_REFUSALS = (
@@ -67,11 +71,13 @@ ADMIN_REFUSALS = (
     ADMIN_BAD_ROLE,
     ADMIN_STAFF_REFUSED,
     ADMIN_NOT_YOURSELF,
+    ADMIN_NOT_YOUR_OWN_APP,
     ADMIN_NO_SUCH_STAFF,
     ADMIN_LIMITS_REFUSED,
     ADMIN_KEY_DISABLED,
     ADMIN_STAFF_CREATED,
     ADMIN_STAFF_DISABLED,
+    ADMIN_APP_REMOVED,
     ADMIN_LIMITS_CHANGED,
 )
 BULK_NO_FILE = "Choose a CSV file."
