@@ -7,6 +7,7 @@ a prompt, never taken as an argument: arguments show in ``ps`` and shell histori
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -123,35 +124,26 @@ def list_staff(
     emit_rows(rows, columns, as_json)
 
 
-@staff_app.command("disable")
-def disable_staff(realm: RealmArgument, username: UsernameArgument) -> None:
-    """Disable an account and sign it out everywhere at once."""
+def _change_account(realm: str, username: str, change: Callable[..., StaffAccount]) -> str:
+    """Run ``change`` on an account of ``realm``; names the account it changed."""
     with verification() as (_deployment, session):
         found = realms.find_realm(session, realm)
         try:
-            account = service.disable_staff(
-                session, realm=found, username=username, now=utc_now(), actor=ACTOR
-            )
+            account = change(session, realm=found, username=username, now=utc_now(), actor=ACTOR)
         except service.StaffError as error:
             fail(str(error))
-        line = f"disabled staff account {account.id} ({account.username}) of realm {found.name}"
-    typer.echo(line)
+        return f"staff account {account.id} ({account.username}) of realm {found.name}"
+
+
+@staff_app.command("disable")
+def disable_staff(realm: RealmArgument, username: UsernameArgument) -> None:
+    """Disable an account and sign it out everywhere at once."""
+    typer.echo(f"disabled {_change_account(realm, username, service.disable_staff)}")
 
 
 @staff_app.command("remove-second-factor")
 def remove_second_factor(realm: RealmArgument, username: UsernameArgument) -> None:
     """Remove an account's authenticator app (a lost phone) and sign it out everywhere; its
     owner adds a new one on the console's account page."""
-    with verification() as (_deployment, session):
-        found = realms.find_realm(session, realm)
-        try:
-            account = service.remove_second_factor(
-                session, realm=found, username=username, now=utc_now(), actor=ACTOR
-            )
-        except service.StaffError as error:
-            fail(str(error))
-        line = (
-            f"staff account {account.id} ({account.username}) of realm {found.name} signs in "
-            "without an authenticator app until its owner adds one"
-        )
-    typer.echo(line)
+    changed = _change_account(realm, username, service.remove_second_factor)
+    typer.echo(f"{changed} signs in without an authenticator app until its owner adds one")

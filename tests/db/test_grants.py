@@ -741,30 +741,23 @@ def test_a_realm_admin_s_console_changes_run_as_the_verification_role(
         bundle = owner.verification
         assert bundle.console is not None
         with unit_of_work(bundle.session_factory) as session:
-            console_service.create_staff(
-                session,
-                bundle.console,
-                realm=realms.find_realm(session, str(realm.id)),
-                username="boss",
-                role=StaffRole.REALM_ADMIN,
-                password=password,
-                time_zone="Asia/Ho_Chi_Minh",
-                with_totp=False,
-                now=clock(),
-                actor="test",
-            )
-            console_service.create_staff(
-                session,
-                bundle.console,
-                realm=realms.find_realm(session, str(realm.id)),
-                username="lost.phone",
-                role=StaffRole.LAB,
-                password=password,
-                time_zone="Asia/Ho_Chi_Minh",
-                with_totp=True,
-                now=clock(),
-                actor="test",
-            )
+            # The admin, and an account whose authenticator app the admin will remove.
+            for username, role, with_totp in (
+                ("boss", StaffRole.REALM_ADMIN, False),
+                ("lost.phone", StaffRole.LAB, True),
+            ):
+                console_service.create_staff(
+                    session,
+                    bundle.console,
+                    realm=realms.find_realm(session, str(realm.id)),
+                    username=username,
+                    role=role,
+                    password=password,
+                    time_zone="Asia/Ho_Chi_Minh",
+                    with_totp=with_totp,
+                    now=clock(),
+                    actor="test",
+                )
     deployment = open_as(schema, schema.cluster.roles.login, tmp_path / "server", clock)
     try:
         with TestClient(create_app(deployment)) as client:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
@@ -218,20 +219,43 @@ def create_staff(
     return created.account
 
 
+class _AccountChange(Protocol):
+    def __call__(
+        self, session: Session, *, realm: Realm, username: str, now: datetime, actor: str
+    ) -> StaffAccount: ...
+
+
+def _change_another_account(
+    session: Session,
+    change: _AccountChange,
+    *,
+    staff: StaffView,
+    username: str,
+    now: datetime,
+    refusal_for_own: str,
+) -> StaffAccount:
+    realm = _own_realm(session, staff)
+    if username == staff.username:
+        raise AdminRefused(refusal_for_own)
+    try:
+        return change(session, realm=realm, username=username, now=now, actor=_actor(staff))
+    except console_service.StaffError:
+        raise AdminRefused(i18n.ADMIN_NO_SUCH_STAFF) from None
+
+
 def disable_staff(
     session: Session, *, staff: StaffView, username: str, now: datetime
 ) -> StaffAccount:
     """Disable an account of the admin's realm and end its sessions; not the admin's own
     (a realm could lose its last admin)."""
-    realm = _own_realm(session, staff)
-    if username == staff.username:
-        raise AdminRefused(i18n.ADMIN_NOT_YOURSELF)
-    try:
-        return console_service.disable_staff(
-            session, realm=realm, username=username, now=now, actor=_actor(staff)
-        )
-    except console_service.StaffError:
-        raise AdminRefused(i18n.ADMIN_NO_SUCH_STAFF) from None
+    return _change_another_account(
+        session,
+        console_service.disable_staff,
+        staff=staff,
+        username=username,
+        now=now,
+        refusal_for_own=i18n.ADMIN_NOT_YOURSELF,
+    )
 
 
 def remove_second_factor(
@@ -240,15 +264,14 @@ def remove_second_factor(
     """Remove the authenticator app of an account of the admin's realm (a lost phone) and
     end its sessions; not the admin's own, so that a stolen session cannot weaken the
     admin's sign-in: another admin, or an operator, does that."""
-    realm = _own_realm(session, staff)
-    if username == staff.username:
-        raise AdminRefused(i18n.ADMIN_NOT_YOUR_OWN_APP)
-    try:
-        return console_service.remove_second_factor(
-            session, realm=realm, username=username, now=now, actor=_actor(staff)
-        )
-    except console_service.StaffError:
-        raise AdminRefused(i18n.ADMIN_NO_SUCH_STAFF) from None
+    return _change_another_account(
+        session,
+        console_service.remove_second_factor,
+        staff=staff,
+        username=username,
+        now=now,
+        refusal_for_own=i18n.ADMIN_NOT_YOUR_OWN_APP,
+    )
 
 
 def change_code_limits(

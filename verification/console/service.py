@@ -240,23 +240,37 @@ def list_staff(session: Session, realm_id: int | None = None) -> list[StaffAccou
     return store.list_staff(session, realm_id)
 
 
+def _account_of(session: Session, realm: Realm, username: str) -> StaffAccount:
+    account = store.staff_by_username(session, realm.id, username)
+    if account is None:
+        raise StaffError("no staff account with that username in this realm")
+    return account
+
+
+def _changed_and_signed_out(
+    session: Session, account: StaffAccount, *, action: str, actor: str, now: datetime
+) -> None:
+    """End every session of a changed account, and audit the change."""
+    store.delete_sessions_of(session, account.id)
+    audit.record(
+        session,
+        realm_id=account.realm_id,
+        actor=actor,
+        action=action,
+        target=f"staff:{account.id}",
+        now=now,
+    )
+
+
 def disable_staff(
     session: Session, *, realm: Realm, username: str, now: datetime, actor: str
 ) -> StaffAccount:
     """Disable an account and end its sessions at once; a no-op when already disabled."""
-    account = store.staff_by_username(session, realm.id, username)
-    if account is None:
-        raise StaffError("no staff account with that username in this realm")
+    account = _account_of(session, realm, username)
     if account.disabled_at is None:
         account.disabled_at = now
-        store.delete_sessions_of(session, account.id)
-        audit.record(
-            session,
-            realm_id=realm.id,
-            actor=actor,
-            action="disabled staff account",
-            target=f"staff:{account.id}",
-            now=now,
+        _changed_and_signed_out(
+            session, account, action="disabled staff account", actor=actor, now=now
         )
     return account
 
@@ -267,19 +281,11 @@ def remove_second_factor(
     """Take an account's authenticator app away (its phone was lost) and end its sessions:
     it signs in with its password alone until its owner adds a new app. A no-op when it has
     none; raise :class:`StaffError` when there is no such account."""
-    account = store.staff_by_username(session, realm.id, username)
-    if account is None:
-        raise StaffError("no staff account with that username in this realm")
+    account = _account_of(session, realm, username)
     if account.totp_sealed is not None:
         account.totp_key_id, account.totp_sealed = None, None
-        store.delete_sessions_of(session, account.id)
-        audit.record(
-            session,
-            realm_id=realm.id,
-            actor=actor,
-            action="removed staff second factor",
-            target=f"staff:{account.id}",
-            now=now,
+        _changed_and_signed_out(
+            session, account, action="removed staff second factor", actor=actor, now=now
         )
     return account
 
