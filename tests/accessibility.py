@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from axe_playwright_python.sync_playwright import Axe
+from axe_playwright_python.base import AXE_SCRIPT
 from playwright.sync_api import Page
 
 __all__ = ["accessibility_problems"]
@@ -29,21 +29,18 @@ BEST_PRACTICE_RULES = (
     "tabindex",  # 2.4.3: a positive tabindex breaks the focus order of the page
 )
 
-_AXE = Axe()
-
-
-def _rules_to_run(page: Page) -> list[str]:
-    """axe's rule ids tagged with one of ``WCAG_TAGS``, plus ``BEST_PRACTICE_RULES``."""
-    page.evaluate(_AXE.axe_script)
-    rules: list[dict[str, Any]] = page.evaluate("(tags) => axe.getRules(tags)", list(WCAG_TAGS))
-    return sorted({rule["ruleId"] for rule in rules} | set(BEST_PRACTICE_RULES))
+# Runs in the page once axe is loaded: the WCAG rules and the chosen best-practice ones.
+_RUN = """([tags, extra]) => axe.run(document, {
+  runOnly: {type: "rule", values: [...axe.getRules(tags).map((rule) => rule.ruleId), ...extra]},
+  resultTypes: ["violations"],
+})"""
 
 
 def accessibility_problems(page: Page) -> list[str]:
     """What the rendered page fails of axe's checks above, one line per element (empty
     when it passes): ``rule-id (impact): element selector: what is wrong``."""
-    options = {"runOnly": {"type": "rule", "values": _rules_to_run(page)}}
-    response: dict[str, Any] = _AXE.run(page, options=options).response
+    page.evaluate(AXE_SCRIPT)
+    response: dict[str, Any] = page.evaluate(_RUN, [list(WCAG_TAGS), list(BEST_PRACTICE_RULES)])
     problems: list[str] = []
     for violation in response["violations"]:
         for node in violation["nodes"]:

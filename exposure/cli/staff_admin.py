@@ -7,7 +7,6 @@ a prompt, never taken as an argument: arguments show in ``ps`` and shell histori
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -124,7 +123,7 @@ def list_staff(
     emit_rows(rows, columns, as_json)
 
 
-def _change_account(realm: str, username: str, change: Callable[..., StaffAccount]) -> str:
+def _change_account(realm: str, username: str, change: service.AccountChange) -> str:
     """Run ``change`` on an account of ``realm``; names the account it changed."""
     with verification() as (_deployment, session):
         found = realms.find_realm(session, realm)

@@ -102,14 +102,21 @@ def _shoot(page: Page, name: str) -> None:
             (SCREENSHOTS / f"{name}-{label}.png").write_bytes(image)
 
 
+def _submit_sign_in(page: Page, realm: str, username: str, totp: str = "") -> None:
+    """Fill the sign-in form on the page shown and send it."""
+    page.get_by_label("Realm").fill(realm)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    if totp:
+        page.get_by_label("Authenticator code (if you have one)").fill(totp)
+    page.get_by_role("button", name="Sign in").click()
+
+
 def _sign_in(
     page: Page, base_url: str, realm: str, username: str, heading: str = "Verification codes"
 ) -> None:
     page.goto(f"{base_url}/console")
-    page.get_by_label("Realm").fill(realm)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    _submit_sign_in(page, realm, username)
     page.get_by_role("heading", name=heading, exact=True).wait_for()
 
 
@@ -346,16 +353,9 @@ def test_a_lab_user_adds_an_authenticator_app_and_then_signs_in_with_it(
         page.get_by_text("The authenticator app is added.").wait_for()
         page.get_by_role("button", name="Sign out").click()
 
-        page.get_by_label("Realm").fill("lab")
-        page.get_by_label("Username").fill("nurse")
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        _submit_sign_in(page, "lab", "nurse")
         without_code = page.locator("#sign-in-error").count()
-        page.get_by_label("Realm").fill("lab")
-        page.get_by_label("Username").fill("nurse")
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_label("Authenticator code (if you have one)").fill(pyotp.TOTP(secret).now())
-        page.get_by_role("button", name="Sign in").click()
+        _submit_sign_in(page, "lab", "nurse", totp=pyotp.TOTP(secret).now())
         page.get_by_role("heading", name="Verification codes", exact=True).wait_for()
 
     assert qr_visible

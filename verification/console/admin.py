@@ -16,7 +16,6 @@ from __future__ import annotations
 import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Protocol
 
 from sqlalchemy.orm import Session
 
@@ -219,15 +218,9 @@ def create_staff(
     return created.account
 
 
-class _AccountChange(Protocol):
-    def __call__(
-        self, session: Session, *, realm: Realm, username: str, now: datetime, actor: str
-    ) -> StaffAccount: ...
-
-
 def _change_another_account(
     session: Session,
-    change: _AccountChange,
+    change: console_service.AccountChange,
     *,
     staff: StaffView,
     username: str,

@@ -469,14 +469,15 @@ def create_console_router(
 
     # ---- the staff member's own account ------------------------------------------------
 
-    async def account_page(
+    def account_page(
         request: Request,
         staff: StaffView,
+        *,
+        has_one: bool,
         status: int = 200,
         pending: service.PendingSecondFactor | None = None,
         **values: Any,
     ) -> HTMLResponse:
-        has_one = await run_blocking(in_transaction, service.has_second_factor, staff)
         if not has_one and pending is None:
             pending = service.new_second_factor(context, staff)
         return _render(
@@ -494,7 +495,8 @@ def create_console_router(
         staff = await signed_in(request)
         if staff is None:
             return RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
-        return await account_page(request, staff)
+        has_one = await run_blocking(in_transaction, service.has_second_factor, staff)
+        return account_page(request, staff, has_one=has_one)
 
     async def add_second_factor(request: Request) -> Response:
         # The form is checked first: a cross-site post is refused whoever it claims to be.
@@ -520,11 +522,16 @@ def create_console_router(
             if refusal.code == service.SECOND_FACTOR_CODE_WRONG:
                 # The same secret again: the person has already added it to their app.
                 pending = service.pending_second_factor(context, staff, sealed)
-            status = 409 if refusal.code == service.SECOND_FACTOR_EXISTS else 400
-            return await account_page(
-                request, staff, status=status, pending=pending, second_factor_error=refusal.code
+            exists = refusal.code == service.SECOND_FACTOR_EXISTS
+            return account_page(
+                request,
+                staff,
+                has_one=exists,
+                status=409 if exists else 400,
+                pending=pending,
+                second_factor_error=refusal.code,
             )
-        return await account_page(request, staff, second_factor_added=True)
+        return account_page(request, staff, has_one=True, second_factor_added=True)
 
     router.add_api_route(f"{PREFIX}/account", account, methods=["GET"])
     router.add_api_route(f"{PREFIX}/account/second-factor", add_second_factor, methods=["POST"])

@@ -21,6 +21,7 @@ import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
@@ -172,12 +173,14 @@ def _keep_totp_secret(context: ConsoleContext, account: StaffAccount, secret: st
     account.totp_key_id, account.totp_sealed = box.key_id, box.data
 
 
-def _record_own_action(session: Session, account: StaffAccount, action: str, now: datetime) -> None:
-    """An audit entry of something a staff member did to their own account."""
+def _record_account_change(
+    session: Session, account: StaffAccount, action: str, now: datetime, actor: str = ""
+) -> None:
+    """An audit entry of a change to ``account``, by ``actor`` (default: its own staff)."""
     audit.record(
         session,
         realm_id=account.realm_id,
-        actor=f"staff:{account.id}",
+        actor=actor or f"staff:{account.id}",
         action=action,
         target=f"staff:{account.id}",
         now=now,
@@ -247,19 +250,21 @@ def _account_of(session: Session, realm: Realm, username: str) -> StaffAccount:
     return account
 
 
+class AccountChange(Protocol):
+    """A change an admin or an operator makes to a staff account of a realm, by username
+    (:func:`disable_staff`, :func:`remove_second_factor`)."""
+
+    def __call__(
+        self, session: Session, *, realm: Realm, username: str, now: datetime, actor: str
+    ) -> StaffAccount: ...
+
+
 def _changed_and_signed_out(
     session: Session, account: StaffAccount, *, action: str, actor: str, now: datetime
 ) -> None:
     """End every session of a changed account, and audit the change."""
     store.delete_sessions_of(session, account.id)
-    audit.record(
-        session,
-        realm_id=account.realm_id,
-        actor=actor,
-        action=action,
-        target=f"staff:{account.id}",
-        now=now,
-    )
+    _record_account_change(session, account, action, now, actor=actor)
 
 
 def disable_staff(
@@ -301,7 +306,7 @@ class SecondFactorRefused(Exception):  # noqa: N818 - reads as the refusal it is
         self.code = code
 
 
-#: The account already has one; removing it is an operator's (disable, create anew).
+#: The account already has one; a realm admin or an operator removes it first.
 SECOND_FACTOR_EXISTS = "second_factor_exists"
 #: The code typed is not the app's current one for the secret shown.
 SECOND_FACTOR_CODE_WRONG = "second_factor_code_wrong"
@@ -382,7 +387,7 @@ def add_second_factor(
     if not credentials.totp_matches(pending.secret, code.strip(), at=now.timestamp()):
         raise SecondFactorRefused(SECOND_FACTOR_CODE_WRONG)
     _keep_totp_secret(context, account, pending.secret)
-    _record_own_action(session, account, "staff added a second factor", now)
+    _record_account_change(session, account, "staff added a second factor", now)
 
 
 # ---- sign-in and sessions ---------------------------------------------------------------
@@ -483,7 +488,7 @@ def sign_in(
             expires_at=now + context.session_lifetime,
         ),
     )
-    _record_own_action(session, account, "staff signed in", now)
+    _record_account_change(session, account, "staff signed in", now)
     return SignedIn(staff=_view(account, realm.name), cookie=cookie)
 
 
